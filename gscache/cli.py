@@ -1,0 +1,188 @@
+"""Command line: ``gscache render`` and ``gscache info``.
+
+argparse rather than a config-driven CLI library: the commands take a handful of flat options,
+and argparse gives clear errors with no extra dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .errors import GscacheError, GscacheWarning
+
+RESOLUTION_PRESETS = {"quest3": (2064, 2208), "2k": (2048, 2048), "1k": (1024, 1024)}
+UP_AXES = {"-y": (0, -1, 0), "+y": (0, 1, 0), "-z": (0, 0, -1), "+z": (0, 0, 1)}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x384' or a preset name -> (width, height)."""
+    if text in RESOLUTION_PRESETS:
+        return RESOLUTION_PRESETS[text]
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise GscacheError(
+            f"--size: expected WxH (e.g. 512x512) or one of {sorted(RESOLUTION_PRESETS)}, got {text!r}"
+        ) from None
+    if w < 1 or h < 1:
+        raise GscacheError(f"--size: width and height must be >= 1, got {text!r}")
+    return w, h
+
+
+def parse_color(text: str) -> tuple[float, float, float]:
+    try:
+        rgb = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        rgb = ()
+    if len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
+        raise GscacheError(f"--background: expected three numbers in [0, 1] like 0,0,0, got {text!r}")
+    return rgb
+
+
+def open_scene(path: str | None):
+    """The scene at ``path``, or the embedded demo scene when None."""
+    if path is None:
+        from .scenes import demo_scene
+
+        return demo_scene()
+    from .scene import load_scene
+
+    return load_scene(path)
+
+
+def _write_png(rgb, path: Path) -> None:
+    from PIL import Image
+
+    from .atomic import atomic_write
+
+    suffix = path.suffix.lower()
+    if suffix != ".png":
+        raise GscacheError(f"--out: expected a .png file name, got {str(path)!r}")
+    with atomic_write(path) as f:
+        Image.fromarray(rgb).save(f, format="PNG")
+
+
+def _trajectory(args, scene, up):
+    from . import trajectory as tr
+
+    pose = tr.default_head_pose(scene, up, distance=args.distance, elevation_deg=args.elevation)
+    if args.trajectory == "still":
+        return tr.still(pose, args.frames)
+    if args.trajectory == "vr":
+        return tr.vr_head_motion(pose, args.frames, seed=args.seed)
+    centre, radius = tr.scene_frame(scene, up)
+    if args.trajectory == "orbit":
+        import math
+
+        el = math.radians(args.elevation)
+        return tr.orbit(centre, args.distance * radius * math.cos(el), args.frames,
+                        height=args.distance * radius * math.sin(el), up=up)
+    if args.trajectory == "fly":
+        import numpy as np
+
+        start = pose[:3, 3].numpy()
+        return tr.fly_through(np.stack([start, (start + centre) / 2, centre + 0.3 * (centre - start)]), args.frames, up)
+    return tr.read_cameras_json(args.trajectory)
+
+
+def cmd_render(args) -> int:
+    from tqdm import tqdm
+
+    from .camera import Camera, Intrinsics, StereoRig, rigid_inverse
+    from .config import RasterConfig, RenderConfig
+    from .renderer import Renderer
+
+    if args.frames < 1:
+        raise GscacheError(f"--frames: expected >= 1, got {args.frames}")
+    width, height = parse_size(args.size)
+    up = UP_AXES[args.up]
+    scene = open_scene(args.scene)
+    config = RenderConfig(backend=args.backend, device=args.device,
+                          raster=RasterConfig(background=parse_color(args.background)))
+    renderer = Renderer(scene, config)
+    traj = _trajectory(args, scene, up)
+    intr = Intrinsics.from_fov(args.fov, width, height)
+    out = Path(args.out)
+    names = [out] if len(traj) == 1 else [out.with_name(f"{out.stem}_{i:04d}{out.suffix}") for i in range(len(traj))]
+    start = time.perf_counter()
+    for i, T in enumerate(tqdm(traj.T_world_head, desc="render", unit="frame", disable=len(traj) == 1)):
+        if args.mono:
+            view = Camera(traj.intrinsics[i] if traj.intrinsics else intr, rigid_inverse(T))
+        else:
+            view = StereoRig(T, intr, intr, ipd_m=args.ipd)
+        frame = renderer.render(view)
+        _write_png(frame.to_uint8(side_by_side=True), names[i])
+    elapsed = time.perf_counter() - start
+    kind = "mono" if args.mono else "stereo"
+    print(f"{scene.source}: {scene.count} Gaussians, {len(traj)} {kind} frame(s) of {width}x{height} per eye "
+          f"with backend {renderer.backend.name} on {renderer.device} in {elapsed:.1f} s "
+          f"({elapsed / len(traj):.2f} s/frame) -> {names[0]}{' ...' if len(names) > 1 else ''}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    start = time.perf_counter()
+    scene = open_scene(args.scene)
+    load_s = time.perf_counter() - start
+    lo, hi = scene.bounds()
+    qlo, qhi = scene.bounds(0.01)
+    fmt = "demo" if args.scene is None else __import__("gscache.scene", fromlist=["detect_format"]).detect_format(args.scene)
+    print(f"scene:       {scene.source} ({fmt})")
+    print(f"gaussians:   {scene.count}")
+    print(f"sh degree:   {scene.sh_degree} ({scene.sh.shape[1]} coefficients per channel)")
+    print(f"bounds:      min {[round(v, 4) for v in lo.tolist()]} max {[round(v, 4) for v in hi.tolist()]}")
+    print(f"bounds 1-99%: min {[round(v, 4) for v in qlo.tolist()]} max {[round(v, 4) for v in qhi.tolist()]}")
+    if scene.count:
+        print(f"opacity:     mean {scene.opacities.mean():.3f}; scale median {scene.scales.median():.5f}")
+    print(f"memory:      {scene.nbytes / 2**20:.1f} MiB as float32 tensors")
+    print(f"load time:   {load_s:.2f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gscache", description="Cache-centric 3DGS renderer for VR stereo.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("render", help="render a scene to PNG (side-by-side stereo, or mono)")
+    r.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")
+    r.add_argument("--out", required=True, help="output .png; several frames get _0000, _0001, ... suffixes")
+    r.add_argument("--size", default="512x512", help="per-eye WxH, or a preset: " + ", ".join(RESOLUTION_PRESETS))
+    r.add_argument("--fov", type=float, default=70.0, help="vertical field of view per eye, degrees")
+    r.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
+    r.add_argument("--mono", action="store_true", help="render one centred camera instead of two eyes")
+    r.add_argument("--trajectory", default="still",
+                   help="still, vr (seeded head motion), orbit, fly, or the path of an Inria cameras.json")
+    r.add_argument("--frames", type=int, default=1, help="frames along the trajectory")
+    r.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")
+    r.add_argument("--distance", type=float, default=2.2, help="viewing distance in scene radii")
+    r.add_argument("--elevation", type=float, default=20.0, help="viewing elevation, degrees")
+    r.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis (OpenCV worlds: -y)")
+    r.add_argument("--background", default="0,0,0", help="background colour r,g,b in [0, 1]")
+    r.add_argument("--backend", default="auto", help="stage implementations: auto, or a name from gscache.backends.available()")
+    r.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if present)")
+    r.set_defaults(func=cmd_render)
+
+    i = sub.add_parser("info", help="print a scene's counts, SH degree, bounds and memory")
+    i.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", GscacheWarning)
+            warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+            return args.func(args)
+    except GscacheError as exc:
+        print(f"gscache {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Configuration of the pipeline: one frozen dataclass per stage, gathered in RenderConfig.
+
+Every field has a docstring; units are in the names. Presets live in ``PRESETS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import GscacheError
+
+
+@dataclass(frozen=True, slots=True)
+class CullConfig:
+    """Culling against the union of the view frusta."""
+
+    margin_px: float = 0.0
+    """Extra border around each image, pixels, inside which Gaussians are kept (a guard band)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShadeConfig:
+    """Covariances and view-dependent colour."""
+
+    sh_degree: int | None = None
+    """Highest SH band evaluated; None uses the scene's degree (lower is faster, less shiny)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectConfig:
+    """EWA projection to the screen."""
+
+    eps2d: float = 0.3
+    """Low-pass filter added to the diagonal of every 2D covariance, pixels^2."""
+    extent_sigma: float = 3.0
+    """Half extent of a splat in standard deviations (sets its radii and tiles)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BinConfig:
+    """Tile binning."""
+
+    tile_px: int = 16
+    """Tile side in pixels."""
+
+
+@dataclass(frozen=True, slots=True)
+class RasterConfig:
+    """Front-to-back alpha blending."""
+
+    background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """RGB behind the scene, each in [0, 1]."""
+    alpha_max: float = 0.99
+    """Upper clamp of a splat's alpha."""
+    alpha_min: float = 1.0 / 255.0
+    """Splats with a smaller alpha at a pixel are skipped there."""
+    transmittance_min: float = 1e-4
+    """A pixel stops at the splat that would take its transmittance below this."""
+    chunk_elems: int = 1 << 21
+    """Memory bound of the torch reference: pixel x splat values held at once."""
+    batch_gaussians: int = 64
+    """Splats per tile blended per step of the torch reference."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderConfig:
+    """Everything that decides how a frame is rendered."""
+
+    backend: str = "auto"
+    """Stage implementations: a name from ``gscache.backends.available()``, or "auto"."""
+    device: str | None = None
+    """Torch device for the scene and images; None picks cuda when present, else cpu."""
+    cull: CullConfig = field(default_factory=CullConfig)
+    shade: ShadeConfig = field(default_factory=ShadeConfig)
+    project: ProjectConfig = field(default_factory=ProjectConfig)
+    bin: BinConfig = field(default_factory=BinConfig)
+    raster: RasterConfig = field(default_factory=RasterConfig)
+    debug_checks: bool = False
+    """Validate every record between stages (also enabled by GSCACHE_CHECKS=1)."""
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+def check_config(cfg: RenderConfig) -> None:
+    """Raise GscacheError naming the first invalid field."""
+    if cfg.shade.sh_degree is not None and cfg.shade.sh_degree not in (0, 1, 2, 3):
+        raise GscacheError(f"shade.sh_degree: expected None or 0..3, got {cfg.shade.sh_degree!r}")
+    if not cfg.project.eps2d >= 0:
+        raise GscacheError(f"project.eps2d: expected >= 0, got {cfg.project.eps2d!r}")
+    if not cfg.project.extent_sigma > 0:
+        raise GscacheError(f"project.extent_sigma: expected > 0, got {cfg.project.extent_sigma!r}")
+    if cfg.bin.tile_px not in (8, 16, 32):
+        raise GscacheError(f"bin.tile_px: expected 8, 16 or 32, got {cfg.bin.tile_px!r}")
+    if len(cfg.raster.background) != 3 or not all(0.0 <= c <= 1.0 for c in cfg.raster.background):
+        raise GscacheError(f"raster.background: expected 3 values in [0, 1], got {cfg.raster.background!r}")
+    if not 0.0 < cfg.raster.alpha_max <= 1.0:
+        raise GscacheError(f"raster.alpha_max: expected a value in (0, 1], got {cfg.raster.alpha_max!r}")
+    if not 1e-8 <= cfg.raster.alpha_min < cfg.raster.alpha_max:
+        raise GscacheError(f"raster.alpha_min: expected a value in [1e-8, alpha_max), got {cfg.raster.alpha_min!r}")
+    if cfg.raster.chunk_elems < 1 or cfg.raster.batch_gaussians < 1:
+        raise GscacheError("raster.chunk_elems and raster.batch_gaussians must be >= 1")
+    if cfg.cull.margin_px < 0:
+        raise GscacheError(f"cull.margin_px: expected >= 0, got {cfg.cull.margin_px!r}")
+
+
+PRESETS: dict[str, RenderConfig] = {
+    "default": RenderConfig(),
+    "reference": RenderConfig(backend="torch"),
+    "white": RenderConfig(raster=RasterConfig(background=(1.0, 1.0, 1.0))),
+}
+

@@ -1,0 +1,63 @@
+"""The public rendering API: ``render()`` for one frame and ``Renderer`` for many."""
+
+from __future__ import annotations
+
+import torch
+
+from . import backends
+from .camera import Camera, StereoRig, views_of
+from .config import RenderConfig
+from .errors import GscacheError
+from .pipeline import render_views
+from .records import Frame
+from .scene.record import Scene
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Renderer:
+    """Keeps a scene on its device and renders cameras or stereo rigs of it.
+
+    Example:
+        >>> r = Renderer(load_scene("plant.splat"))
+        >>> frame = r.render(StereoRig.symmetric(pose, 512, 512))
+        >>> frame.rgb.shape   # [2, 512, 512, 3]
+    """
+
+    def __init__(self, scene: Scene, config: RenderConfig | None = None) -> None:
+        if not isinstance(scene, Scene):
+            raise GscacheError(f"scene: expected a gscache Scene, got {type(scene).__name__}")
+        self.config = config if config is not None else RenderConfig()
+        if not isinstance(self.config, RenderConfig):
+            raise GscacheError(f"config: expected a RenderConfig, got {type(self.config).__name__}")
+        try:
+            self.device = torch.device(self.config.device) if self.config.device else default_device()
+        except RuntimeError as exc:
+            raise GscacheError(f"config.device: {exc}") from None
+        self.backend = backends.get(self.config.backend)
+        self.scene = scene.to(self.device)
+
+    def set_scene(self, scene: Scene) -> None:
+        """Replace the scene (e.g. after an edit)."""
+        self.scene = scene.to(self.device)
+
+    def render(self, camera_or_rig: Camera | StereoRig) -> Frame:
+        """Render a Camera (E = 1) or a StereoRig (E = 2, left then right)."""
+        with torch.no_grad():
+            return render_views(self.scene, views_of(camera_or_rig, self.device), self.config, self.backend)
+
+
+def render(scene: Scene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None) -> Frame:
+    """Render one frame of ``scene``.
+
+    Args:
+        scene: the Gaussians (any device; moved to the render device).
+        camera_or_rig: a Camera for a mono image or a StereoRig for a stereo pair.
+        config: backend, device and stage settings; defaults to RenderConfig().
+
+    Returns:
+        Frame with rgb [E, H, W, 3], alpha and depth [E, H, W], per-stage times and counters.
+    """
+    return Renderer(scene, config).render(camera_or_rig)

@@ -1,0 +1,86 @@
+"""Scenes: the Scene record, one reader/writer module per format, and content-based loading."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+from ..errors import GscacheError
+from .npz import read_npz_cameras, read_npz_points
+from .ply import looks_like_ply, read_ply, write_ply
+from .record import Scene, empty_scene, make_scene
+from .sog import read_sog
+from .splat import SPLAT_DTYPE, read_splat, write_splat
+
+ZIP_MAGIC = b"PK\x03\x04"
+FORMATS = ("ply", "splat", "sog", "npz")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Which reader a path needs, from its content (the suffix only breaks ties).
+
+    Returns one of ``FORMATS``. A folder with meta.json is an unbundled SOG scene; a zip is a
+    ``.sog`` if it holds meta.json and an ``.npz`` if it holds ``.npy`` arrays; a file starting
+    with the PLY magic is a PLY; a headerless file whose size is a multiple of 32 is a .splat.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "meta.json").is_file():
+            return "sog"
+        raise GscacheError(f"{path}: a folder is only a scene if it holds a SOG meta.json")
+    if not path.is_file():
+        raise GscacheError(f"{path}: no such scene file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    size = path.stat().st_size
+    if size == 0:
+        raise GscacheError(f"{path}: the file is empty")
+    if looks_like_ply(head):
+        return "ply"
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = [Path(n).name for n in zf.namelist()]
+        except zipfile.BadZipFile as exc:
+            raise GscacheError(f"{path}: damaged zip archive: {exc}") from None
+        if "meta.json" in names:
+            return "sog"
+        if any(n.endswith(".npy") for n in names):
+            return "npz"
+        raise GscacheError(f"{path}: a zip archive with neither meta.json (SOG) nor .npy arrays (npz)")
+    if size % SPLAT_DTYPE.itemsize == 0:
+        return "splat"
+    if path.suffix.lower() == ".splat":
+        raise GscacheError(f"{path}: size {size} bytes is not a multiple of 32, so this .splat is truncated or damaged")
+    raise GscacheError(
+        f"{path}: unrecognised scene format (expected an Inria PLY, .splat, SOG folder or .sog, or a point-cloud .npz)"
+    )
+
+
+_READERS = {"ply": read_ply, "splat": read_splat, "sog": read_sog, "npz": read_npz_points}
+_WRITERS = {"ply": write_ply, "splat": write_splat}
+
+
+def load_scene(path: str | os.PathLike) -> Scene:
+    """Load any supported scene file or folder; the reader is chosen from the content."""
+    try:
+        return _READERS[detect_format(path)](path)
+    except (IsADirectoryError, PermissionError, FileNotFoundError) as exc:
+        raise GscacheError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except MemoryError:
+        raise GscacheError(f"{path}: the file claims more data than fits in memory") from None
+
+
+def save_scene(scene: Scene, path: str | os.PathLike) -> None:
+    """Write ``scene`` as PLY or .splat, chosen by the suffix; written atomically."""
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in _WRITERS:
+        raise GscacheError(f"{path}: can only write .ply or .splat, not '.{fmt}'")
+    _WRITERS[fmt](scene, path)
+
+
+__all__ = [
+    "Scene", "make_scene", "empty_scene", "load_scene", "save_scene", "detect_format",
+    "read_ply", "write_ply", "read_splat", "write_splat", "read_sog", "read_npz_points", "read_npz_cameras",
+]

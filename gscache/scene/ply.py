@@ -1,0 +1,185 @@
+"""Inria 3DGS PLY: reader and writer.
+
+Layout (binary little-endian ``vertex`` element of float32 properties):
+``x y z nx ny nz f_dc_0..2 f_rest_0..(3*(K-1)-1) opacity scale_0..2 rot_0..3``.
+Stored values are raw: log scales, logit opacity, unnormalised quaternion (w, x, y, z), and
+``f_rest`` channel-major (all red coefficients, then green, then blue). The number of
+``f_rest_*`` properties (0, 9, 24, 45) gives the SH degree. Extra properties are ignored. The
+reader also accepts ascii and big-endian PLY and double-precision properties.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GscacheError
+from ..sh import num_sh_coeffs, sh_degree_of
+from .record import Scene, make_scene
+from ..atomic import atomic_write
+
+PLY_MAGIC = b"ply"
+MAX_HEADER_BYTES = 1 << 16
+
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
+    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+}
+
+
+def _parse_header(raw: bytes, path: str) -> tuple[str, list[tuple[str, int, list[tuple[str, str]]]], int]:
+    """Return (format, elements, header length). Elements are (name, count, [(prop, np type)])."""
+    end = raw.find(b"end_header")
+    if not raw.startswith(PLY_MAGIC) or end < 0:
+        raise GscacheError(f"{path}: not a PLY file (no 'ply' magic or no 'end_header' in the first 64 KiB)")
+    nl = raw.find(b"\n", end)
+    if nl < 0:
+        raise GscacheError(f"{path}: truncated PLY header (no newline after 'end_header')")
+    try:
+        lines = raw[:end].decode("ascii").splitlines()
+    except UnicodeDecodeError:
+        raise GscacheError(f"{path}: PLY header is not ASCII text") from None
+    fmt = None
+    elements: list[tuple[str, int, list[tuple[str, str]]]] = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        words = line.split()
+        if not words or words[0] in ("comment", "obj_info"):
+            continue
+        if words[0] == "format" and len(words) >= 2:
+            fmt = words[1]
+        elif words[0] == "element" and len(words) == 3:
+            try:
+                count = int(words[2])
+            except ValueError:
+                raise GscacheError(f"{path}: header line {lineno}: bad element count {words[2]!r}") from None
+            if count < 0:
+                raise GscacheError(f"{path}: header line {lineno}: negative element count {count}")
+            elements.append((words[1], count, []))
+        elif words[0] == "property" and elements:
+            if len(words) == 3 and words[1] in _PLY_TYPES:
+                elements[-1][2].append((words[2], _PLY_TYPES[words[1]]))
+            elif len(words) == 5 and words[1] == "list":
+                elements[-1][2].append((words[4], "list"))
+            else:
+                raise GscacheError(f"{path}: header line {lineno}: unsupported property {line.strip()!r}")
+        else:
+            raise GscacheError(f"{path}: header line {lineno}: unexpected {line.strip()!r}")
+    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
+        raise GscacheError(f"{path}: PLY format {fmt!r} is not one of binary_little_endian, binary_big_endian, ascii")
+    return fmt, elements, nl + 1
+
+
+def _read_vertices(path: str, data: bytes) -> np.ndarray:
+    fmt, elements, offset = _parse_header(data[:MAX_HEADER_BYTES], path)
+    if not elements or elements[0][0] != "vertex":
+        names = [e[0] for e in elements]
+        raise GscacheError(f"{path}: expected 'vertex' as the first PLY element, found {names}")
+    _, count, props = elements[0]
+    if any(t == "list" for _, t in props):
+        raise GscacheError(f"{path}: the 'vertex' element has list properties, which a splat PLY never has")
+    names = [p for p, _ in props]
+    if len(set(names)) != len(names):
+        raise GscacheError(f"{path}: duplicate vertex property names")
+    if fmt == "ascii":
+        text = data[offset:].decode("ascii", errors="replace").split()
+        need = count * len(props)
+        if len(text) < need:
+            raise GscacheError(f"{path}: truncated: {count} vertices need {need} values, found {len(text)}")
+        try:
+            flat = np.array(text[:need], dtype=np.float64)
+        except ValueError:
+            raise GscacheError(f"{path}: ascii vertex data contains a value that is not a number") from None
+        table = np.zeros(count, dtype=[(p, "f8") for p in names])
+        for i, p in enumerate(names):
+            table[p] = flat[i :: len(props)]
+        return table
+    endian = "<" if fmt == "binary_little_endian" else ">"
+    dtype = np.dtype([(p, endian + t) for p, t in props])
+    need = count * dtype.itemsize
+    have = len(data) - offset
+    if have < need:
+        raise GscacheError(
+            f"{path}: truncated: {count} vertices of {dtype.itemsize} bytes need {need} bytes, found {have}"
+        )
+    return np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+
+
+def _columns(table: np.ndarray, names: list[str], path: str) -> np.ndarray:
+    missing = [n for n in names if n not in table.dtype.names]
+    if missing:
+        raise GscacheError(f"{path}: missing PLY vertex properties {missing}")
+    return np.stack([table[n].astype(np.float32) for n in names], axis=-1) if names else np.zeros((len(table), 0), np.float32)
+
+
+def read_ply(path: str | os.PathLike) -> Scene:
+    """Read an Inria 3DGS PLY file into an activated Scene."""
+    path = str(path)
+    data = Path(path).read_bytes()
+    table = _read_vertices(path, data)
+    fields = set(table.dtype.names or ())
+    if not any(f.startswith("scale_") for f in fields) or not any(f.startswith("rot_") for f in fields):
+        raise GscacheError(
+            f"{path}: this PLY is a point cloud (no scale_*/rot_* properties), not a Gaussian splat scene; "
+            "convert it to an .npz of points (means3d, colors) to load it as isotropic Gaussians"
+        )
+    n_rest = sum(1 for f in fields if f.startswith("f_rest_"))
+    if n_rest % 3 != 0:
+        raise GscacheError(f"{path}: {n_rest} f_rest_* properties is not a multiple of 3")
+    try:
+        degree = sh_degree_of(n_rest // 3 + 1)
+    except ValueError:
+        raise GscacheError(f"{path}: {n_rest} f_rest_* properties; expected 0, 9, 24 or 45 (SH degree 0 to 3)") from None
+    k = num_sh_coeffs(degree)
+    n = len(table)
+    means = _columns(table, ["x", "y", "z"], path)
+    dc = _columns(table, ["f_dc_0", "f_dc_1", "f_dc_2"], path)
+    rest = _columns(table, [f"f_rest_{i}" for i in range(n_rest)], path)
+    sh = np.empty((n, k, 3), dtype=np.float32)
+    sh[:, 0, :] = dc
+    # Stored channel-major: [3 channels, K-1 coefficients] per Gaussian.
+    sh[:, 1:, :] = rest.reshape(n, 3, k - 1).transpose(0, 2, 1)
+    opacity_logit = _columns(table, ["opacity"], path)[:, 0]
+    log_scales = _columns(table, ["scale_0", "scale_1", "scale_2"], path)
+    quats = _columns(table, ["rot_0", "rot_1", "rot_2", "rot_3"], path)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scales = np.exp(log_scales)
+        opacities = 1.0 / (1.0 + np.exp(-opacity_logit))
+    return make_scene(means, quats, scales, opacities, sh, source=path)
+
+
+def write_ply(scene: Scene, path: str | os.PathLike) -> None:
+    """Write ``scene`` as an Inria 3DGS PLY (binary little-endian), atomically."""
+    n, k = scene.count, scene.sh.shape[1]
+    names = ["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
+    names += [f"f_rest_{i}" for i in range(3 * (k - 1))]
+    names += ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+    sh = scene.sh.detach().cpu().numpy()
+    opac = scene.opacities.detach().cpu().double().clamp(1e-7, 1 - 1e-7).numpy()
+    cols = [
+        scene.means.detach().cpu().numpy(),
+        np.zeros((n, 3), np.float32),
+        sh[:, 0, :],
+        sh[:, 1:, :].transpose(0, 2, 1).reshape(n, 3 * (k - 1)),
+        np.log(opac / (1 - opac))[:, None],
+        np.log(scene.scales.detach().cpu().numpy()),
+        scene.quats.detach().cpu().numpy(),
+    ]
+    body = np.concatenate([c.astype(np.float32) for c in cols], axis=1)
+    assert body.shape == (n, len(names))
+    header = "ply\nformat binary_little_endian 1.0\n"
+    header += "comment written by gscache\n"
+    header += f"element vertex {n}\n" + "".join(f"property float {p}\n" for p in names) + "end_header\n"
+    with atomic_write(path) as f:
+        f.write(header.encode("ascii"))
+        f.write(np.ascontiguousarray(body, dtype="<f4").tobytes())
+
+
+def looks_like_ply(head: bytes) -> bool:
+    return head.startswith(b"ply\n") or head.startswith(b"ply\r\n")
+
+
+__all__ = ["read_ply", "write_ply", "looks_like_ply"]

@@ -1,0 +1,160 @@
+"""The Scene record: activated Gaussians, and the one function every loader builds it with."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .._validate import ShapeChecker
+from ..errors import GscacheError, GscacheWarning
+from ..sh import sh_degree_of
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """A 3DGS scene with activated parameters (see ARCHITECTURE §2 and ``gscache.camera``).
+
+    Build one with :func:`make_scene`, which checks and repairs raw arrays. Edits make a new
+    Scene through :meth:`edited`, which bumps ``version`` so caches know to drop what they hold.
+    """
+
+    means: Float[Tensor, "N 3"]
+    """World-space centres, float32."""
+    quats: Float[Tensor, "N 4"]
+    """Unit rotations (w, x, y, z), float32."""
+    scales: Float[Tensor, "N 3"]
+    """Linear standard deviations along the local axes (> 0), float32."""
+    opacities: Float[Tensor, "N"]
+    """Opacity in [0, 1], float32."""
+    sh: Float[Tensor, "N K 3"]
+    """SH coefficients per channel, K = (degree + 1)^2; sh[:, 0] is the DC term f_dc."""
+    version: int = 0
+    """Edit counter: every edit gives a new Scene with version + 1."""
+    source: str = ""
+    """Where the scene came from (a path or a generator name), for messages and reports."""
+
+    @property
+    def count(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def sh_degree(self) -> int:
+        return sh_degree_of(self.sh.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.means.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the Gaussian tensors."""
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return (self.means, self.quats, self.scales, self.opacities, self.sh)
+
+    def to(self, device: torch.device | str) -> "Scene":
+        """The same scene (same version) with its tensors on ``device``."""
+        device = torch.device(device)
+        if self.device == device:
+            return self
+        moved = [t.to(device) for t in self.tensors()]
+        return Scene(*moved, version=self.version, source=self.source)
+
+    def edited(self, **fields: Tensor) -> "Scene":
+        """A new scene with some tensors replaced and ``version`` bumped."""
+        unknown = set(fields) - {"means", "quats", "scales", "opacities", "sh"}
+        if unknown:
+            raise GscacheError(f"Scene.edited: unknown fields {sorted(unknown)}")
+        return dataclasses.replace(self, version=self.version + 1, **fields)
+
+    def bounds(self, quantile: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Per-axis (low, high) of the centres; a quantile > 0 ignores that fraction of outliers."""
+        if self.count == 0:
+            z = torch.zeros(3)
+            return z, z
+        m = self.means.float().cpu()
+        if quantile <= 0:
+            return m.min(0).values, m.max(0).values
+        # torch.quantile refuses very large inputs; a fixed-stride sample is plenty for bounds.
+        stride = max(1, m.shape[0] // 200_000)
+        sample = m[::stride]
+        return torch.quantile(sample, quantile, dim=0), torch.quantile(sample, 1 - quantile, dim=0)
+
+    def validate(self) -> None:
+        c = ShapeChecker("Scene")
+        c.check("means", self.means, ("N", 3), torch.float32)
+        c.check("quats", self.quats, ("N", 4), torch.float32)
+        c.check("scales", self.scales, ("N", 3), torch.float32)
+        c.check("opacities", self.opacities, ("N",), torch.float32)
+        c.check("sh", self.sh, ("N", "K", 3), torch.float32)
+        sh_degree_of(self.sh.shape[1])
+
+
+def make_scene(means, quats, scales, opacities, sh, source: str = "") -> Scene:
+    """Build a Scene from activated arrays, dropping Gaussians that cannot be drawn.
+
+    Rows with NaN or Inf in any field, a zero quaternion, or a non-positive scale are dropped
+    with one :class:`GscacheWarning` that counts them; quaternions are normalised and
+    opacities clamped to [0, 1].
+
+    Args:
+        means: [N, 3]; quats: [N, 4] (w, x, y, z), any length; scales: [N, 3] linear;
+        opacities: [N] in [0, 1]; sh: [N, K, 3] with K in (1, 4, 9, 16).
+        source: shown in messages (a file path or a generator name).
+    """
+    where = source or "scene"
+    arrays = {}
+    for name, value in (("means", means), ("quats", quats), ("scales", scales), ("opacities", opacities), ("sh", sh)):
+        if isinstance(value, Tensor):
+            t = value.detach().to(device="cpu", dtype=torch.float32)
+        else:
+            t = torch.from_numpy(np.array(value, dtype=np.float32))  # a writable copy
+        arrays[name] = t.contiguous()
+    n = arrays["means"].shape[0] if arrays["means"].dim() == 2 else -1
+    expected = {"means": (n, 3), "quats": (n, 4), "scales": (n, 3), "opacities": (n,)}
+    for name, shape in expected.items():
+        if n < 0 or tuple(arrays[name].shape) != shape:
+            raise GscacheError(f"{where}: field '{name}' has shape {tuple(arrays[name].shape)}, expected {shape}")
+    sh_t = arrays["sh"]
+    if sh_t.dim() != 3 or sh_t.shape[0] != n or sh_t.shape[2] != 3:
+        raise GscacheError(f"{where}: field 'sh' has shape {tuple(sh_t.shape)}, expected ({n}, K, 3)")
+    try:
+        sh_degree_of(sh_t.shape[1])
+    except ValueError as exc:
+        raise GscacheError(f"{where}: field 'sh': {exc}") from None
+
+    finite = torch.ones(n, dtype=torch.bool)
+    for t in arrays.values():
+        ok = torch.isfinite(t)
+        finite &= ok.flatten(1).all(dim=1) if ok.dim() > 1 else ok
+    qnorm = arrays["quats"].norm(dim=1)
+    drawable = finite & (qnorm > 1e-12) & (arrays["scales"] > 0).all(dim=1)
+    n_bad = int(n - drawable.sum())
+    if n_bad:
+        n_nonfinite = int(n - finite.sum())
+        warnings.warn(
+            f"{where}: dropped {n_bad} of {n} Gaussians ({n_nonfinite} with NaN or Inf values, "
+            f"{n_bad - n_nonfinite} with a zero quaternion or a non-positive scale)",
+            GscacheWarning,
+            stacklevel=2,
+        )
+        arrays = {k: v[drawable].contiguous() for k, v in arrays.items()}
+        qnorm = qnorm[drawable]
+    quats_unit = (arrays["quats"] / qnorm[:, None]).contiguous()
+    opac = arrays["opacities"].clamp(0.0, 1.0).contiguous()
+    return Scene(arrays["means"], quats_unit, arrays["scales"], opac, arrays["sh"], source=source)
+
+
+def empty_scene(sh_degree: int = 0, source: str = "empty") -> Scene:
+    """A scene with no Gaussians (renders the background)."""
+    k = (sh_degree + 1) ** 2
+    return Scene(
+        torch.zeros(0, 3), torch.zeros(0, 4), torch.zeros(0, 3), torch.zeros(0), torch.zeros(0, k, 3), source=source
+    )

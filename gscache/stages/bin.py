@@ -1,0 +1,88 @@
+"""Bin: list, for every tile of every view, the Gaussians that touch it, front to back.
+
+A Gaussian with centre m and radii r touches the tiles ``floor(m/ts - r/ts) <= t < ceil(m/ts +
+r/ts)`` per axis, clamped to the image (the rectangle of gsplat's ``isect_tiles``). Each
+(Gaussian, tile) pair gets a 64-bit key (layout in ``gscache.records``); one stable sort by key
+orders the pairs by view, tile and depth, and the tile ranges are the runs of equal tile ids.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..camera import ViewBatch
+from ..config import BinConfig
+from ..records import DEPTH_BITS_MASK, TILE_KEY_SHIFT, Projected, TileBins
+
+
+def tile_grid(views: ViewBatch, cfg: BinConfig) -> tuple[int, int]:
+    """(tiles_x, tiles_y) covering the image."""
+    return math.ceil(views.width / cfg.tile_px), math.ceil(views.height / cfg.tile_px)
+
+
+def tile_rects(means2d: Tensor, radii: Tensor, tile_px: int, tiles_x: int, tiles_y: int) -> tuple[Tensor, Tensor]:
+    """Half-open tile rectangles [min, max) per Gaussian: [..., 2] each, int64, clamped to the grid."""
+    tm = means2d / tile_px
+    tr = radii.to(means2d.dtype) / tile_px
+    lo = torch.floor(tm - tr).to(torch.int64)
+    hi = torch.ceil(tm + tr).to(torch.int64)
+    limit = torch.tensor([tiles_x, tiles_y], device=means2d.device)
+    lo = torch.minimum(lo.clamp(min=0), limit)
+    hi = torch.minimum(hi.clamp(min=0), limit)
+    return lo, hi
+
+
+def depth_bits(depths: Tensor) -> Tensor:
+    """The float32 bit pattern of each depth as a non-negative int64 (orders like positive floats)."""
+    return depths.contiguous().view(torch.int32).to(torch.int64) & DEPTH_BITS_MASK
+
+
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+    """Sorted tile intersections of all E views.
+
+    Args:
+        projected: E x V screen-space Gaussians.
+        views: the views (image size).
+        cfg: tile size.
+
+    Returns:
+        TileBins with I intersections.
+    """
+    E, V = projected.depths.shape
+    tiles_x, tiles_y = tile_grid(views, cfg)
+    T = tiles_x * tiles_y
+    device = projected.depths.device
+    lo, hi = tile_rects(projected.means2d, projected.radii, cfg.tile_px, tiles_x, tiles_y)  # [E, V, 2]
+    size = hi - lo  # [E, V, 2]
+    drawn = (projected.radii > 0).all(dim=-1)  # [E, V]
+    counts = torch.where(drawn, size[..., 0] * size[..., 1], torch.zeros_like(size[..., 0]))  # [E, V]
+
+    # Expand every (view, Gaussian) into its tiles: intersection i belongs to flat index src[i].
+    flat_counts = counts.reshape(-1)
+    src = torch.repeat_interleave(torch.arange(E * V, device=device), flat_counts)  # [I]
+    first = torch.cumsum(flat_counts, 0) - flat_counts  # [E*V] first intersection of each
+    local = torch.arange(src.shape[0], device=device) - first[src]  # [I] index inside the rect
+    width = size[..., 0].reshape(-1)[src]
+    tx = lo[..., 0].reshape(-1)[src] + local % width.clamp(min=1)
+    ty = lo[..., 1].reshape(-1)[src] + local // width.clamp(min=1)
+    eye = src // V
+    tile = eye * T + ty * tiles_x + tx  # [I] global tile id
+    keys = (tile << TILE_KEY_SHIFT) | depth_bits(projected.depths).reshape(-1)[src]
+
+    keys, order = torch.sort(keys, stable=True)
+    gaussian_ids = (src[order] % V).to(torch.int32)
+    per_tile = torch.bincount(tile, minlength=E * T)  # [E*T]
+    ends = torch.cumsum(per_tile, 0)
+    ranges = torch.stack([ends - per_tile, ends], dim=-1).reshape(E, T, 2).to(torch.int32)
+    return TileBins(
+        isect_keys=keys.contiguous(),
+        gaussian_ids=gaussian_ids.contiguous(),
+        tile_ranges=ranges.contiguous(),
+        tiles_per_gaussian=counts.to(torch.int32).contiguous(),
+        tile_px=cfg.tile_px,
+        tiles_x=tiles_x,
+        tiles_y=tiles_y,
+    )

@@ -1,0 +1,246 @@
+"""Head-pose paths: orbit, seeded VR head motion, fly-through, and Inria ``cameras.json``.
+
+A :class:`Trajectory` is a sequence of head poses ``T_world_head`` (OpenCV axes, see
+``gscache.camera``) with timestamps; a StereoRig placed at each pose gives the stereo frames.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .camera import Camera, Intrinsics, StereoRig, look_at, rigid_inverse
+from .errors import GscacheError
+
+
+@dataclass(frozen=True, slots=True)
+class Trajectory:
+    """Head poses over time."""
+
+    T_world_head: Tensor
+    """Head-to-world poses, [F, 4, 4] float64."""
+    times_s: Tensor
+    """Timestamp of each pose, seconds, [F] float64, non-decreasing."""
+    name: str = ""
+    """What generated it (for reports)."""
+    intrinsics: tuple[Intrinsics, ...] | None = None
+    """Per-frame intrinsics when the source has them (cameras.json), else None."""
+
+    def __post_init__(self) -> None:
+        if self.T_world_head.dim() != 3 or self.T_world_head.shape[1:] != (4, 4):
+            raise GscacheError(f"Trajectory.T_world_head: expected [F, 4, 4], got {tuple(self.T_world_head.shape)}")
+        if self.times_s.shape != (self.T_world_head.shape[0],):
+            raise GscacheError("Trajectory.times_s: expected one timestamp per pose")
+
+    def __len__(self) -> int:
+        return self.T_world_head.shape[0]
+
+    def rigs(self, template: StereoRig):
+        """Yield ``template`` moved to each pose."""
+        for T in self.T_world_head:
+            yield template.with_pose(T)
+
+    def cameras(self, intrinsics: Intrinsics | None = None, near_m: float = 0.01, far_m: float = 1e4) -> list[Camera]:
+        """Mono cameras at the head poses (own intrinsics where known, else ``intrinsics``)."""
+        out = []
+        for i, T in enumerate(self.T_world_head):
+            intr = self.intrinsics[i] if self.intrinsics is not None else intrinsics
+            if intr is None:
+                raise GscacheError("Trajectory.cameras: this trajectory has no intrinsics; pass some")
+            out.append(Camera(intr, rigid_inverse(T), near_m, far_m))
+        return out
+
+
+def _check_frames(n_frames: int) -> None:
+    if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1:
+        raise GscacheError(f"n_frames: expected an integer >= 1, got {n_frames!r}")
+
+
+def _times(n_frames: int, fps: float) -> Tensor:
+    if not fps > 0:
+        raise GscacheError(f"fps: expected > 0, got {fps!r}")
+    return torch.arange(n_frames, dtype=torch.float64) / fps
+
+
+def _up_basis(up) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit up vector and two unit vectors spanning the plane perpendicular to it."""
+    u = np.asarray(up, dtype=np.float64)
+    u = u / np.linalg.norm(u)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(u[0]) < 0.9 else np.array([0.0, 0.0, 1.0])
+    a = np.cross(u, helper)
+    a /= np.linalg.norm(a)
+    b = np.cross(u, a)
+    return u, a, b
+
+
+def still(T_world_head, n_frames: int, fps: float = 72.0) -> Trajectory:
+    """A head that does not move: ``n_frames`` copies of one pose."""
+    _check_frames(n_frames)
+    T = torch.as_tensor(T_world_head, dtype=torch.float64)
+    return Trajectory(T[None].repeat(n_frames, 1, 1), _times(n_frames, fps), "still")
+
+
+def orbit(center, radius: float, n_frames: int, height: float = 0.0, up=(0.0, -1.0, 0.0),
+          revolutions: float = 1.0, fps: float = 72.0) -> Trajectory:
+    """Head circling ``center`` at ``radius``, ``height`` above it along ``up``, always looking at it."""
+    _check_frames(n_frames)
+    if not radius > 0:
+        raise GscacheError(f"radius: expected > 0, got {radius!r}")
+    c = np.asarray(center, dtype=np.float64)
+    u, a, b = _up_basis(up)
+    poses = []
+    for i in range(n_frames):
+        phi = 2 * math.pi * revolutions * i / n_frames
+        eye = c + radius * (math.cos(phi) * a + math.sin(phi) * b) + height * u
+        poses.append(look_at(eye, c, up))
+    return Trajectory(torch.stack(poses), _times(n_frames, fps), "orbit")
+
+
+def _smooth_signal(rng: np.random.Generator, t: np.ndarray, amplitude: float, f_lo: float, f_hi: float, parts: int = 4) -> np.ndarray:
+    """Sum of ``parts`` sinusoids with random frequencies and phases, starting at 0; peak ~ ``amplitude``."""
+    freqs = rng.uniform(f_lo, f_hi, parts)
+    phases = rng.uniform(0, 2 * math.pi, parts)
+    weights = rng.uniform(0.5, 1.0, parts)
+    weights = weights / weights.sum() * amplitude
+    signal = (weights[None, :] * np.sin(2 * math.pi * freqs[None, :] * t[:, None] + phases[None, :])).sum(1)
+    return signal - signal[0]  # the path starts at the given pose
+
+
+def vr_head_motion(T_world_head0, n_frames: int, fps: float = 72.0, seed: int = 0,
+                   yaw_deg: float = 35.0, pitch_deg: float = 12.0, roll_deg: float = 4.0,
+                   sway_m: float = 0.05) -> Trajectory:
+    """A seeded, smooth head motion of a seated or standing VR user around a starting pose.
+
+    Yaw, pitch and roll are sums of sinusoids of 0.05-0.8 Hz (the band of natural head turns),
+    giving angular speeds of typically 20-60 deg/s with peaks near 100-150 deg/s; the head
+    also sways by a few centimetres. Deterministic for a given seed.
+
+    Args:
+        T_world_head0: the centre pose, [4, 4].
+        n_frames: frames to generate.
+        fps: display rate (72-120 Hz on headsets).
+        seed: random seed.
+        yaw_deg, pitch_deg, roll_deg: peak rotation amplitudes about the head's y, x and z axes.
+        sway_m: peak translation along each head axis.
+    """
+    _check_frames(n_frames)
+    T0 = torch.as_tensor(T_world_head0, dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_frames) / fps
+    yaw = np.radians(_smooth_signal(rng, t, yaw_deg, 0.05, 0.8))
+    pitch = np.radians(_smooth_signal(rng, t, pitch_deg, 0.05, 0.8))
+    roll = np.radians(_smooth_signal(rng, t, roll_deg, 0.05, 0.5))
+    sway = np.stack([_smooth_signal(rng, t, sway_m, 0.05, 0.5) for _ in range(3)], axis=1)
+    poses = []
+    for i in range(n_frames):
+        cy, sy = math.cos(yaw[i]), math.sin(yaw[i])
+        cp, sp = math.cos(pitch[i]), math.sin(pitch[i])
+        cr, sr = math.cos(roll[i]), math.sin(roll[i])
+        Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])  # turn about the head's up-down axis
+        Rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])  # nod
+        Rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])  # tilt
+        local = np.eye(4)
+        local[:3, :3] = Ry @ Rx @ Rz
+        local[:3, 3] = sway[i]
+        poses.append(T0 @ torch.from_numpy(local))
+    return Trajectory(torch.stack(poses), _times(n_frames, fps), f"vr(seed={seed})")
+
+
+def fly_through(waypoints, n_frames: int, up=(0.0, -1.0, 0.0), fps: float = 72.0) -> Trajectory:
+    """Head flying along a Catmull-Rom spline through ``waypoints`` [M >= 2, 3], looking ahead."""
+    _check_frames(n_frames)
+    P = np.asarray(waypoints, dtype=np.float64)
+    if P.ndim != 2 or P.shape[1] != 3 or len(P) < 2:
+        raise GscacheError(f"waypoints: expected [M >= 2, 3], got shape {P.shape}")
+    ext = np.concatenate([2 * P[:1] - P[1:2], P, 2 * P[-1:] - P[-2:-1]])  # phantom end points
+
+    def point(s: float) -> np.ndarray:
+        seg = min(int(s), len(P) - 2)
+        u = s - seg
+        p0, p1, p2, p3 = ext[seg], ext[seg + 1], ext[seg + 2], ext[seg + 3]
+        return 0.5 * ((2 * p1) + (-p0 + p2) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u**2 + (-p0 + 3 * p1 - 3 * p2 + p3) * u**3)
+
+    span = len(P) - 1
+    poses = []
+    for i in range(n_frames):
+        s = span * i / max(1, n_frames - 1)
+        here = point(s)
+        ahead = point(min(span, s + 0.05)) if s < span else here + (here - point(s - 0.05))
+        if np.linalg.norm(ahead - here) < 1e-9:
+            ahead = here + (P[-1] - P[0])
+        poses.append(look_at(here, ahead, up))
+    return Trajectory(torch.stack(poses), _times(n_frames, fps), "fly-through")
+
+
+def read_cameras_json(path: str | os.PathLike, fps: float = 30.0) -> Trajectory:
+    """Read an Inria 3DGS ``cameras.json`` (list of {width, height, position, rotation, fx, fy}).
+
+    ``rotation`` is the camera-to-world rotation (3x3, rows) and ``position`` the camera centre.
+    """
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GscacheError(f"{path}: cannot read cameras.json: {exc}") from None
+    if not isinstance(data, list) or not data:
+        raise GscacheError(f"{path}: expected a non-empty JSON list of cameras")
+    poses, intr = [], []
+    for i, cam in enumerate(data):
+        where = f"{path}: camera {i}"
+        try:
+            R = np.asarray(cam["rotation"], dtype=np.float64)
+            pos = np.asarray(cam["position"], dtype=np.float64)
+            w, h = int(cam["width"]), int(cam["height"])
+            fx, fy = float(cam["fx"]), float(cam["fy"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GscacheError(f"{where}: missing or malformed field ({exc}); expected width, height, position, rotation, fx, fy") from None
+        if R.shape != (3, 3) or pos.shape != (3,):
+            raise GscacheError(f"{where}: rotation must be 3x3 and position 3 numbers")
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = R, pos
+        try:
+            intr.append(Intrinsics(fx, fy, w / 2, h / 2, w, h))
+            Camera.from_pose(T, intr[-1])  # validates the pose
+        except GscacheError as exc:
+            raise GscacheError(f"{where}: {exc}") from None
+        poses.append(torch.from_numpy(T))
+    return Trajectory(torch.stack(poses), _times(len(poses), fps), f"cameras.json:{os.path.basename(path)}", tuple(intr))
+
+
+def angular_speeds_deg_s(traj: Trajectory) -> Tensor:
+    """Head rotation speed between consecutive poses, degrees per second, [F - 1]."""
+    R = traj.T_world_head[:, :3, :3]
+    rel = R[:-1].transpose(1, 2) @ R[1:]
+    cos = ((rel.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
+    dt = (traj.times_s[1:] - traj.times_s[:-1]).clamp(min=1e-9)
+    return torch.rad2deg(torch.arccos(cos)) / dt
+
+
+def scene_frame(scene, up=(0.0, -1.0, 0.0)) -> tuple[np.ndarray, float]:
+    """(centre, radius) of the bulk of a scene's Gaussians (1% outliers ignored per axis)."""
+    lo, hi = scene.bounds(0.01)
+    centre = ((lo + hi) / 2).double().numpy()
+    radius = max(float((hi - lo).norm()) / 2, 1e-3)
+    return centre, radius
+
+
+def default_head_pose(scene, up=(0.0, -1.0, 0.0), distance: float = 2.2, elevation_deg: float = 20.0) -> Tensor:
+    """A head pose that looks at the scene's centre from ``distance`` radii, slightly above it."""
+    centre, radius = scene_frame(scene, up)
+    u, a, b = _up_basis(up)
+    el = math.radians(elevation_deg)
+    # Start on the side of -z (OpenCV cameras look along +z), so scenes made in camera space face us.
+    back = -np.array([0.0, 0.0, 1.0])
+    back = back - u * (back @ u)
+    if np.linalg.norm(back) < 1e-6:
+        back = a
+    back /= np.linalg.norm(back)
+    eye = centre + distance * radius * (math.cos(el) * back + math.sin(el) * u)
+    return look_at(eye, centre, up)

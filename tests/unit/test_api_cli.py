@@ -1,0 +1,108 @@
+"""The public API (render, Renderer, configs, backends) and the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gscache import GscacheError, RenderConfig, Renderer, render
+from gscache import backends
+from gscache.cli import main
+from gscache.config import RasterConfig
+from gscache.scenes import city_scene, demo_scene
+from tests._helpers import random_scene, rig
+
+
+def test_render_returns_a_frame_with_times_and_counters():
+    frame = render(random_scene(200, seed=1), rig(64, 48), RenderConfig(device="cpu"))
+    assert frame.rgb.shape == (2, 48, 64, 3) and frame.alpha.shape == (2, 48, 64)
+    assert frame.counters.n_gaussians == 200 and 0 < frame.counters.n_visible <= 200
+    assert frame.counters.n_intersections > 0
+    assert frame.times.total_ms > 0 and frame.times.rasterize_ms > 0
+    sbs = frame.to_uint8()
+    assert sbs.shape == (48, 128, 3) and sbs.dtype == np.uint8
+
+
+def test_renderer_keeps_the_scene_and_renders_repeatably():
+    r = Renderer(random_scene(100), RenderConfig(device="cpu"))
+    a, b = r.render(rig()), r.render(rig())
+    assert torch.equal(a.rgb, b.rgb)
+
+
+def test_backend_registry_lists_torch_and_rejects_unknown_names():
+    assert backends.available()["torch"] == "ok"
+    assert backends.get("auto").name in backends.available()
+    with pytest.raises(GscacheError, match="unknown"):
+        Renderer(random_scene(3), RenderConfig(backend="nope"))
+
+
+@pytest.mark.parametrize("kwargs,field", [(dict(raster=RasterConfig(background=(2.0, 0, 0))), "background"),
+                                          (dict(raster=RasterConfig(alpha_max=0.0)), "alpha_max")])
+def test_bad_config_names_the_field(kwargs, field):
+    with pytest.raises(GscacheError, match=field):
+        RenderConfig(**kwargs)
+
+
+def test_demo_scene_is_deterministic_and_view_dependent():
+    a, b = demo_scene(seed=0), demo_scene(seed=0)
+    assert 20_000 <= a.count <= 80_000 and a.sh_degree == 3
+    assert all(torch.equal(x, y) for x, y in zip(a.tensors(), b.tensors()))
+    assert a.sh[:, 1:].abs().max() > 0.1  # view-dependent SH bands are present
+
+
+def test_city_scene_scales_to_the_requested_count():
+    c = city_scene(n_gaussians=200_000, blocks=3)
+    assert 150_000 < c.count < 260_000
+
+
+def test_cli_render_writes_a_side_by_side_png(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["render", "--out", str(out), "--size", "48x32"]) == 0
+    img = np.asarray(Image.open(out))
+    assert img.shape == (32, 96, 3)
+    assert img.max() > 50  # the demo scene is visible, not just background
+    assert "stereo frame" in capsys.readouterr().out
+
+
+def test_cli_render_mono_and_trajectory_frames(tmp_path):
+    assert main(["render", "--out", str(tmp_path / "m.png"), "--size", "32x32", "--mono"]) == 0
+    assert np.asarray(Image.open(tmp_path / "m.png")).shape == (32, 32, 3)
+    assert main(["render", "--out", str(tmp_path / "v.png"), "--size", "16x16", "--trajectory", "vr", "--frames", "3"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("v_*.png")) == ["v_0000.png", "v_0001.png", "v_0002.png"]
+
+
+def test_cli_render_of_a_scene_file(tmp_path):
+    from gscache import save_scene
+
+    save_scene(random_scene(50, sh_degree=1), tmp_path / "s.ply")
+    assert main(["render", str(tmp_path / "s.ply"), "--out", str(tmp_path / "s.png"), "--size", "24x24"]) == 0
+    assert (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["render", "--out", "x.png", "--size", "big"], "--size"),
+    (["render", "--out", "x.png", "--frames", "0"], "--frames"),
+    (["render", "/no/such/scene.ply", "--out", "x.png"], "no such scene file"),
+    (["render", "--out", "x.jpg", "--size", "8x8"], ".png"),
+    (["render", "--out", "x.png", "--background", "1,2"], "--background"),
+    (["info", "/no/such.splat"], "no such scene file"),
+])
+def test_cli_bad_options_fail_clearly(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_cli_info_and_console_script(tmp_path):
+    from gscache import save_scene
+
+    save_scene(random_scene(30, sh_degree=3), tmp_path / "s.ply")
+    out = subprocess.run([sys.executable, "-m", "gscache.cli", "info", str(tmp_path / "s.ply")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "gaussians:   30" in out and "sh degree:   3" in out and "MiB" in out

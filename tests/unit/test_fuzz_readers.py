@@ -1,0 +1,85 @@
+"""Every reader, fed truncated and garbled versions of valid files (seeded): it loads or raises
+GscacheError, and never crashes, hangs or raises anything else."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from gscache import GscacheError, load_scene, save_scene
+from tests._helpers import random_scene
+from tests.unit._sog_writer import encode_sog, write_sog_folder, write_sog_zip
+
+CASES_PER_FORMAT = 60
+MAX_SECONDS_PER_LOAD = 5.0
+
+
+def _valid_files(tmp_path):
+    save_scene(random_scene(40, seed=1, sh_degree=2), tmp_path / "v.ply")
+    save_scene(random_scene(40, seed=2, sh_degree=0), tmp_path / "v.splat")
+    np.savez(tmp_path / "v.npz", means3d=np.random.default_rng(0).normal(size=(40, 3)),
+             colors=np.zeros((40, 3), np.uint8))
+    rng = np.random.default_rng(3)
+    files = encode_sog(rng.normal(size=(40, 3)), rng.normal(size=(40, 4)), rng.uniform(-5, -1, (40, 3)),
+                       rng.normal(size=(40, 3)), rng.uniform(size=40), rng.normal(size=(40, 3, 3)))
+    write_sog_zip(files, tmp_path / "v.sog")
+    return {"ply": tmp_path / "v.ply", "splat": tmp_path / "v.splat", "npz": tmp_path / "v.npz", "sog": tmp_path / "v.sog"}, files
+
+
+def _mutations(data: bytes, rng: np.random.Generator):
+    """Truncations, byte flips, inserted garbage and overwritten header numbers."""
+    for _ in range(CASES_PER_FORMAT):
+        kind = rng.integers(4)
+        b = bytearray(data)
+        if kind == 0:
+            yield bytes(b[: rng.integers(0, len(b))])
+        elif kind == 1:
+            for pos in rng.integers(0, len(b), size=rng.integers(1, 16)):
+                b[pos] = rng.integers(256)
+            yield bytes(b)
+        elif kind == 2:
+            pos = rng.integers(0, len(b))
+            yield bytes(b[:pos] + rng.bytes(int(rng.integers(1, 64))) + b[pos:])
+        else:
+            # Digits in the first 200 bytes (element counts, sizes) replaced by other digits.
+            for pos in range(min(200, len(b))):
+                if 48 <= b[pos] <= 57 and rng.random() < 0.3:
+                    b[pos] = 48 + rng.integers(10)
+            yield bytes(b)
+
+
+def _load_or_error(path):
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load_scene(path)
+    except GscacheError:
+        pass
+    assert time.perf_counter() - start < MAX_SECONDS_PER_LOAD, f"{path} took too long"
+
+
+@pytest.mark.parametrize("fmt", ["ply", "splat", "npz", "sog"])
+def test_fuzzed_files_load_or_raise_gscache_error(tmp_path, fmt):
+    valid, _ = _valid_files(tmp_path)
+    rng = np.random.default_rng(["ply", "splat", "npz", "sog"].index(fmt))
+    data = valid[fmt].read_bytes()
+    target = tmp_path / f"fuzz{valid[fmt].suffix}"
+    for mutated in _mutations(data, rng):
+        target.write_bytes(mutated)
+        _load_or_error(target)
+
+
+def test_fuzzed_sog_folder_members(tmp_path):
+    _, files = _valid_files(tmp_path)
+    rng = np.random.default_rng(11)
+    names = sorted(files)
+    for i in range(CASES_PER_FORMAT):
+        name = names[rng.integers(len(names))]
+        broken = dict(files)
+        broken[name] = next(_mutations(files[name], rng))
+        folder = write_sog_folder(broken, tmp_path / f"sog{i}")
+        _load_or_error(folder)
