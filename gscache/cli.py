@@ -89,7 +89,22 @@ def _trajectory(args, scene, up):
     return tr.read_cameras_json(args.trajectory)
 
 
+def _rss_mib() -> tuple[float, float]:
+    """(current, peak) resident memory of this process, MiB (Linux; zeros elsewhere)."""
+    import resource
+
+    try:
+        with open("/proc/self/statm") as f:
+            current = int(f.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        current = 0.0
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def cmd_render(args) -> int:
+    import statistics
+
+    import torch
     from tqdm import tqdm
 
     from .camera import Camera, Intrinsics, StereoRig, rigid_inverse
@@ -108,19 +123,32 @@ def cmd_render(args) -> int:
     intr = Intrinsics.from_fov(args.fov, width, height)
     out = Path(args.out)
     names = [out] if len(traj) == 1 else [out.with_name(f"{out.stem}_{i:04d}{out.suffix}") for i in range(len(traj))]
+    rss_loaded, _ = _rss_mib()
+    if renderer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(renderer.device)
     start = time.perf_counter()
+    frame_ms = []
     for i, T in enumerate(tqdm(traj.T_world_head, desc="render", unit="frame", disable=len(traj) == 1)):
         if args.mono:
             view = Camera(traj.intrinsics[i] if traj.intrinsics else intr, rigid_inverse(T))
         else:
             view = StereoRig(T, intr, intr, ipd_m=args.ipd)
         frame = renderer.render(view)
+        frame_ms.append(frame.times.total_ms)
         _write_png(frame.to_uint8(side_by_side=True), names[i])
     elapsed = time.perf_counter() - start
     kind = "mono" if args.mono else "stereo"
     print(f"{scene.source}: {scene.count} Gaussians, {len(traj)} {kind} frame(s) of {width}x{height} per eye "
           f"with backend {renderer.backend.name} on {renderer.device} in {elapsed:.1f} s "
-          f"({elapsed / len(traj):.2f} s/frame) -> {names[0]}{' ...' if len(names) > 1 else ''}")
+          f"-> {names[0]}{' ...' if len(names) > 1 else ''}")
+    # The first frame pays one-off costs (allocator growth, lazy initialisation): leave it out.
+    steady = frame_ms[1:] or frame_ms
+    if renderer.device.type == "cuda":
+        memory = f"peak CUDA memory {torch.cuda.max_memory_allocated(renderer.device) / 2**20:.0f} MiB"
+    else:
+        _, peak = _rss_mib()
+        memory = f"peak RSS {peak:.0f} MiB ({peak - rss_loaded:+.0f} MiB over the loaded scene)"
+    print(f"render time per frame: median {statistics.median(steady):.0f} ms over {len(steady)} frame(s); {memory}")
     return 0
 
 
