@@ -1,6 +1,6 @@
 """Configuration of the pipeline: one frozen dataclass per stage, gathered in RenderConfig.
 
-Every field has a docstring; units are in the names. Presets live in ``PRESETS``.
+Every field has a docstring; units are in the names.
 """
 
 from __future__ import annotations
@@ -102,11 +102,4 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError("raster.chunk_elems and raster.batch_gaussians must be >= 1")
     if cfg.cull.margin_px < 0:
         raise GscacheError(f"cull.margin_px: expected >= 0, got {cfg.cull.margin_px!r}")
-
-
-PRESETS: dict[str, RenderConfig] = {
-    "default": RenderConfig(),
-    "reference": RenderConfig(backend="torch"),
-    "white": RenderConfig(raster=RasterConfig(background=(1.0, 1.0, 1.0))),
-}
 

@@ -8,9 +8,8 @@ so that the total count is close to ``n_gaussians``. SH degree 1 with a weak she
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from gscache.scene.record import Scene, make_scene
+from gscache.scene.record import Scene
 from gscache.sh import SH_C0
 
 from .primitives import Parts, box, plane
@@ -63,11 +62,4 @@ def city_scene(n_gaussians: int = 2_000_000, blocks: int = 6, seed: int = 0) -> 
     sh = np.zeros((len(p), 4, 3), dtype=np.float32)
     sh[:, 0, :] = (p.rgb - 0.5) / SH_C0
     sh[:, 1:, :] = 0.1 * rng.standard_normal((len(p), 3, 1)).astype(np.float32)
-    return make_scene(
-        torch.from_numpy(p.means.astype(np.float32)),
-        torch.from_numpy(p.quats.astype(np.float32)),
-        torch.from_numpy(p.scales.astype(np.float32)),
-        torch.from_numpy(p.opacities.astype(np.float32)),
-        torch.from_numpy(sh),
-        source=f"city(n={n_gaussians}, blocks={blocks}, seed={seed})",
-    )
+    return p.to_scene(sh, source=f"city(n={n_gaussians}, blocks={blocks}, seed={seed})")

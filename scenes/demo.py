@@ -9,9 +9,8 @@ show it. Deterministic: the same seed gives bit-identical tensors.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from gscache.scene.record import Scene, make_scene
+from gscache.scene.record import Scene
 from gscache.sh import SH_C0, SH_C1, num_sh_coeffs
 
 from .primitives import Parts, box, cylinder, plane, solid, sphere, torus
@@ -88,11 +87,4 @@ def demo_scene(seed: int = 0, spacing: float = 0.035) -> Scene:
     parts = Parts.concat(objects)
     specular = np.concatenate([np.full(len(o), k) for o, k in zip(objects, spec)])
     sh = _sh_coeffs(parts.rgb, specular, rng)
-    return make_scene(
-        torch.from_numpy(parts.means.astype(np.float32)),
-        torch.from_numpy(parts.quats.astype(np.float32)),
-        torch.from_numpy(parts.scales.astype(np.float32)),
-        torch.from_numpy(parts.opacities.astype(np.float32)),
-        torch.from_numpy(sh),
-        source=f"demo(seed={seed})",
-    )
+    return parts.to_scene(sh, source=f"demo(seed={seed})")

@@ -32,6 +32,12 @@ class Parts:
     def __len__(self) -> int:
         return len(self.means)
 
+    def to_scene(self, sh: np.ndarray, source: str):
+        """The finished Scene, with SH coefficients ``sh`` [N, K, 3]."""
+        from gscache.scene.record import make_scene
+
+        return make_scene(self.means, self.quats, self.scales, self.opacities, sh, source=source)
+
 
 def quats_z_to(normals: np.ndarray) -> np.ndarray:
     """Unit quaternions (w, x, y, z) rotating +z onto each unit normal, [N, 3] -> [N, 4]."""
