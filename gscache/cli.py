@@ -203,9 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores showwarning and the filters afterwards
             warnings.simplefilter("always", GscacheWarning)
-            warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
             return args.func(args)
     except GscacheError as exc:
         print(f"gscache {args.command}: error: {exc}", file=sys.stderr)

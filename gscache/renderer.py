@@ -36,6 +36,8 @@ class Renderer:
             self.device = torch.device(self.config.device) if self.config.device else default_device()
         except RuntimeError as exc:
             raise GscacheError(f"config.device: {exc}") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise GscacheError(f"config.device: {self.config.device!r} asked for, but torch sees no CUDA device here")
         self.backend = backends.get(self.config.backend)
         self.scene = scene.to(self.device)
 

@@ -106,3 +106,21 @@ def test_cli_info_and_console_script(tmp_path):
     out = subprocess.run([sys.executable, "-m", "gscache.cli", "info", str(tmp_path / "s.ply")],
                          capture_output=True, text=True, check=True).stdout
     assert "gaussians:   30" in out and "sh degree:   3" in out and "MiB" in out
+
+
+def test_cuda_device_without_a_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU; the error is for machines without one")
+    with pytest.raises(GscacheError, match="config.device"):
+        Renderer(random_scene(3), RenderConfig(device="cuda"))
+
+
+def test_cli_prints_loader_warnings(tmp_path, capsys):
+    from gscache import save_scene
+
+    save_scene(random_scene(10, sh_degree=0), tmp_path / "s.splat")
+    data = bytearray((tmp_path / "s.splat").read_bytes())
+    data[12:16] = np.float32(-1.0).tobytes()  # first Gaussian's x scale: not drawable, dropped on load
+    (tmp_path / "s.splat").write_bytes(bytes(data))
+    assert main(["info", str(tmp_path / "s.splat")]) == 0
+    assert "warning: " in capsys.readouterr().err
