@@ -66,5 +66,5 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     if check:
         for record in (scene, visible, shaded, projected, bins, images):
             record.validate()
-    counters = WorkCounters(scene.count, visible.count, bins.n_intersections)
+    counters = WorkCounters(scene.count, visible.count, bins.n_intersections, images.evaluations)
     return Frame(images=images, times=StageTimes(**clock.ms), counters=counters)

@@ -142,6 +142,8 @@ class Images:
     """Accumulated opacity, 1 - final transmittance."""
     depth: Float[Tensor, "E H W"]
     """Expected depth: sum(w_i z_i) / alpha where alpha > 0, else 0."""
+    evaluations: int | None = None
+    """Gaussian-pixel alpha evaluations done, where the backend counts them."""
 
     def validate(self) -> None:
         c = ShapeChecker("Images")
@@ -175,6 +177,8 @@ class WorkCounters:
     """Gaussians that survived culling."""
     n_intersections: int = 0
     """Gaussian x tile pairs over all views."""
+    n_evaluations: int | None = None
+    """Gaussian-pixel alpha evaluations (None where the backend does not count them)."""
 
 
 @dataclass(frozen=True, slots=True)

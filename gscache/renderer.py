@@ -38,7 +38,7 @@ class Renderer:
             raise GscacheError(f"config.device: {exc}") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise GscacheError(f"config.device: {self.config.device!r} asked for, but torch sees no CUDA device here")
-        self.backend = backends.get(self.config.backend)
+        self.backend = backends.get(self.config.backend, self.device.type)
         self.scene = scene.to(self.device)
 
     def set_scene(self, scene: Scene) -> None:

@@ -24,6 +24,8 @@ class Backend:
     project: Callable
     bin: Callable
     rasterize: Callable
+    device_types: tuple[str, ...] = ("cpu", "cuda")
+    """torch device types whose tensors the stages accept."""
 
 
 class BackendUnavailable(Exception):
@@ -31,15 +33,11 @@ class BackendUnavailable(Exception):
 
 
 _FACTORIES: dict[str, Callable[[], Backend]] = {}
-# Fastest first: "auto" takes the first available entry.
-_PREFERENCE: list[str] = []
 
 
-def register(name: str, factory: Callable[[], Backend], rank: int | None = None) -> None:
-    """Register ``factory`` under ``name``; ``rank`` places it in the "auto" preference order."""
+def register(name: str, factory: Callable[[], Backend]) -> None:
+    """Register ``factory`` under ``name``. Registration order is the "auto" preference order."""
     _FACTORIES[name] = factory
-    if name not in _PREFERENCE:
-        _PREFERENCE.insert(len(_PREFERENCE) if rank is None else rank, name)
 
 
 def _torch_backend() -> Backend:
@@ -48,13 +46,35 @@ def _torch_backend() -> Backend:
     return Backend("torch", stages.cull, stages.shade, stages.project, stages.bin_tiles, stages.rasterize)
 
 
+def _cpu_backend() -> Backend:
+    from .cpu import make_backend
+
+    return make_backend()
+
+
+def _cuda_backend() -> Backend:
+    from .cuda import make_backend
+
+    return make_backend()
+
+
+def _gsplat_backend() -> Backend:
+    from .gsplat_backend import make_backend
+
+    return make_backend()
+
+
+# Fastest first for each device type: "auto" takes the first available one that fits the device.
+register("cuda", _cuda_backend)
+register("gsplat", _gsplat_backend)
+register("cpu", _cpu_backend)
 register("torch", _torch_backend)
 
 
 def available() -> dict[str, str]:
     """Every registered backend with "ok" or the reason it cannot run here."""
     out = {}
-    for name in _PREFERENCE:
+    for name in _FACTORIES:
         try:
             _FACTORIES[name]()
             out[name] = "ok"
@@ -63,21 +83,26 @@ def available() -> dict[str, str]:
     return out
 
 
-def get(name: str) -> Backend:
-    """The backend called ``name`` ("auto": the fastest available one)."""
+def get(name: str, device_type: str = "cpu") -> Backend:
+    """The backend called ``name`` for tensors on ``device_type`` ("auto": the fastest that fits)."""
     if name == "auto":
-        for candidate in _PREFERENCE:
+        for candidate in _FACTORIES:
             try:
-                return _FACTORIES[candidate]()
+                backend = _FACTORIES[candidate]()
             except BackendUnavailable:
                 continue
-        raise GscacheError("backend 'auto': no backend is available")  # torch always is
+            if device_type in backend.device_types:
+                return backend
+        raise GscacheError(f"backend 'auto': no backend is available for {device_type}")  # torch always is
     if name not in _FACTORIES:
         raise GscacheError(f"backend: unknown name {name!r}; known: {sorted(_FACTORIES)}")
     try:
-        return _FACTORIES[name]()
+        backend = _FACTORIES[name]()
     except BackendUnavailable as exc:
         raise GscacheError(f"backend {name!r} is not available here: {exc}") from None
+    if device_type not in backend.device_types:
+        raise GscacheError(f"backend {name!r} runs on {backend.device_types}, not on a {device_type} device")
+    return backend
 
 
 __all__ = ["Backend", "BackendUnavailable", "register", "available", "get"]

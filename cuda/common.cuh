@@ -1,0 +1,244 @@
+// gscache shared math: compiled by nvcc and NVRTC for the GPU (cuda backend) and by the host C++
+// compiler for the CPU (cpu backend), so the CPU tests exercise the GPU's arithmetic.
+//
+// Conventions (as gscache/camera.py and gscache/records.py):
+//   * OpenCV camera axes (x right, y down, z forward); viewmat = T_cam_world, row-major 4x4.
+//   * K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]; pixel (i, j) has its centre at (i + 0.5, j + 0.5).
+//   * Gaussians: quats (w, x, y, z), unit; scales linear; covariance upper triangle
+//     (xx, xy, xz, yy, yz, zz); conic (a, b, c) = inverse 2D covariance [[a, b], [b, c]].
+//   * Intersection sort key, 64-bit:
+//       bits 63..32  global tile id = eye * T + tile_y * tiles_x + tile_x
+//       bits 31..0   float32 bit pattern of the view-space depth (> 0, so it orders like the float)
+//     (tests/backends/test_kernel_contract.py checks this agrees with gscache/records.py).
+#pragma once
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define GS_HD __host__ __device__ __forceinline__
+#else
+#define GS_HD inline
+#endif
+// NVRTC has no standard library; nvcc's host pass and the host compiler need it. Device code
+// (__CUDA_ARCH__ defined) uses CUDA's own math and intrinsics.
+#if !defined(__CUDACC_RTC__)
+#include <cmath>
+#include <cstring>
+using std::isfinite;
+#endif
+
+#define GS_TILE_KEY_SHIFT 32
+
+// Real SH constants, as gscache/sh.py (basis and signs of Inria's 3DGS).
+#define GS_SH_C0 0.28209479177387814f
+#define GS_SH_C1 0.4886025119029199f
+#define GS_SH_C2_0 1.0925484305920792f
+#define GS_SH_C2_1 -1.0925484305920792f
+#define GS_SH_C2_2 0.31539156525252005f
+#define GS_SH_C2_3 -1.0925484305920792f
+#define GS_SH_C2_4 0.5462742152960396f
+#define GS_SH_C3_0 -0.5900435899266435f
+#define GS_SH_C3_1 2.890611442640554f
+#define GS_SH_C3_2 -0.4570457994644658f
+#define GS_SH_C3_3 0.3731763325901154f
+#define GS_SH_C3_4 -0.4570457994644658f
+#define GS_SH_C3_5 1.445305721320277f
+#define GS_SH_C3_6 -0.5900435899266435f
+
+// The Jacobian of the projection is evaluated at most 30% beyond the image border.
+#define GS_FOV_CLAMP 1.3f
+
+// One view of the batch: T_cam_world (rows 0..2 of the 4x4), intrinsics and image size.
+struct GsView {
+    float R[9];  // row-major rotation of T_cam_world
+    float t[3];  // translation of T_cam_world
+    float fx, fy, cx, cy;
+    int width, height;
+    float near_m, far_m;
+};
+
+GS_HD unsigned int gs_float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(f);
+#else
+    unsigned int u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+#endif
+}
+
+GS_HD float gs_min(float a, float b) { return a < b ? a : b; }
+GS_HD float gs_max(float a, float b) { return a > b ? a : b; }
+GS_HD int gs_clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// Covariance R S S^T R^T of a unit quaternion q = (w, x, y, z) and scales s; out: 6 floats.
+GS_HD void gs_quat_scale_to_covar(const float* q, const float* s, float* cov) {
+    const float w = q[0], x = q[1], y = q[2], z = q[3];
+    const float R[9] = {
+        1.f - 2.f * (y * y + z * z), 2.f * (x * y - w * z), 2.f * (x * z + w * y),
+        2.f * (x * y + w * z), 1.f - 2.f * (x * x + z * z), 2.f * (y * z - w * x),
+        2.f * (x * z - w * y), 2.f * (y * z + w * x), 1.f - 2.f * (x * x + y * y)};
+    float M[9];  // R * diag(s)
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) M[3 * i + j] = R[3 * i + j] * s[j];
+    const int rows[6] = {0, 0, 0, 1, 1, 2}, cols[6] = {0, 1, 2, 1, 2, 2};
+    for (int k = 0; k < 6; ++k) {
+        const float* a = M + 3 * rows[k];
+        const float* b = M + 3 * cols[k];
+        cov[k] = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    }
+}
+
+// SH colour of coefficients sh[K][3] seen along direction d (need not be unit), degree <= 3:
+// max(0, sum_k Y_k(d/|d|) sh[k] + 0.5).
+GS_HD void gs_eval_sh(int degree, const float* sh, float dx, float dy, float dz, float* rgb) {
+    float n = sqrtf(dx * dx + dy * dy + dz * dz);
+    n = gs_max(n, 1e-12f);
+    const float x = dx / n, y = dy / n, z = dz / n;
+    float basis[16];
+    basis[0] = GS_SH_C0;
+    int k = 1;
+    if (degree >= 1) {
+        basis[1] = -GS_SH_C1 * y;
+        basis[2] = GS_SH_C1 * z;
+        basis[3] = -GS_SH_C1 * x;
+        k = 4;
+    }
+    if (degree >= 2) {
+        const float xx = x * x, yy = y * y, zz = z * z, xy = x * y, yz = y * z, xz = x * z;
+        basis[4] = GS_SH_C2_0 * xy;
+        basis[5] = GS_SH_C2_1 * yz;
+        basis[6] = GS_SH_C2_2 * (2.f * zz - xx - yy);
+        basis[7] = GS_SH_C2_3 * xz;
+        basis[8] = GS_SH_C2_4 * (xx - yy);
+        k = 9;
+        if (degree >= 3) {
+            basis[9] = GS_SH_C3_0 * y * (3.f * xx - yy);
+            basis[10] = GS_SH_C3_1 * xy * z;
+            basis[11] = GS_SH_C3_2 * y * (4.f * zz - xx - yy);
+            basis[12] = GS_SH_C3_3 * z * (2.f * zz - 3.f * xx - 3.f * yy);
+            basis[13] = GS_SH_C3_4 * x * (4.f * zz - xx - yy);
+            basis[14] = GS_SH_C3_5 * z * (xx - yy);
+            basis[15] = GS_SH_C3_6 * x * (xx - 3.f * yy);
+            k = 16;
+        }
+    }
+    for (int c = 0; c < 3; ++c) {
+        float acc = 0.f;
+        for (int i = 0; i < k; ++i) acc += basis[i] * sh[3 * i + c];
+        rgb[c] = gs_max(acc + 0.5f, 0.f);
+    }
+}
+
+// EWA projection of one Gaussian (centre p, covariance cov6) into view v.
+// Writes means2d[2], conic[3], depth, radii[2]; radii are 0 when the Gaussian is not drawn.
+GS_HD void gs_project(const float* p, const float* cov6, const GsView& v, float eps2d, float extent_sigma,
+                      float* means2d, float* conic, float* depth, int* radii) {
+    const float* R = v.R;
+    const float x = R[0] * p[0] + R[1] * p[1] + R[2] * p[2] + v.t[0];
+    const float y = R[3] * p[0] + R[4] * p[1] + R[5] * p[2] + v.t[1];
+    const float z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + v.t[2];
+    // Sigma_c = R Sigma R^T
+    const float S[9] = {cov6[0], cov6[1], cov6[2], cov6[1], cov6[3], cov6[4], cov6[2], cov6[4], cov6[5]};
+    float RS[9], C[9];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+            RS[3 * i + j] = R[3 * i] * S[j] + R[3 * i + 1] * S[3 + j] + R[3 * i + 2] * S[6 + j];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+            C[3 * i + j] = RS[3 * i] * R[3 * j] + RS[3 * i + 1] * R[3 * j + 1] + RS[3 * i + 2] * R[3 * j + 2];
+    const float tan_fovx = 0.5f * v.width / v.fx, tan_fovy = 0.5f * v.height / v.fy;
+    const float lim_x_pos = (v.width - v.cx) / v.fx + (GS_FOV_CLAMP - 1.f) * tan_fovx;
+    const float lim_x_neg = v.cx / v.fx + (GS_FOV_CLAMP - 1.f) * tan_fovx;
+    const float lim_y_pos = (v.height - v.cy) / v.fy + (GS_FOV_CLAMP - 1.f) * tan_fovy;
+    const float lim_y_neg = v.cy / v.fy + (GS_FOV_CLAMP - 1.f) * tan_fovy;
+    const float tx = z * gs_min(gs_max(x / z, -lim_x_neg), lim_x_pos);
+    const float ty = z * gs_min(gs_max(y / z, -lim_y_neg), lim_y_pos);
+    const float J[6] = {v.fx / z, 0.f, -v.fx * tx / (z * z), 0.f, v.fy / z, -v.fy * ty / (z * z)};
+    float JC[6];  // J Sigma_c, 2x3
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+            JC[3 * i + j] = J[3 * i] * C[j] + J[3 * i + 1] * C[3 + j] + J[3 * i + 2] * C[6 + j];
+    const float c00 = JC[0] * J[0] + JC[1] * J[1] + JC[2] * J[2];
+    const float c01 = JC[0] * J[3] + JC[1] * J[4] + JC[2] * J[5];
+    const float c10 = JC[3] * J[0] + JC[4] * J[1] + JC[5] * J[2];
+    const float c11 = JC[3] * J[3] + JC[4] * J[4] + JC[5] * J[5];
+    const float a = c00 + eps2d, b = 0.5f * (c01 + c10), c = c11 + eps2d;
+    const float det = a * c - b * b;
+    const float det_safe = gs_max(det, 1e-10f);
+    conic[0] = c / det_safe;
+    conic[1] = -b / det_safe;
+    conic[2] = a / det_safe;
+    means2d[0] = v.fx * x / z + v.cx;
+    means2d[1] = v.fy * y / z + v.cy;
+    *depth = z;
+    const float rx = ceilf(extent_sigma * sqrtf(gs_max(a, 0.f)));
+    const float ry = ceilf(extent_sigma * sqrtf(gs_max(c, 0.f)));
+    bool drawn = det > 0.f && z > v.near_m && z < v.far_m;
+    drawn = drawn && means2d[0] + rx > 0.f && means2d[0] - rx < (float)v.width;
+    drawn = drawn && means2d[1] + ry > 0.f && means2d[1] - ry < (float)v.height;
+    drawn = drawn && isfinite(means2d[0]) && isfinite(means2d[1]) && isfinite(conic[0]) && isfinite(conic[1]) &&
+            isfinite(conic[2]);
+    radii[0] = drawn ? (int)rx : 0;
+    radii[1] = drawn ? (int)ry : 0;
+}
+
+// Half-open tile rectangle [lo, hi) touched by a splat (gsplat's isect_tiles rule), clamped to
+// the grid; returns the number of tiles (0 when radii are 0).
+GS_HD int gs_tile_rect(float mx, float my, int rx, int ry, int tile_px, int tiles_x, int tiles_y, int* lo, int* hi) {
+    const float inv = 1.f / (float)tile_px;  // exact: tile_px is a power of two
+    lo[0] = gs_clamp_int((int)floorf(mx * inv - (float)rx * inv), 0, tiles_x);
+    lo[1] = gs_clamp_int((int)floorf(my * inv - (float)ry * inv), 0, tiles_y);
+    hi[0] = gs_clamp_int((int)ceilf(mx * inv + (float)rx * inv), 0, tiles_x);
+    hi[1] = gs_clamp_int((int)ceilf(my * inv + (float)ry * inv), 0, tiles_y);
+    if (rx <= 0 || ry <= 0) return 0;
+    return (hi[0] - lo[0]) * (hi[1] - lo[1]);
+}
+
+// exp(x) for the blending step. On the GPU the library expf; on the host a Cephes-style
+// polynomial (about 1 ulp on [-87, 0]) that, unlike a call into libm, vectorises across pixels.
+GS_HD float gs_exp(float x) {
+#if defined(__CUDA_ARCH__)
+    return expf(x);
+#else
+    x = gs_max(x, -87.f);
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * r * r + r + 1.f;
+    const int bits = ((int)n + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+#endif
+}
+
+// Alpha of a splat at offset (dx, dy) = centre - pixel centre; 0 when it is skipped there
+// (power > 0, or alpha below alpha_min). conic_s = (A, Bn, C) = (-a/2, -b, -c/2), so that
+// power = dx (A dx + Bn dy) + C dy^2.
+GS_HD float gs_splat_alpha(float dx, float dy, float A, float Bn, float C, float opacity, float alpha_max,
+                           float alpha_min) {
+    const float power = dx * (A * dx + Bn * dy) + C * (dy * dy);
+    const float alpha = gs_min(alpha_max, opacity * gs_exp(power));
+    // Two selects rather than a branch, so that the host compiler vectorises it across pixels.
+    const float kept = power > 0.f ? 0.f : alpha;
+    return kept < alpha_min ? 0.f : kept;
+}
+
+// One front-to-back blending step of a pixel. Returns false, blending nothing, when the splat
+// would take the transmittance T below t_min: the pixel is then finished.
+GS_HD bool gs_blend(float alpha, float& T, float t_min, const float* color, float depth, float* rgb_acc,
+                    float& depth_acc) {
+    const float T_next = T * (1.f - alpha);
+    if (T_next < t_min) return false;
+    const float w = alpha * T;
+    rgb_acc[0] += w * color[0];
+    rgb_acc[1] += w * color[1];
+    rgb_acc[2] += w * color[2];
+    depth_acc += w * depth;
+    T = T_next;
+    return true;
+}

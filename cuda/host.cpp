@@ -1,0 +1,271 @@
+// Host entry points of the cpu backend: the math of common.cuh in OpenMP loops, behind a C ABI
+// that gscache/backends/cpu.py calls through ctypes.
+//
+// Contract (all arrays contiguous, row-major; E views, V Gaussians, K SH coefficients, I
+// intersections, T tiles per view):
+//   shade:     means f32[V,3], quats f32[V,4], scales f32[V,3], sh f32[V,K,3], positions f32[E,3]
+//              -> covars f32[V,6], colors f32[E,V,3]
+//   project:   means f32[V,3], covars f32[V,6], views GsView[E]
+//              -> means2d f32[E,V,2], conics f32[E,V,3], depths f32[E,V], radii i32[E,V,2]
+//   bin_count: means2d f32[E*V,2], radii i32[E*V,2] -> counts i32[E*V]
+//   bin_emit:  means2d, radii, depths f32[E*V], offsets i64[E*V] (exclusive prefix sum of counts)
+//              -> keys i64[I] (layout in common.cuh), flat_ids i32[I] (eye * V + gaussian)
+//   bin_sort:  keys i64[I], flat_ids i32[I] in emission order -> sorted keys, ids, and
+//              ranges i32[E*T,2] ([start, end) of each tile's run; start == end for empty tiles)
+//   rasterize: means2d f32[E*V,2], conics f32[E*V,3], opacities f32[V], colors f32[E*V,3],
+//              depths f32[E*V], gaussian_ids i32[I] (0..V-1, in key order), ranges i32[E*T,2],
+//              background f32[3] -> rgb f32[E,H,W,3], alpha f32[E,H,W], depth f32[E,H,W];
+//              returns the number of Gaussian-pixel evaluations.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "common.cuh"
+
+#define GS_ABI_VERSION 1
+
+extern "C" {
+
+int gs_abi_version() { return GS_ABI_VERSION; }
+
+// sizeof(GsView), so the wrapper can check that its ctypes mirror has the same layout.
+int gs_view_size() { return (int)sizeof(GsView); }
+
+void gs_shade_cpu(int E, int V, int K, int degree, const float* means, const float* quats, const float* scales,
+                  const float* sh, const float* positions, float* covars, float* colors) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < V; ++i) {
+        gs_quat_scale_to_covar(quats + 4 * i, scales + 3 * i, covars + 6 * i);
+        for (int e = 0; e < E; ++e) {
+            const float* p = means + 3 * i;
+            const float* o = positions + 3 * e;
+            gs_eval_sh(degree, sh + (int64_t)K * 3 * i, p[0] - o[0], p[1] - o[1], p[2] - o[2],
+                       colors + 3 * ((int64_t)e * V + i));
+        }
+    }
+}
+
+void gs_project_cpu(int E, int V, const float* means, const float* covars, const GsView* views, float eps2d,
+                    float extent_sigma, float* means2d, float* conics, float* depths, int* radii) {
+    for (int e = 0; e < E; ++e) {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < V; ++i) {
+            const int64_t f = (int64_t)e * V + i;
+            gs_project(means + 3 * i, covars + 6 * i, views[e], eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
+                       depths + f, radii + 2 * f);
+        }
+    }
+}
+
+void gs_bin_count_cpu(int64_t EV, const float* means2d, const int* radii, int tile_px, int tiles_x, int tiles_y,
+                      int* counts) {
+#pragma omp parallel for schedule(static)
+    for (int64_t f = 0; f < EV; ++f) {
+        int lo[2], hi[2];
+        counts[f] = gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px, tiles_x,
+                                 tiles_y, lo, hi);
+    }
+}
+
+void gs_bin_emit_cpu(int E, int V, const float* means2d, const int* radii, const float* depths, const int64_t* offsets,
+                     int tile_px, int tiles_x, int tiles_y, int64_t* keys, int* flat_ids) {
+    const int64_t T = (int64_t)tiles_x * tiles_y;
+#pragma omp parallel for schedule(dynamic, 1024)
+    for (int64_t f = 0; f < (int64_t)E * V; ++f) {
+        int lo[2], hi[2];
+        if (!gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px, tiles_x, tiles_y,
+                          lo, hi))
+            continue;
+        const int64_t eye = f / V;
+        const int64_t depth_bits = (int64_t)gs_float_bits(depths[f]);
+        int64_t out = offsets[f];
+        for (int ty = lo[1]; ty < hi[1]; ++ty)
+            for (int tx = lo[0]; tx < hi[0]; ++tx, ++out) {
+                const int64_t tile = eye * T + (int64_t)ty * tiles_x + tx;
+                keys[out] = (tile << GS_TILE_KEY_SHIFT) | depth_bits;
+                flat_ids[out] = (int)f;
+            }
+    }
+}
+
+// Stable sort of the emitted intersections by key, and the tile ranges: a counting sort by
+// tile (stable, so emission order survives), then each tile's run sorted by depth, ties kept in
+// emission order. Gives exactly what a stable sort of the whole key array gives.
+void gs_bin_sort_cpu(int64_t I, const int64_t* keys, const int* flat_ids, int64_t n_tiles, int64_t* sorted_keys,
+                     int* sorted_ids, int* ranges) {
+    std::vector<int64_t> start(n_tiles + 1, 0);
+    for (int64_t i = 0; i < I; ++i) ++start[(keys[i] >> GS_TILE_KEY_SHIFT) + 1];
+    for (int64_t t = 0; t < n_tiles; ++t) start[t + 1] += start[t];
+    std::vector<int64_t> cursor(start.begin(), start.end() - 1);
+    std::vector<int> staged_ids(I);
+    for (int64_t i = 0; i < I; ++i) {
+        const int64_t at = cursor[keys[i] >> GS_TILE_KEY_SHIFT]++;
+        sorted_keys[at] = keys[i];
+        staged_ids[at] = flat_ids[i];
+    }
+#pragma omp parallel
+    {
+        std::vector<uint64_t> order;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t t = 0; t < n_tiles; ++t) {
+            const int64_t s0 = start[t], n = start[t + 1] - s0;
+            ranges[2 * t] = (int)s0;
+            ranges[2 * t + 1] = (int)(s0 + n);
+            // Depth bits in the high half, the position in the run in the low half: sorting these
+            // orders by depth and keeps emission order among equal depths.
+            order.resize(n);
+            for (int64_t j = 0; j < n; ++j) order[j] = ((uint64_t)(sorted_keys[s0 + j] & 0xFFFFFFFFll) << 32) | (uint64_t)j;
+            std::sort(order.begin(), order.end());
+            for (int64_t j = 0; j < n; ++j) {
+                const int64_t from = s0 + (int64_t)(order[j] & 0xFFFFFFFFull);
+                sorted_ids[s0 + j] = staged_ids[from];
+            }
+            const int64_t tile_bits = t << GS_TILE_KEY_SHIFT;
+            for (int64_t j = 0; j < n; ++j) sorted_keys[s0 + j] = tile_bits | (int64_t)(order[j] >> 32);
+        }
+    }
+}
+
+}  // extern "C"
+
+// Pixels a splat can reach with alpha >= alpha_min: alpha = opacity * exp(-q/2) with
+// q = d^T conic d, so q <= 2 ln(opacity / alpha_min), an ellipse whose half extent along x is
+// sqrt(2 ln(opacity / alpha_min) * cov_xx) with cov = conic^-1. A small relative and absolute
+// margin absorbs float rounding (far larger than it, far smaller than a pixel); false when the
+// splat can reach no pixel.
+static inline bool reach_box(const float* conic, float opacity, float alpha_min, float* half_x, float* half_y) {
+    if (!(opacity >= alpha_min)) return false;
+    const float a = conic[0], b = conic[1], c = conic[2];
+    const float det = a * c - b * b;
+    const float q = 2.f * std::log(opacity / alpha_min);
+    if (!(det > 0.f) || !(a > 0.f) || !(c > 0.f)) {  // degenerate conic: the whole tile
+        *half_x = *half_y = INFINITY;
+        return true;
+    }
+    *half_x = std::sqrt(q * c / det) * 1.001f + 0.01f;
+    *half_y = std::sqrt(q * a / det) * 1.001f + 0.01f;
+    return true;
+}
+
+// One tile's pixels blended splat by splat. TILE is a compile-time constant so a pixel row is
+// one fixed-length vector loop; lanes outside the splat's reach box are masked off.
+// Reach half extents of every (view, Gaussian), computed once rather than once per tile.
+static void reach_boxes(int64_t EV, int V, const float* conics, const float* opacities, float alpha_min, float* half) {
+#pragma omp parallel for schedule(static)
+    for (int64_t f = 0; f < EV; ++f) {
+        if (!reach_box(conics + 3 * f, opacities[f % V], alpha_min, half + 2 * f, half + 2 * f + 1))
+            half[2 * f] = half[2 * f + 1] = -1.f;  // reaches no pixel
+    }
+}
+
+template <int TILE>
+static int64_t rasterize_tiles(int E, int V, const float* means2d, const float* conics, const float* opacities,
+                               const float* colors, const float* depths, const int* gaussian_ids, const int* ranges,
+                               int tiles_x, int tiles_y, int width, int height, float alpha_max, float alpha_min,
+                               float t_min, const float* background, const float* half, float* out_rgb,
+                               float* out_alpha, float* out_depth) {
+    constexpr int P = TILE * TILE;
+    const int64_t T = (int64_t)tiles_x * tiles_y;
+    int64_t evaluations = 0;
+#pragma omp parallel for schedule(dynamic, 2) reduction(+ : evaluations)
+    for (int64_t t = 0; t < E * T; ++t) {
+        // Per-pixel state, structure of arrays so the row loop vectorises.
+        alignas(64) float trans[P], acc_r[P], acc_g[P], acc_b[P], acc_d[P];
+        alignas(64) float done[P];  // 1 once the pixel has stopped (float keeps the vector lanes uniform)
+        const int64_t eye = t / T, local = t % T;
+        const int x0 = (int)(local % tiles_x) * TILE, y0 = (int)(local / tiles_x) * TILE;
+        const int x1 = std::min(x0 + TILE, width), y1 = std::min(y0 + TILE, height);
+        bool tile_done = false;
+        for (int p = 0; p < P; ++p) {
+            trans[p] = 1.f;
+            acc_r[p] = acc_g[p] = acc_b[p] = acc_d[p] = 0.f;
+            // Pixels beyond the image edge start out finished.
+            done[p] = (x0 + p % TILE >= width) || (y0 + p / TILE >= height) ? 1.f : 0.f;
+        }
+        for (int i = ranges[2 * t], n = 0; i < ranges[2 * t + 1] && !tile_done; ++i, ++n) {
+            // Every 32 splats, stop the tile when all of its pixels have stopped.
+            if ((n & 31) == 31) {
+                float open = 0.f;
+#pragma omp simd reduction(+ : open)
+                for (int p = 0; p < P; ++p) open += 1.f - done[p];
+                tile_done = open == 0.f;
+            }
+            const int g = gaussian_ids[i];
+            const int64_t f = eye * V + g;
+            const float mx = means2d[2 * f], my = means2d[2 * f + 1];
+            const float hx = half[2 * f], hy = half[2 * f + 1];
+            if (hx < 0.f) continue;
+            // Pixel columns/rows whose centre lies within the reach box, inside this tile.
+            const int bx0 = (int)std::floor(std::max(mx - hx - 0.5f, (float)x0));
+            const int bx1 = (int)std::ceil(std::min(mx + hx + 0.5f, (float)x1));
+            const int by0 = (int)std::floor(std::max(my - hy - 0.5f, (float)y0));
+            const int by1 = (int)std::ceil(std::min(my + hy + 0.5f, (float)y1));
+            if (bx0 >= bx1 || by0 >= by1) continue;
+            const float fx0 = (float)bx0, fx1 = (float)bx1;
+            const float A = -0.5f * conics[3 * f], Bn = -conics[3 * f + 1], C = -0.5f * conics[3 * f + 2];
+            const float op = opacities[g], z = depths[f];
+            const float cr = colors[3 * f], cg = colors[3 * f + 1], cb = colors[3 * f + 2];
+            for (int y = by0; y < by1; ++y) {
+                const float dy = my - ((float)y + 0.5f);
+                const int row = (y - y0) * TILE;
+                float* tr = trans + row;  // this row's state; the loop below is one vector wide
+                float* ar = acc_r + row;
+                float* ag = acc_g + row;
+                float* ab = acc_b + row;
+                float* ad = acc_d + row;
+                float* dn = done + row;
+#pragma omp simd
+                for (int x = 0; x < TILE; ++x) {
+                    const float px = (float)(x0 + x);
+                    const float a = gs_splat_alpha(mx - (px + 0.5f), dy, A, Bn, C, op, alpha_max, alpha_min);
+                    // Lanes outside the reach box, or of stopped pixels, get alpha 0 (selects, no branches).
+                    const float alpha = (px >= fx0 && px < fx1 && dn[x] == 0.f) ? a : 0.f;
+                    const float Tp = tr[x];
+                    const float T_next = Tp * (1.f - alpha);
+                    const float stop = (alpha > 0.f && T_next < t_min) ? 1.f : 0.f;  // gs_blend's rule
+                    const float w = alpha * Tp * (1.f - stop);
+                    ar[x] += w * cr;
+                    ag[x] += w * cg;
+                    ab[x] += w * cb;
+                    ad[x] += w * z;
+                    tr[x] = stop > 0.f ? Tp : T_next;
+                    dn[x] = gs_max(dn[x], stop);
+                }
+            }
+            evaluations += (int64_t)(bx1 - bx0) * (by1 - by0);
+        }
+        for (int y = y0; y < y1; ++y)
+            for (int x = x0; x < x1; ++x) {
+                const int p = (y - y0) * TILE + (x - x0);
+                const int64_t o = (eye * height + y) * (int64_t)width + x;
+                const float a = 1.f - trans[p];
+                out_rgb[3 * o] = acc_r[p] + trans[p] * background[0];
+                out_rgb[3 * o + 1] = acc_g[p] + trans[p] * background[1];
+                out_rgb[3 * o + 2] = acc_b[p] + trans[p] * background[2];
+                out_alpha[o] = a;
+                out_depth[o] = a > 0.f ? acc_d[p] / std::max(a, 1e-12f) : 0.f;
+            }
+    }
+    return evaluations;
+}
+
+extern "C" int64_t gs_rasterize_cpu(int E, int V, const float* means2d, const float* conics, const float* opacities,
+                                    const float* colors, const float* depths, const int* gaussian_ids,
+                                    const int* ranges, int tile_px, int tiles_x, int tiles_y, int width, int height,
+                                    float alpha_max, float alpha_min, float t_min, const float* background,
+                                    float* out_rgb, float* out_alpha, float* out_depth) {
+#define GS_RASTERIZE(TILE)                                                                                      \
+    rasterize_tiles<TILE>(E, V, means2d, conics, opacities, colors, depths, gaussian_ids, ranges, tiles_x, tiles_y, \
+                          width, height, alpha_max, alpha_min, t_min, background, half.data(), out_rgb, out_alpha, \
+                          out_depth)
+    std::vector<float> half(2 * (int64_t)E * V);
+    reach_boxes((int64_t)E * V, V, conics, opacities, alpha_min, half.data());
+    switch (tile_px) {
+        case 8: return GS_RASTERIZE(8);
+        case 16: return GS_RASTERIZE(16);
+        case 32: return GS_RASTERIZE(32);
+        default: return -1;  // the wrapper only passes 8, 16 or 32
+    }
+#undef GS_RASTERIZE
+}

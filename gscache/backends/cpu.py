@@ -1,0 +1,144 @@
+"""The cpu backend: the kernels of cuda/ compiled for the host (C++ and OpenMP), called through
+ctypes. Culling is the torch reference's (it is a cheap, memory-bound pass); shade, project, bin
+and rasterize run the shared math of cuda/common.cuh. The prefix sum uses torch; the key sort is a counting sort by tile followed by per-tile depth sorts."""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from ..camera import ViewBatch
+from ..config import BinConfig, ProjectConfig, RasterConfig, ShadeConfig
+from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..sh import sh_degree_of
+from ..stages import cull
+from ..stages.bin import tile_grid
+from . import Backend, BackendUnavailable
+from ._boundary import GsView, check, gs_views
+from ._loader import BuildError, host_library
+
+P = ctypes.c_void_p
+I32 = ctypes.c_int
+I64 = ctypes.c_int64
+F32 = ctypes.c_float
+
+_SIGNATURES = {
+    "gs_abi_version": ([], I32),
+    "gs_view_size": ([], I32),
+    "gs_shade_cpu": ([I32, I32, I32, I32, P, P, P, P, P, P, P], None),
+    "gs_project_cpu": ([I32, I32, P, P, ctypes.POINTER(GsView), F32, F32, P, P, P, P], None),
+    "gs_bin_count_cpu": ([I64, P, P, I32, I32, I32, P], None),
+    "gs_bin_emit_cpu": ([I32, I32, P, P, P, P, I32, I32, I32, P, P], None),
+    "gs_bin_sort_cpu": ([I64, P, P, I64, P, P, P], None),
+    "gs_rasterize_cpu": ([I32, I32, P, P, P, P, P, P, P, I32, I32, I32, I32, I32, F32, F32, F32, P, P, P, P], I64),
+}
+ABI_VERSION = 1
+
+def _lib() -> ctypes.CDLL:
+    lib = host_library()
+    for name, (args, res) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, res
+    if lib.gs_abi_version() != ABI_VERSION:
+        raise BuildError(f"kernel ABI {lib.gs_abi_version()} does not match the wrapper's {ABI_VERSION}")
+    if lib.gs_view_size() != ctypes.sizeof(GsView):
+        raise BuildError(f"struct GsView is {lib.gs_view_size()} bytes in C but {ctypes.sizeof(GsView)} in ctypes")
+    return lib
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def shade(visible: Visible, views: ViewBatch, cfg: ShadeConfig) -> Shaded:
+    V, K = visible.count, visible.sh.shape[1]
+    E = views.n_views
+    degree = sh_degree_of(K) if cfg.sh_degree is None else min(sh_degree_of(K), cfg.sh_degree)
+    for name in ("means", "quats", "scales", "sh"):
+        check(getattr(visible, name), f"visible.{name}", torch.float32, "cpu")
+    positions = check(views.positions.contiguous(), "views.positions", torch.float32, "cpu", (E, 3))
+    covars = torch.empty(V, 6)
+    colors = torch.empty(E, V, 3)
+    _lib().gs_shade_cpu(E, V, K, degree, _ptr(visible.means), _ptr(visible.quats), _ptr(visible.scales),
+                        _ptr(visible.sh), _ptr(positions), _ptr(covars), _ptr(colors))
+    return Shaded(covars=covars, colors=colors)
+
+
+def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConfig) -> Projected:
+    V, E = visible.count, views.n_views
+    check(visible.means, "visible.means", torch.float32, "cpu", (V, 3))
+    check(shaded.covars, "shaded.covars", torch.float32, "cpu", (V, 6))
+    means2d = torch.empty(E, V, 2)
+    conics = torch.empty(E, V, 3)
+    depths = torch.empty(E, V)
+    radii = torch.empty(E, V, 2, dtype=torch.int32)
+    _lib().gs_project_cpu(E, V, _ptr(visible.means), _ptr(shaded.covars), gs_views(views), cfg.eps2d,
+                          cfg.extent_sigma, _ptr(means2d), _ptr(conics), _ptr(depths), _ptr(radii))
+    return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+    E, V = projected.depths.shape
+    tiles_x, tiles_y = tile_grid(views, cfg)
+    check(projected.means2d, "projected.means2d", torch.float32, "cpu", (E, V, 2))
+    check(projected.radii, "projected.radii", torch.int32, "cpu", (E, V, 2))
+    check(projected.depths, "projected.depths", torch.float32, "cpu", (E, V))
+    lib = _lib()
+    counts = torch.empty(E, V, dtype=torch.int32)
+    lib.gs_bin_count_cpu(E * V, _ptr(projected.means2d), _ptr(projected.radii), cfg.tile_px, tiles_x, tiles_y,
+                         _ptr(counts))
+    ends = torch.cumsum(counts.reshape(-1).to(torch.int64), 0)
+    offsets = (ends - counts.reshape(-1)).contiguous()
+    n_isect = int(ends[-1]) if ends.numel() else 0
+    keys = torch.empty(n_isect, dtype=torch.int64)
+    flat_ids = torch.empty(n_isect, dtype=torch.int32)
+    lib.gs_bin_emit_cpu(E, V, _ptr(projected.means2d), _ptr(projected.radii), _ptr(projected.depths), _ptr(offsets),
+                        cfg.tile_px, tiles_x, tiles_y, _ptr(keys), _ptr(flat_ids))
+    # Emission is in (view, Gaussian) order and the sort is stable, so depth ties are broken as
+    # in the reference.
+    n_tiles = E * tiles_x * tiles_y
+    sorted_keys = torch.empty_like(keys)
+    sorted_ids = torch.empty_like(flat_ids)
+    ranges = torch.empty(n_tiles, 2, dtype=torch.int32)
+    lib.gs_bin_sort_cpu(n_isect, _ptr(keys), _ptr(flat_ids), n_tiles, _ptr(sorted_keys), _ptr(sorted_ids), _ptr(ranges))
+    gaussian_ids = (sorted_ids % max(V, 1)).to(torch.int32).contiguous()
+    return TileBins(
+        isect_keys=sorted_keys,
+        gaussian_ids=gaussian_ids,
+        tile_ranges=ranges.reshape(E, tiles_x * tiles_y, 2),
+        tiles_per_gaussian=counts,
+        tile_px=cfg.tile_px,
+        tiles_x=tiles_x,
+        tiles_y=tiles_y,
+    )
+
+
+def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: TileBins, views: ViewBatch,
+              cfg: RasterConfig) -> Images:
+    E, V = projected.depths.shape
+    H, W = views.height, views.width
+    check(projected.conics, "projected.conics", torch.float32, "cpu", (E, V, 3))
+    check(shaded.colors, "shaded.colors", torch.float32, "cpu", (E, V, 3))
+    check(visible.opacities, "visible.opacities", torch.float32, "cpu", (V,))
+    check(bins.gaussian_ids, "bins.gaussian_ids", torch.int32, "cpu")
+    check(bins.tile_ranges, "bins.tile_ranges", torch.int32, "cpu")
+    background = torch.tensor(cfg.background, dtype=torch.float32)
+    rgb = torch.empty(E, H, W, 3)
+    alpha = torch.empty(E, H, W)
+    depth = torch.empty(E, H, W)
+    evaluations = _lib().gs_rasterize_cpu(
+        E, V, _ptr(projected.means2d), _ptr(projected.conics), _ptr(visible.opacities), _ptr(shaded.colors),
+        _ptr(projected.depths), _ptr(bins.gaussian_ids), _ptr(bins.tile_ranges), bins.tile_px, bins.tiles_x,
+        bins.tiles_y, W, H, cfg.alpha_max, cfg.alpha_min, cfg.transmittance_min, _ptr(background), _ptr(rgb),
+        _ptr(alpha), _ptr(depth))
+    return Images(rgb=rgb, alpha=alpha, depth=depth, evaluations=evaluations)
+
+
+def make_backend() -> Backend:
+    """The cpu backend, or BackendUnavailable with the reason (no compiler, build failure)."""
+    try:
+        _lib()
+    except (BuildError, OSError) as exc:
+        raise BackendUnavailable(str(exc)) from None
+    return Backend("cpu", cull, shade, project, bin_tiles, rasterize, device_types=("cpu",))

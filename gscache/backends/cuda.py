@@ -1,0 +1,171 @@
+"""The cuda backend: the kernels of cuda/ compiled at run time by CuPy (NVRTC), launched on
+torch's current CUDA stream, with tensors exchanged through DLPack (no copies). Culling is the
+torch reference's (cheap and memory-bound); the exclusive prefix sum and the stable radix sort
+of the keys are torch's (CUB underneath)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from ..camera import ViewBatch
+from ..config import BinConfig, ProjectConfig, RasterConfig, ShadeConfig
+from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..sh import sh_degree_of
+from ..stages import cull
+from ..stages.bin import tile_grid
+from . import Backend, BackendUnavailable
+from ._boundary import check, gs_views
+from ._loader import cuda_module
+
+THREADS = 256
+SPLAT_FLOATS = 10  # floats per splat in rasterize_kernel's shared-memory batch
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def _kernel(file: str, name: str, device: torch.device):
+    return cuda_module(file, device.index if device.index is not None else torch.cuda.current_device()).get_function(name)
+
+
+def _arr(t: torch.Tensor):
+    """A CuPy view of a CUDA tensor (DLPack, no copy)."""
+    return _cupy().from_dlpack(t.detach())
+
+
+@contextlib.contextmanager
+def _on_torch_stream(device: torch.device):
+    """Make torch's current stream CuPy's current stream, so kernels queue behind torch's work."""
+    cp = _cupy()
+    stream = torch.cuda.current_stream(device)
+    with cp.cuda.Device(stream.device_index), cp.cuda.ExternalStream(stream.cuda_stream, stream.device_index):
+        yield
+
+
+def _launch(file: str, name: str, device: torch.device, grid, block, args, shared_mem: int = 0) -> None:
+    kernel = _kernel(file, name, device)
+    converted = tuple(_arr(a) if isinstance(a, torch.Tensor) else a for a in args)
+    with _on_torch_stream(device):
+        kernel(grid, block, converted, shared_mem=shared_mem)
+
+
+def _blocks(n: int) -> tuple[int]:
+    return (max(1, -(-n // THREADS)),)
+
+
+def _views_tensor(views: ViewBatch, device: torch.device) -> torch.Tensor:
+    """The GsView structs of the views as bytes on the device (E * 84 bytes copied per frame)."""
+    host = gs_views(views)
+    raw = np.frombuffer(bytes(host), dtype=np.uint8).copy()
+    return torch.from_numpy(raw).to(device)
+
+
+def shade(visible: Visible, views: ViewBatch, cfg: ShadeConfig) -> Shaded:
+    dev = visible.means.device
+    V, K, E = visible.count, visible.sh.shape[1], views.n_views
+    degree = sh_degree_of(K) if cfg.sh_degree is None else min(sh_degree_of(K), cfg.sh_degree)
+    for name in ("means", "quats", "scales", "sh"):
+        check(getattr(visible, name), f"visible.{name}", torch.float32, "cuda")
+    positions = check(views.positions.contiguous(), "views.positions", torch.float32, "cuda", (E, 3))
+    covars = torch.empty(V, 6, device=dev)
+    colors = torch.empty(E, V, 3, device=dev)
+    if V:
+        _launch("shade", "shade_kernel", dev, _blocks(V), (THREADS,),
+                (np.int32(E), np.int32(V), np.int32(K), np.int32(degree), visible.means, visible.quats,
+                 visible.scales, visible.sh, positions, covars, colors))
+    return Shaded(covars=covars, colors=colors)
+
+
+def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConfig) -> Projected:
+    dev = visible.means.device
+    V, E = visible.count, views.n_views
+    check(visible.means, "visible.means", torch.float32, "cuda", (V, 3))
+    check(shaded.covars, "shaded.covars", torch.float32, "cuda", (V, 6))
+    means2d = torch.empty(E, V, 2, device=dev)
+    conics = torch.empty(E, V, 3, device=dev)
+    depths = torch.empty(E, V, device=dev)
+    radii = torch.empty(E, V, 2, dtype=torch.int32, device=dev)
+    if V:
+        _launch("project", "project_kernel", dev, _blocks(E * V), (THREADS,),
+                (np.int32(E), np.int32(V), visible.means, shaded.covars, _views_tensor(views, dev),
+                 np.float32(cfg.eps2d), np.float32(cfg.extent_sigma), means2d, conics, depths, radii))
+    return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+    E, V = projected.depths.shape
+    dev = projected.depths.device
+    tiles_x, tiles_y = tile_grid(views, cfg)
+    n_tiles = E * tiles_x * tiles_y
+    check(projected.means2d, "projected.means2d", torch.float32, "cuda", (E, V, 2))
+    check(projected.radii, "projected.radii", torch.int32, "cuda", (E, V, 2))
+    check(projected.depths, "projected.depths", torch.float32, "cuda", (E, V))
+    counts = torch.zeros(E, V, dtype=torch.int32, device=dev)
+    if E * V:
+        _launch("bin", "bin_count_kernel", dev, _blocks(E * V), (THREADS,),
+                (np.int64(E * V), projected.means2d, projected.radii, np.int32(cfg.tile_px), np.int32(tiles_x),
+                 np.int32(tiles_y), counts))
+    ends = torch.cumsum(counts.reshape(-1).to(torch.int64), 0)
+    offsets = (ends - counts.reshape(-1)).contiguous()
+    n_isect = int(ends[-1]) if ends.numel() else 0  # one host sync: the key buffer's size
+    keys = torch.empty(n_isect, dtype=torch.int64, device=dev)
+    flat_ids = torch.empty(n_isect, dtype=torch.int32, device=dev)
+    ranges = torch.zeros(n_tiles, 2, dtype=torch.int32, device=dev)
+    if n_isect:
+        _launch("bin", "bin_emit_kernel", dev, _blocks(E * V), (THREADS,),
+                (np.int32(E), np.int32(V), projected.means2d, projected.radii, projected.depths, offsets,
+                 np.int32(cfg.tile_px), np.int32(tiles_x), np.int32(tiles_y), keys, flat_ids))
+        # Emission is in (view, Gaussian) order and the sort is stable, as in the reference.
+        keys, order = torch.sort(keys, stable=True)
+        flat_ids = flat_ids[order]
+        _launch("bin", "tile_ranges_kernel", dev, _blocks(n_isect), (THREADS,), (np.int64(n_isect), keys, ranges))
+    return TileBins(
+        isect_keys=keys.contiguous(),
+        gaussian_ids=(flat_ids % max(V, 1)).to(torch.int32).contiguous(),
+        tile_ranges=ranges.reshape(E, tiles_x * tiles_y, 2),
+        tiles_per_gaussian=counts,
+        tile_px=cfg.tile_px,
+        tiles_x=tiles_x,
+        tiles_y=tiles_y,
+    )
+
+
+def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: TileBins, views: ViewBatch,
+              cfg: RasterConfig) -> Images:
+    E, V = projected.depths.shape
+    dev = projected.depths.device
+    H, W = views.height, views.width
+    check(projected.conics, "projected.conics", torch.float32, "cuda", (E, V, 3))
+    check(shaded.colors, "shaded.colors", torch.float32, "cuda", (E, V, 3))
+    check(visible.opacities, "visible.opacities", torch.float32, "cuda", (V,))
+    check(bins.gaussian_ids, "bins.gaussian_ids", torch.int32, "cuda")
+    check(bins.tile_ranges, "bins.tile_ranges", torch.int32, "cuda")
+    background = torch.tensor(cfg.background, dtype=torch.float32, device=dev)
+    rgb = torch.empty(E, H, W, 3, device=dev)
+    alpha = torch.empty(E, H, W, device=dev)
+    depth = torch.empty(E, H, W, device=dev)
+    ts = bins.tile_px
+    _launch("rasterize", "rasterize_kernel", dev, (bins.tiles_x, bins.tiles_y, E), (ts, ts),
+            (np.int32(E), np.int32(V), projected.means2d, projected.conics, visible.opacities, shaded.colors,
+             projected.depths, bins.gaussian_ids, bins.tile_ranges, np.int32(bins.tiles_x), np.int32(bins.tiles_y),
+             np.int32(W), np.int32(H), np.float32(cfg.alpha_max), np.float32(cfg.alpha_min),
+             np.float32(cfg.transmittance_min), background, rgb, alpha, depth),
+            shared_mem=ts * ts * SPLAT_FLOATS * 4)
+    return Images(rgb=rgb, alpha=alpha, depth=depth)
+
+
+def make_backend() -> Backend:
+    """The cuda backend, or BackendUnavailable with the reason (no CuPy, no GPU)."""
+    try:
+        import cupy  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(f"CuPy is not installed ({exc.msg})") from None
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("torch sees no CUDA device")
+    return Backend("cuda", cull, shade, project, bin_tiles, rasterize, device_types=("cuda",))
