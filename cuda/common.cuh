@@ -181,6 +181,28 @@ GS_HD void gs_project(const float* p, const float* cov6, const GsView& v, float 
     radii[1] = drawn ? (int)ry : 0;
 }
 
+// Cull test of one Gaussian (centre p, largest scale s_max) against one view: false only when the
+// Gaussian cannot reach the image (margin_px wider), so culling never changes a picture. It bounds
+// gs_project's radii without the covariance: the Jacobian row (fx/z, 0, -fx x/z^2) has norm
+// fx/z sqrt(1 + (x/z)^2) with x/z clamped to lim_x, so radius_x <= ceil(k sqrt(s^2 (fx/z)^2
+// (1 + lim_x^2) + eps2d)); one more pixel absorbs rounding (gscache/stages/cull.py is the spec).
+GS_HD bool gs_cull_keep(const float* p, float s_max, const GsView& v, float eps2d, float extent_sigma,
+                        float margin_px) {
+    const float* R = v.R;
+    const float x = R[0] * p[0] + R[1] * p[1] + R[2] * p[2] + v.t[0];
+    const float y = R[3] * p[0] + R[4] * p[1] + R[5] * p[2] + v.t[1];
+    const float z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + v.t[2];
+    if (!(z > v.near_m && z < v.far_m)) return false;
+    const float tan_fovx = 0.5f * v.width / v.fx, tan_fovy = 0.5f * v.height / v.fy;
+    const float lim_x = gs_max((v.width - v.cx) / v.fx, v.cx / v.fx) + (GS_FOV_CLAMP - 1.f) * tan_fovx;
+    const float lim_y = gs_max((v.height - v.cy) / v.fy, v.cy / v.fy) + (GS_FOV_CLAMP - 1.f) * tan_fovy;
+    const float u = v.fx * x / z + v.cx, w = v.fy * y / z + v.cy;
+    const float sx = s_max * v.fx / z, sy = s_max * v.fy / z;
+    const float rx = ceilf(extent_sigma * sqrtf(sx * sx * (1.f + lim_x * lim_x) + eps2d)) + 1.f + margin_px;
+    const float ry = ceilf(extent_sigma * sqrtf(sy * sy * (1.f + lim_y * lim_y) + eps2d)) + 1.f + margin_px;
+    return u + rx > 0.f && u - rx < (float)v.width && w + ry > 0.f && w - ry < (float)v.height;
+}
+
 // Half-open tile rectangle [lo, hi) touched by a splat (gsplat's isect_tiles rule), clamped to
 // the grid; returns the number of tiles (0 when radii are 0).
 GS_HD int gs_tile_rect(float mx, float my, int rx, int ry, int tile_px, int tiles_x, int tiles_y, int* lo, int* hi) {

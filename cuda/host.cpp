@@ -1,17 +1,17 @@
 // Host entry points of the cpu backend: the math of common.cuh in OpenMP loops, behind a C ABI
 // that gscache/backends/cpu.py calls through ctypes.
 //
-// Contract (all arrays contiguous, row-major; E views, V Gaussians, K SH coefficients, I
-// intersections, T tiles per view):
+// Contract (all arrays contiguous, row-major; E views, N scene Gaussians, V visible, K SH
+// coefficients, I intersections, T tiles per view):
+//   cull:      means f32[N,3], scales f32[N,3], views GsView[E] -> keep u8[N] (1: may be drawn)
 //   shade:     means f32[V,3], quats f32[V,4], scales f32[V,3], sh f32[V,K,3], positions f32[E,3]
 //              -> covars f32[V,6], colors f32[E,V,3]
 //   project:   means f32[V,3], covars f32[V,6], views GsView[E]
 //              -> means2d f32[E,V,2], conics f32[E,V,3], depths f32[E,V], radii i32[E,V,2]
 //   bin_count: means2d f32[E*V,2], radii i32[E*V,2] -> counts i32[E*V]
-//   bin_emit:  means2d, radii, depths f32[E*V], offsets i64[E*V] (exclusive prefix sum of counts)
-//              -> keys i64[I] (layout in common.cuh), flat_ids i32[I] (eye * V + gaussian)
-//   bin_sort:  keys i64[I], flat_ids i32[I] in emission order -> sorted keys, ids, and
-//              ranges i32[E*T,2] ([start, end) of each tile's run; start == end for empty tiles)
+//   bin_sorted: means2d, radii, depths f32[E*V], counts i32[E*V] -> keys i64[I] sorted by tile then
+//              depth (layout in common.cuh), gaussian_ids i32[I] (0..V-1), ranges i32[E*T,2]
+//              ([start, end) of each tile's run; start == end for empty tiles)
 //   rasterize: means2d f32[E*V,2], conics f32[E*V,3], opacities f32[V], colors f32[E*V,3],
 //              depths f32[E*V], gaussian_ids i32[I] (0..V-1, in key order), ranges i32[E*T,2],
 //              background f32[3] -> rgb f32[E,H,W,3], alpha f32[E,H,W], depth f32[E,H,W];
@@ -32,6 +32,18 @@ int gs_abi_version() { return GS_ABI_VERSION; }
 // sizeof(GsView), so the wrapper can check that its ctypes mirror has the same layout.
 int gs_view_size() { return (int)sizeof(GsView); }
 
+void gs_cull_cpu(int E, int64_t N, const float* means, const float* scales, const GsView* views, float eps2d,
+                 float extent_sigma, float margin_px, unsigned char* keep) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < N; ++i) {
+        const float* s = scales + 3 * i;
+        const float s_max = gs_max(s[0], gs_max(s[1], s[2]));
+        bool k = false;
+        for (int e = 0; e < E && !k; ++e) k = gs_cull_keep(means + 3 * i, s_max, views[e], eps2d, extent_sigma, margin_px);
+        keep[i] = k;
+    }
+}
+
 void gs_shade_cpu(int E, int V, int K, int degree, const float* means, const float* quats, const float* scales,
                   const float* sh, const float* positions, float* covars, float* colors) {
 #pragma omp parallel for schedule(static)
@@ -49,10 +61,11 @@ void gs_shade_cpu(int E, int V, int K, int degree, const float* means, const flo
 void gs_project_cpu(int E, int V, const float* means, const float* covars, const GsView* views, float eps2d,
                     float extent_sigma, float* means2d, float* conics, float* depths, int* radii) {
     for (int e = 0; e < E; ++e) {
-#pragma omp parallel for schedule(static)
+        const GsView view = views[e];
+#pragma omp parallel for simd schedule(static)
         for (int64_t i = 0; i < V; ++i) {
             const int64_t f = (int64_t)e * V + i;
-            gs_project(means + 3 * i, covars + 6 * i, views[e], eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
+            gs_project(means + 3 * i, covars + 6 * i, view, eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
                        depths + f, radii + 2 * f);
         }
     }
@@ -68,61 +81,65 @@ void gs_bin_count_cpu(int64_t EV, const float* means2d, const int* radii, int ti
     }
 }
 
-void gs_bin_emit_cpu(int E, int V, const float* means2d, const int* radii, const float* depths, const int64_t* offsets,
-                     int tile_px, int tiles_x, int tiles_y, int64_t* keys, int* flat_ids) {
+// Sorted intersections without a key sort: each view's Gaussians are ordered once by depth (a
+// stable LSD radix sort of the depth bits, so equal depths keep index order), then emitted in that
+// order into per-tile slots found by a counting sort. Each tile's run is then in depth order with
+// ties in index order: exactly the order a stable sort of the (tile, depth) keys gives.
+void gs_bin_sorted_cpu(int E, int V, const float* means2d, const int* radii, const float* depths, const int* counts,
+                       int tile_px, int tiles_x, int tiles_y, int64_t* keys, int* gaussian_ids, int* ranges) {
     const int64_t T = (int64_t)tiles_x * tiles_y;
-#pragma omp parallel for schedule(dynamic, 1024)
-    for (int64_t f = 0; f < (int64_t)E * V; ++f) {
-        int lo[2], hi[2];
-        if (!gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px, tiles_x, tiles_y,
-                          lo, hi))
-            continue;
-        const int64_t eye = f / V;
-        const int64_t depth_bits = (int64_t)gs_float_bits(depths[f]);
-        int64_t out = offsets[f];
-        for (int ty = lo[1]; ty < hi[1]; ++ty)
-            for (int tx = lo[0]; tx < hi[0]; ++tx, ++out) {
-                const int64_t tile = eye * T + (int64_t)ty * tiles_x + tx;
-                keys[out] = (tile << GS_TILE_KEY_SHIFT) | depth_bits;
-                flat_ids[out] = (int)f;
-            }
+    // Tiles per view are disjoint, so the views are binned in parallel (the two eyes of a frame).
+    std::vector<int64_t> cursor(E * T + 1, 0);
+#pragma omp parallel for schedule(static, 1)
+    for (int e = 0; e < E; ++e) {
+        for (int64_t f = (int64_t)e * V; f < (int64_t)(e + 1) * V; ++f) {
+            if (!counts[f]) continue;
+            int lo[2], hi[2];
+            gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px, tiles_x,
+                         tiles_y, lo, hi);
+            for (int ty = lo[1]; ty < hi[1]; ++ty)
+                for (int tx = lo[0]; tx < hi[0]; ++tx) ++cursor[e * T + (int64_t)ty * tiles_x + tx + 1];
+        }
     }
-}
-
-// Stable sort of the emitted intersections by key, and the tile ranges: a counting sort by
-// tile (stable, so emission order survives), then each tile's run sorted by depth, ties kept in
-// emission order. Gives exactly what a stable sort of the whole key array gives.
-void gs_bin_sort_cpu(int64_t I, const int64_t* keys, const int* flat_ids, int64_t n_tiles, int64_t* sorted_keys,
-                     int* sorted_ids, int* ranges) {
-    std::vector<int64_t> start(n_tiles + 1, 0);
-    for (int64_t i = 0; i < I; ++i) ++start[(keys[i] >> GS_TILE_KEY_SHIFT) + 1];
-    for (int64_t t = 0; t < n_tiles; ++t) start[t + 1] += start[t];
-    std::vector<int64_t> cursor(start.begin(), start.end() - 1);
-    std::vector<int> staged_ids(I);
-    for (int64_t i = 0; i < I; ++i) {
-        const int64_t at = cursor[keys[i] >> GS_TILE_KEY_SHIFT]++;
-        sorted_keys[at] = keys[i];
-        staged_ids[at] = flat_ids[i];
+    for (int64_t t = 0; t < E * T; ++t) {  // tile ranges from the per-tile counts
+        cursor[t + 1] += cursor[t];
+        ranges[2 * t] = (int)cursor[t];
+        ranges[2 * t + 1] = (int)cursor[t + 1];
     }
-#pragma omp parallel
-    {
-        std::vector<uint64_t> order;
-#pragma omp for schedule(dynamic, 16)
-        for (int64_t t = 0; t < n_tiles; ++t) {
-            const int64_t s0 = start[t], n = start[t + 1] - s0;
-            ranges[2 * t] = (int)s0;
-            ranges[2 * t + 1] = (int)(s0 + n);
-            // Depth bits in the high half, the position in the run in the low half: sorting these
-            // orders by depth and keeps emission order among equal depths.
-            order.resize(n);
-            for (int64_t j = 0; j < n; ++j) order[j] = ((uint64_t)(sorted_keys[s0 + j] & 0xFFFFFFFFll) << 32) | (uint64_t)j;
-            std::sort(order.begin(), order.end());
-            for (int64_t j = 0; j < n; ++j) {
-                const int64_t from = s0 + (int64_t)(order[j] & 0xFFFFFFFFull);
-                sorted_ids[s0 + j] = staged_ids[from];
+#pragma omp parallel for schedule(static, 1)
+    for (int e = 0; e < E; ++e) {
+        const float* z = depths + (int64_t)e * V;
+        std::vector<uint32_t> order(V), scratch(V);
+        std::vector<int64_t> bucket(1 << 11);
+        for (int i = 0; i < V; ++i) order[i] = (uint32_t)i;
+        // Three stable passes of 11 bits over the 32 depth bits (positive floats order like their bits).
+        for (int shift = 0; shift < 32; shift += 11) {
+            std::fill(bucket.begin(), bucket.end(), 0);
+            for (int i = 0; i < V; ++i) ++bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047];
+            int64_t sum = 0;
+            for (auto& b : bucket) {
+                const int64_t c = b;
+                b = sum;
+                sum += c;
             }
-            const int64_t tile_bits = t << GS_TILE_KEY_SHIFT;
-            for (int64_t j = 0; j < n; ++j) sorted_keys[s0 + j] = tile_bits | (int64_t)(order[j] >> 32);
+            for (int i = 0; i < V; ++i) scratch[bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047]++] = order[i];
+            std::swap(order, scratch);
+        }
+        for (int i = 0; i < V; ++i) {
+            const int g = (int)order[i];
+            const int64_t f = (int64_t)e * V + g;
+            if (!counts[f]) continue;
+            int lo[2], hi[2];
+            gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px, tiles_x,
+                         tiles_y, lo, hi);
+            const int64_t depth_bits = (int64_t)gs_float_bits(z[g]);
+            for (int ty = lo[1]; ty < hi[1]; ++ty)
+                for (int tx = lo[0]; tx < hi[0]; ++tx) {
+                    const int64_t tile = (int64_t)e * T + (int64_t)ty * tiles_x + tx;
+                    const int64_t at = cursor[tile]++;
+                    keys[at] = (tile << GS_TILE_KEY_SHIFT) | depth_bits;
+                    gaussian_ids[at] = g;
+                }
         }
     }
 }
@@ -150,21 +167,41 @@ static inline bool reach_box(const float* conic, float opacity, float alpha_min,
 
 // One tile's pixels blended splat by splat. TILE is a compile-time constant so a pixel row is
 // one fixed-length vector loop; lanes outside the splat's reach box are masked off.
-// Reach half extents of every (view, Gaussian), computed once rather than once per tile.
-static void reach_boxes(int64_t EV, int V, const float* conics, const float* opacities, float alpha_min, float* half) {
+// Everything the blending loop reads about one (view, Gaussian), packed into one 64-byte cache
+// line: tiles visit Gaussians in depth order, i.e. at random, and one miss per splat beats six.
+struct alignas(64) Splat {
+    float mx, my;      // centre, pixels
+    float A, Bn, C;    // pre-scaled conic: power = dx (A dx + Bn dy) + C dy^2
+    float opacity;
+    float r, g, b;     // colour
+    float depth;
+    float hx, hy;      // reach half extents (pixels); hx < 0: reaches no pixel
+};
+
+static void pack_splats(int64_t EV, int V, const float* means2d, const float* conics, const float* opacities,
+                        const float* colors, const float* depths, float alpha_min, Splat* out) {
 #pragma omp parallel for schedule(static)
     for (int64_t f = 0; f < EV; ++f) {
-        if (!reach_box(conics + 3 * f, opacities[f % V], alpha_min, half + 2 * f, half + 2 * f + 1))
-            half[2 * f] = half[2 * f + 1] = -1.f;  // reaches no pixel
+        Splat& s = out[f];
+        s.mx = means2d[2 * f];
+        s.my = means2d[2 * f + 1];
+        s.A = -0.5f * conics[3 * f];
+        s.Bn = -conics[3 * f + 1];
+        s.C = -0.5f * conics[3 * f + 2];
+        s.opacity = opacities[f % V];
+        s.r = colors[3 * f];
+        s.g = colors[3 * f + 1];
+        s.b = colors[3 * f + 2];
+        s.depth = depths[f];
+        if (!reach_box(conics + 3 * f, s.opacity, alpha_min, &s.hx, &s.hy)) s.hx = s.hy = -1.f;
     }
 }
 
 template <int TILE>
-static int64_t rasterize_tiles(int E, int V, const float* means2d, const float* conics, const float* opacities,
-                               const float* colors, const float* depths, const int* gaussian_ids, const int* ranges,
+static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gaussian_ids, const int* ranges,
                                int tiles_x, int tiles_y, int width, int height, float alpha_max, float alpha_min,
-                               float t_min, const float* background, const float* half, float* out_rgb,
-                               float* out_alpha, float* out_depth) {
+                               float t_min, const float* background, float* out_rgb, float* out_alpha,
+                               float* out_depth) {
     constexpr int P = TILE * TILE;
     const int64_t T = (int64_t)tiles_x * tiles_y;
     int64_t evaluations = 0;
@@ -191,10 +228,10 @@ static int64_t rasterize_tiles(int E, int V, const float* means2d, const float* 
                 for (int p = 0; p < P; ++p) open += 1.f - done[p];
                 tile_done = open == 0.f;
             }
-            const int g = gaussian_ids[i];
-            const int64_t f = eye * V + g;
-            const float mx = means2d[2 * f], my = means2d[2 * f + 1];
-            const float hx = half[2 * f], hy = half[2 * f + 1];
+            // Splats arrive in depth order, scattered in memory: fetch a few ahead.
+            if (i + 8 < ranges[2 * t + 1]) __builtin_prefetch(&splats[eye * V + gaussian_ids[i + 8]]);
+            const Splat& s = splats[eye * V + gaussian_ids[i]];
+            const float mx = s.mx, my = s.my, hx = s.hx, hy = s.hy;
             if (hx < 0.f) continue;
             // Pixel columns/rows whose centre lies within the reach box, inside this tile.
             const int bx0 = (int)std::floor(std::max(mx - hx - 0.5f, (float)x0));
@@ -203,34 +240,40 @@ static int64_t rasterize_tiles(int E, int V, const float* means2d, const float* 
             const int by1 = (int)std::ceil(std::min(my + hy + 0.5f, (float)y1));
             if (bx0 >= bx1 || by0 >= by1) continue;
             const float fx0 = (float)bx0, fx1 = (float)bx1;
-            const float A = -0.5f * conics[3 * f], Bn = -conics[3 * f + 1], C = -0.5f * conics[3 * f + 2];
-            const float op = opacities[g], z = depths[f];
-            const float cr = colors[3 * f], cg = colors[3 * f + 1], cb = colors[3 * f + 2];
+            const float A = s.A, Bn = s.Bn, C = s.C, op = s.opacity, z = s.depth;
+            const float cr = s.r, cg = s.g, cb = s.b;
+            // Rows are processed in halves of HALF pixels (one 256-bit vector), only the halves the
+            // reach box overlaps: small splats, the common case, then cost half the lanes.
+            constexpr int HALF = TILE >= 16 ? 8 : TILE;
+            const int h0 = (bx0 - x0) / HALF, h1 = (bx1 - x0 - 1) / HALF;
             for (int y = by0; y < by1; ++y) {
                 const float dy = my - ((float)y + 0.5f);
-                const int row = (y - y0) * TILE;
-                float* tr = trans + row;  // this row's state; the loop below is one vector wide
-                float* ar = acc_r + row;
-                float* ag = acc_g + row;
-                float* ab = acc_b + row;
-                float* ad = acc_d + row;
-                float* dn = done + row;
-#pragma omp simd
-                for (int x = 0; x < TILE; ++x) {
-                    const float px = (float)(x0 + x);
-                    const float a = gs_splat_alpha(mx - (px + 0.5f), dy, A, Bn, C, op, alpha_max, alpha_min);
-                    // Lanes outside the reach box, or of stopped pixels, get alpha 0 (selects, no branches).
-                    const float alpha = (px >= fx0 && px < fx1 && dn[x] == 0.f) ? a : 0.f;
-                    const float Tp = tr[x];
-                    const float T_next = Tp * (1.f - alpha);
-                    const float stop = (alpha > 0.f && T_next < t_min) ? 1.f : 0.f;  // gs_blend's rule
-                    const float w = alpha * Tp * (1.f - stop);
-                    ar[x] += w * cr;
-                    ag[x] += w * cg;
-                    ab[x] += w * cb;
-                    ad[x] += w * z;
-                    tr[x] = stop > 0.f ? Tp : T_next;
-                    dn[x] = gs_max(dn[x], stop);
+                for (int h = h0; h <= h1; ++h) {
+                    const int off = (y - y0) * TILE + h * HALF;
+                    float* tr = trans + off;
+                    float* ar = acc_r + off;
+                    float* ag = acc_g + off;
+                    float* ab = acc_b + off;
+                    float* ad = acc_d + off;
+                    float* dn = done + off;
+                    const float xbase = (float)(x0 + h * HALF);
+#pragma omp simd simdlen(HALF)
+                    for (int x = 0; x < HALF; ++x) {
+                        const float px = xbase + (float)x;
+                        const float a = gs_splat_alpha(mx - (px + 0.5f), dy, A, Bn, C, op, alpha_max, alpha_min);
+                        // Lanes outside the reach box, or of stopped pixels, get alpha 0 (selects, no branches).
+                        const float alpha = (px >= fx0 && px < fx1 && dn[x] == 0.f) ? a : 0.f;
+                        const float Tp = tr[x];
+                        const float T_next = Tp * (1.f - alpha);
+                        const float stop = (alpha > 0.f && T_next < t_min) ? 1.f : 0.f;  // gs_blend's rule
+                        const float w = alpha * Tp * (1.f - stop);
+                        ar[x] += w * cr;
+                        ag[x] += w * cg;
+                        ab[x] += w * cb;
+                        ad[x] += w * z;
+                        tr[x] = stop > 0.f ? Tp : T_next;
+                        dn[x] = gs_max(dn[x], stop);
+                    }
                 }
             }
             evaluations += (int64_t)(bx1 - bx0) * (by1 - by0);
@@ -256,11 +299,10 @@ extern "C" int64_t gs_rasterize_cpu(int E, int V, const float* means2d, const fl
                                     float alpha_max, float alpha_min, float t_min, const float* background,
                                     float* out_rgb, float* out_alpha, float* out_depth) {
 #define GS_RASTERIZE(TILE)                                                                                      \
-    rasterize_tiles<TILE>(E, V, means2d, conics, opacities, colors, depths, gaussian_ids, ranges, tiles_x, tiles_y, \
-                          width, height, alpha_max, alpha_min, t_min, background, half.data(), out_rgb, out_alpha, \
-                          out_depth)
-    std::vector<float> half(2 * (int64_t)E * V);
-    reach_boxes((int64_t)E * V, V, conics, opacities, alpha_min, half.data());
+    rasterize_tiles<TILE>(E, V, splats.data(), gaussian_ids, ranges, tiles_x, tiles_y, width, height, alpha_max, \
+                          alpha_min, t_min, background, out_rgb, out_alpha, out_depth)
+    std::vector<Splat> splats((int64_t)E * V);
+    pack_splats((int64_t)E * V, V, means2d, conics, opacities, colors, depths, alpha_min, splats.data());
     switch (tile_px) {
         case 8: return GS_RASTERIZE(8);
         case 16: return GS_RASTERIZE(16);

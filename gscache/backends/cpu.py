@@ -1,6 +1,6 @@
 """The cpu backend: the kernels of cuda/ compiled for the host (C++ and OpenMP), called through
-ctypes. Culling is the torch reference's (it is a cheap, memory-bound pass); shade, project, bin
-and rasterize run the shared math of cuda/common.cuh. The prefix sum uses torch; the key sort is a counting sort by tile followed by per-tile depth sorts."""
+ctypes. All five stages run the shared math of cuda/common.cuh. Binning needs no key sort on the CPU: each
+view's Gaussians are radix-sorted by depth once and scattered into per-tile slots (host.cpp)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import ctypes
 import torch
 
 from ..camera import ViewBatch
-from ..config import BinConfig, ProjectConfig, RasterConfig, ShadeConfig
+from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
 from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..scene.record import Scene
 from ..sh import sh_degree_of
-from ..stages import cull
 from ..stages.bin import tile_grid
+from ..stages.cull import select_visible
 from . import Backend, BackendUnavailable
 from ._boundary import GsView, check, gs_views
 from ._loader import BuildError, host_library
@@ -26,11 +27,11 @@ F32 = ctypes.c_float
 _SIGNATURES = {
     "gs_abi_version": ([], I32),
     "gs_view_size": ([], I32),
+    "gs_cull_cpu": ([I32, I64, P, P, ctypes.POINTER(GsView), F32, F32, F32, P], None),
     "gs_shade_cpu": ([I32, I32, I32, I32, P, P, P, P, P, P, P], None),
     "gs_project_cpu": ([I32, I32, P, P, ctypes.POINTER(GsView), F32, F32, P, P, P, P], None),
     "gs_bin_count_cpu": ([I64, P, P, I32, I32, I32, P], None),
-    "gs_bin_emit_cpu": ([I32, I32, P, P, P, P, I32, I32, I32, P, P], None),
-    "gs_bin_sort_cpu": ([I64, P, P, I64, P, P, P], None),
+    "gs_bin_sorted_cpu": ([I32, I32, P, P, P, P, I32, I32, I32, P, P, P], None),
     "gs_rasterize_cpu": ([I32, I32, P, P, P, P, P, P, P, I32, I32, I32, I32, I32, F32, F32, F32, P, P, P, P], I64),
 }
 ABI_VERSION = 1
@@ -49,6 +50,15 @@ def _lib() -> ctypes.CDLL:
 
 def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
+
+
+def cull(scene: Scene, views: ViewBatch, cfg: CullConfig, project_cfg: ProjectConfig) -> Visible:
+    check(scene.means, "scene.means", torch.float32, "cpu")
+    check(scene.scales, "scene.scales", torch.float32, "cpu")
+    keep = torch.empty(scene.count, dtype=torch.uint8)
+    _lib().gs_cull_cpu(views.n_views, scene.count, _ptr(scene.means), _ptr(scene.scales), gs_views(views),
+                       project_cfg.eps2d, project_cfg.extent_sigma, cfg.margin_px, _ptr(keep))
+    return select_visible(scene, keep.bool())
 
 
 def shade(visible: Visible, views: ViewBatch, cfg: ShadeConfig) -> Shaded:
@@ -88,23 +98,14 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     counts = torch.empty(E, V, dtype=torch.int32)
     lib.gs_bin_count_cpu(E * V, _ptr(projected.means2d), _ptr(projected.radii), cfg.tile_px, tiles_x, tiles_y,
                          _ptr(counts))
-    ends = torch.cumsum(counts.reshape(-1).to(torch.int64), 0)
-    offsets = (ends - counts.reshape(-1)).contiguous()
-    n_isect = int(ends[-1]) if ends.numel() else 0
+    n_isect = int(counts.sum(dtype=torch.int64))
     keys = torch.empty(n_isect, dtype=torch.int64)
-    flat_ids = torch.empty(n_isect, dtype=torch.int32)
-    lib.gs_bin_emit_cpu(E, V, _ptr(projected.means2d), _ptr(projected.radii), _ptr(projected.depths), _ptr(offsets),
-                        cfg.tile_px, tiles_x, tiles_y, _ptr(keys), _ptr(flat_ids))
-    # Emission is in (view, Gaussian) order and the sort is stable, so depth ties are broken as
-    # in the reference.
-    n_tiles = E * tiles_x * tiles_y
-    sorted_keys = torch.empty_like(keys)
-    sorted_ids = torch.empty_like(flat_ids)
-    ranges = torch.empty(n_tiles, 2, dtype=torch.int32)
-    lib.gs_bin_sort_cpu(n_isect, _ptr(keys), _ptr(flat_ids), n_tiles, _ptr(sorted_keys), _ptr(sorted_ids), _ptr(ranges))
-    gaussian_ids = (sorted_ids % max(V, 1)).to(torch.int32).contiguous()
+    gaussian_ids = torch.empty(n_isect, dtype=torch.int32)
+    ranges = torch.empty(E * tiles_x * tiles_y, 2, dtype=torch.int32)
+    lib.gs_bin_sorted_cpu(E, V, _ptr(projected.means2d), _ptr(projected.radii), _ptr(projected.depths), _ptr(counts),
+                          cfg.tile_px, tiles_x, tiles_y, _ptr(keys), _ptr(gaussian_ids), _ptr(ranges))
     return TileBins(
-        isect_keys=sorted_keys,
+        isect_keys=keys,
         gaussian_ids=gaussian_ids,
         tile_ranges=ranges.reshape(E, tiles_x * tiles_y, 2),
         tiles_per_gaussian=counts,

@@ -57,7 +57,16 @@ def cull(scene: Scene, views: ViewBatch, cfg: CullConfig, project_cfg: ProjectCo
             & (v + ry > 0)
             & (v - ry < views.height)
         )
+    return select_visible(scene, keep)
+
+
+def select_visible(scene: Scene, keep: torch.Tensor) -> Visible:
+    """The Visible record of the Gaussians where ``keep`` [N] (bool) is true, in scene order."""
     ids = torch.nonzero(keep).squeeze(1)
+    if ids.shape[0] == scene.count:
+        # Everything is visible: share the scene's tensors instead of copying them (stages never
+        # modify their inputs in place, so sharing is safe).
+        return Visible(ids, scene.means, scene.quats, scene.scales, scene.opacities, scene.sh)
     return Visible(
         ids=ids,
         means=scene.means[ids],

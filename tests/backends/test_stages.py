@@ -62,6 +62,8 @@ def test_each_stage_matches_the_reference(backend, scene_name):
     impl, device = backend
     scene, rig = SCENES[scene_name]()
     views, visible, shaded, projected, bins, images = _reference_records(scene, rig, device)
+    culled = impl.cull(scene.to(device), views, CullConfig(), ProjectConfig())
+    assert_stage_close(culled, visible, "cull")
     assert_stage_close(impl.shade(visible, views, ShadeConfig()), shaded, "shade")
     bins_out = impl.bin(projected, views, BinConfig())
     assert_stage_close(bins_out, bins, "bin")
