@@ -5,7 +5,7 @@
 
 The first backend is the baseline: ratios are its median frame time over each backend's, and
 agreement is PSNR and max abs error of each backend's images against its images. Frames follow
-a seeded VR head motion; warm-up frames are not timed. Stage times are synchronised per stage
+a seeded VR head motion, the backends taking turns frame by frame; warm-up frames are not timed. Stage times are synchronised per stage
 (gscache.pipeline), so on a GPU they are device times. Issue 4's `gscache bench` supersedes this
 for full reports; this script stays the one-call check of scripts/gpu_check.sh.
 """
@@ -69,21 +69,22 @@ def main(argv=None) -> int:
     rigs = list(vr_head_motion(pose, args.warmup + args.frames, seed=3).rigs(template))
     names = args.backends.split(",")
     print(f"{scene.source}: {scene.count} Gaussians, {width}x{height} per eye, stereo, on {_machine(device)}")
-    results = {}
-    for name in names:
-        renderer = Renderer(scene, RenderConfig(backend=name, device=str(device)))
-        frames, ms, evals = [], [], []
-        for i, rig in enumerate(rigs):
-            frame = renderer.render(rig)
+    renderers = {name: Renderer(scene, RenderConfig(backend=name, device=str(device))) for name in names}
+    ms = {name: [] for name in names}
+    evals = {name: [] for name in names}
+    frames = {name: [] for name in names}
+    last = {}
+    # Backends take turns frame by frame, so a drift in the machine's speed hits all of them alike.
+    for i, rig in enumerate(rigs):
+        for name in names:
+            frame = renderers[name].render(rig)
+            last[name] = frame
             if i >= args.warmup:
-                ms.append(frame.times.total_ms)
-                evals.append((frame.counters.n_evaluations, frame.times.rasterize_ms))
-                frames.append(frame.rgb.cpu())
-        results[name] = (statistics.median(ms), frames, evals, frame.counters, frame.times)
-        del renderer
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-
+                ms[name].append(frame.times.total_ms)
+                evals[name].append((frame.counters.n_evaluations, frame.times.rasterize_ms))
+                frames[name].append(frame.rgb.cpu())
+    results = {name: (statistics.median(ms[name]), frames[name], evals[name], last[name].counters, last[name].times)
+               for name in names}
     base_ms, base_frames = results[names[0]][0], results[names[0]][1]
     print(f"{'backend':8} {'median ms':>10} {'speed-up':>9} {'PSNR dB':>8} {'max err':>8} {'evals/s':>10}  stages (ms) of the last frame")
     for name in names:

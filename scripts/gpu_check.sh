@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every GPU check in one call, for a lent GPU machine: install what is missing there, run all GPU
+# tests (cuda and gsplat backends against the torch reference), then time cuda against gsplat
+# (and the reference) on the same stereo frames, and print a short table.
+#
+# The GPU machine has torch, CuPy, nvcc and ninja but no gsplat and no package registry, and it
+# receives only the repository. Prepare two ignored folders here first (never commit them):
+#   mkdir -p .whl .data && pip download --no-deps -d .whl gsplat==1.5.3
+#   cp ../shared/data/plant.splat .data/
+# then run, with the device tool:  carry [".whl", ".data"], command "bash scripts/gpu_check.sh".
+# Logs go to $OUT (the device tool's output folder) or /tmp/gscache_gpu.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG=${OUT:-/tmp/gscache_gpu}
+mkdir -p "$LOG"
+export PYTHONUNBUFFERED=1
+export GSCACHE_DATA=${GSCACHE_DATA:-$PWD/.data}
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --target /tmp/gscache_site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/gscache_site${PYTHONPATH:+:$PYTHONPATH}
+fi
+# Offline editable install (setuptools is already there); maps scenes/ and cuda/ into gscache.
+python3 -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOG/gpu.txt"
+python3 -c "from gscache import backends; print('backends:', backends.available())" | tee -a "$LOG/gpu.txt"
+
+echo "== GPU tests"
+python3 -m pytest -q -rs tests/backends tests/unit/test_reference_vs_gsplat.py 2>&1 | tee "$LOG/gpu_tests.log"
+tests_rc=${PIPESTATUS[0]}
+
+echo "== timings (median stereo-frame ms; speed-up over the first backend; PSNR against it)"
+plant="$GSCACHE_DATA/plant.splat"
+[ -f "$plant" ] || plant=demo
+{
+  python3 scripts/compare_backends.py "$plant" --device cuda --size 512x512 --backends torch,cuda,gsplat --frames 10
+  python3 scripts/compare_backends.py "$plant" --device cuda --size 2048x2048 --backends torch,cuda,gsplat --frames 10
+  python3 scripts/compare_backends.py city:1000000 --device cuda --size 2048x2048 --backends torch,cuda,gsplat --frames 10
+} 2>&1 | tee "$LOG/gpu_timings.log"
+exit "$tests_rc"
