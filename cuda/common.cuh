@@ -15,7 +15,7 @@
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define GS_HD __host__ __device__ __forceinline__
 #else
-#define GS_HD inline
+#define GS_HD inline __attribute__((always_inline))
 #endif
 // NVRTC has no standard library; nvcc's host pass and the host compiler need it. Device code
 // (__CUDA_ARCH__ defined) uses CUDA's own math and intrinsics.
