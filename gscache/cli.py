@@ -1,4 +1,4 @@
-"""Command line: ``gscache render`` and ``gscache info``.
+"""Command line: ``gscache render``, ``gscache bench`` and ``gscache info``.
 
 argparse rather than a config-driven CLI library: the commands take a handful of flat options,
 and argparse gives clear errors with no extra dependency.
@@ -66,29 +66,6 @@ def _write_png(rgb, path: Path) -> None:
         Image.fromarray(rgb).save(f, format="PNG")
 
 
-def _trajectory(args, scene, up):
-    from . import trajectory as tr
-
-    pose = tr.default_head_pose(scene, up, distance=args.distance, elevation_deg=args.elevation)
-    if args.trajectory == "still":
-        return tr.still(pose, args.frames)
-    if args.trajectory == "vr":
-        return tr.vr_head_motion(pose, args.frames, seed=args.seed)
-    centre, radius = tr.scene_frame(scene, up)
-    if args.trajectory == "orbit":
-        import math
-
-        el = math.radians(args.elevation)
-        return tr.orbit(centre, args.distance * radius * math.cos(el), args.frames,
-                        height=args.distance * radius * math.sin(el), up=up)
-    if args.trajectory == "fly":
-        import numpy as np
-
-        start = pose[:3, 3].numpy()
-        return tr.fly_through(np.stack([start, (start + centre) / 2, centre + 0.3 * (centre - start)]), args.frames, up)
-    return tr.read_cameras_json(args.trajectory)
-
-
 def _rss_mib() -> tuple[float, float]:
     """(current, peak) resident memory of this process, MiB (Linux; zeros elsewhere)."""
     import resource
@@ -110,6 +87,7 @@ def cmd_render(args) -> int:
     from .camera import Camera, Intrinsics, StereoRig, rigid_inverse
     from .config import RasterConfig, RenderConfig
     from .renderer import Renderer
+    from .trajectory import named_trajectory
 
     if args.frames < 1:
         raise GscacheError(f"--frames: expected >= 1, got {args.frames}")
@@ -119,7 +97,8 @@ def cmd_render(args) -> int:
     config = RenderConfig(backend=args.backend, device=args.device,
                           raster=RasterConfig(background=parse_color(args.background)))
     renderer = Renderer(scene, config)
-    traj = _trajectory(args, scene, up)
+    traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=up, distance=args.distance,
+                            elevation_deg=args.elevation)
     intr = Intrinsics.from_fov(args.fov, width, height)
     out = Path(args.out)
     names = [out] if len(traj) == 1 else [out.with_name(f"{out.stem}_{i:04d}{out.suffix}") for i in range(len(traj))]
@@ -171,6 +150,51 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import torch
+
+    from .bench.report import build_report, format_table, write_json, write_plot
+    from .bench.runner import BenchSettings, ladder, named_config, run_bench
+    from .renderer import default_device
+    from .trajectory import named_trajectory
+
+    if args.frames < 1:
+        raise GscacheError(f"--frames: expected >= 1, got {args.frames}")
+    if args.warmup < 0:
+        raise GscacheError(f"--warmup: expected >= 0, got {args.warmup}")
+    if args.quality_frames < 0:
+        raise GscacheError(f"--quality-frames: expected >= 0, got {args.quality_frames}")
+    width, height = parse_size(args.size)
+    try:
+        device = torch.device(args.device) if args.device else default_device()
+    except RuntimeError as exc:
+        raise GscacheError(f"--device: {exc}") from None
+    if args.ablation:
+        configs = ladder(device.type)
+    else:
+        names = [n for n in args.configs.split(",") if n]
+        if not names:
+            raise GscacheError("--configs: expected one or more configuration names")
+        configs = [(n, named_config(n, device.type)) for n in names]
+    scene = open_scene(args.scene)
+    traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=UP_AXES[args.up])
+    settings = BenchSettings(width=width, height=height, fov_y_deg=args.fov, ipd_m=args.ipd, warmup=args.warmup,
+                             quality_frames=args.quality_frames, device=str(device))
+    results = run_bench(scene, traj, configs, settings, progress=not args.no_progress)
+    scene_info = {"source": scene.source, "gaussians": scene.count, "sh_degree": scene.sh_degree,
+                  "format": "demo" if args.scene is None else __import__("gscache.scene", fromlist=["x"]).detect_format(args.scene)}
+    settings_info = {"frames": len(traj), "warmup": args.warmup, "width": width, "height": height, "fov_y_deg": args.fov,
+                     "ipd_m": args.ipd, "quality_frames": args.quality_frames, "seed": args.seed, "ablation": args.ablation}
+    report = build_report(results, scene_info, settings_info, traj.name, device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(report, out / "bench.json")
+    write_plot(report, out / "bench.png")
+    print(format_table(report))
+    print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gscache", description="Cache-centric 3DGS renderer for VR stereo.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -183,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
     r.add_argument("--mono", action="store_true", help="render one centred camera instead of two eyes")
     r.add_argument("--trajectory", default="still",
-                   help="still, vr (seeded head motion), orbit, fly, or the path of an Inria cameras.json")
+                   help="still, vr (seeded head motion), orbit, fly, or a trajectory file (gscache JSON or Inria cameras.json)")
     r.add_argument("--frames", type=int, default=1, help="frames along the trajectory")
     r.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")
     r.add_argument("--distance", type=float, default=2.2, help="viewing distance in scene radii")
@@ -193,6 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", help="stage implementations: auto, or a name from gscache.backends.available()")
     r.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if present)")
     r.set_defaults(func=cmd_render)
+
+    b = sub.add_parser("bench", help="time stereo rendering along a trajectory and compare configurations")
+    b.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")
+    b.add_argument("--trajectory", default="vr",
+                   help="vr (seeded head motion), orbit, fly, still, or a trajectory file (gscache JSON or cameras.json)")
+    b.add_argument("--frames", type=int, default=60, help="timed stereo frames (a file trajectory has its own)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed frames rendered first")
+    b.add_argument("--size", default="512x512", help="per-eye WxH, or a preset: " + ", ".join(RESOLUTION_PRESETS))
+    b.add_argument("--fov", type=float, default=90.0, help="vertical field of view per eye, degrees")
+    b.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
+    b.add_argument("--configs", default="auto",
+                   help="comma-separated configurations to compare (the first is the baseline); names: auto, "
+                        "or a backend name")
+    b.add_argument("--ablation", action="store_true",
+                   help="run the standard ladder instead of --configs: torch reference, then each other backend")
+    b.add_argument("--quality-frames", type=int, default=4, help="frames compared with the exact reference render")
+    b.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")
+    b.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis")
+    b.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="print a scene's counts, SH degree, bounds and memory")
     i.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")

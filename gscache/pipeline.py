@@ -15,19 +15,33 @@ from .scene.record import Scene
 
 
 class _Clock:
-    """Per-stage wall time; synchronises the device so GPU work is counted where it runs."""
+    """Per-stage times: CUDA events on a GPU (read once, after the frame), wall time on a CPU."""
 
     def __init__(self, device: torch.device) -> None:
-        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        self.sync()
-        self.last = time.perf_counter()
-        self.ms: dict[str, float] = {}
+        self.cuda = device.type == "cuda"
+        self.stages: list[str] = []
+        if self.cuda:
+            self.marks = [torch.cuda.Event(enable_timing=True)]
+            self.marks[0].record()
+        else:
+            self.marks = [time.perf_counter()]
 
     def lap(self, stage: str) -> None:
-        self.sync()
-        now = time.perf_counter()
-        self.ms[f"{stage}_ms"] = (now - self.last) * 1e3
-        self.last = now
+        self.stages.append(stage)
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def times(self) -> StageTimes:
+        if self.cuda:
+            self.marks[-1].synchronize()
+            ms = [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        else:
+            ms = [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+        return StageTimes(**{f"{stage}_ms": t for stage, t in zip(self.stages, ms)})
 
 
 def checks_enabled(cfg: RenderConfig) -> bool:
@@ -67,4 +81,4 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         for record in (scene, visible, shaded, projected, bins, images):
             record.validate()
     counters = WorkCounters(scene.count, visible.count, bins.n_intersections, images.evaluations)
-    return Frame(images=images, times=StageTimes(**clock.ms), counters=counters)
+    return Frame(images=images, times=clock.times(), counters=counters)

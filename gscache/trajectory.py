@@ -178,6 +178,77 @@ def fly_through(waypoints, n_frames: int, up=(0.0, -1.0, 0.0), fps: float = 72.0
     return Trajectory(torch.stack(poses), _times(n_frames, fps), "fly-through")
 
 
+TRAJECTORY_FORMAT = "gscache-trajectory/1"
+
+
+def save_trajectory(traj: Trajectory, path: str | os.PathLike) -> None:
+    """Write a trajectory as JSON ({"format", "name", "times_s", "T_world_head"}), atomically."""
+    from .atomic import atomic_write
+
+    doc = {
+        "format": TRAJECTORY_FORMAT,
+        "name": traj.name,
+        "times_s": traj.times_s.tolist(),
+        "T_world_head": traj.T_world_head.tolist(),
+    }
+    with atomic_write(path) as f:
+        f.write(json.dumps(doc).encode())
+
+
+def load_trajectory(path: str | os.PathLike) -> Trajectory:
+    """Read a trajectory file: gscache's own JSON (save_trajectory) or an Inria cameras.json."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GscacheError(f"{path}: cannot read the trajectory: {exc}") from None
+    if isinstance(doc, list):
+        return read_cameras_json(path)
+    if not isinstance(doc, dict) or doc.get("format") != TRAJECTORY_FORMAT:
+        raise GscacheError(f"{path}: expected a {TRAJECTORY_FORMAT} JSON object or an Inria cameras.json list")
+    try:
+        poses = torch.tensor(doc["T_world_head"], dtype=torch.float64)
+        times = torch.tensor(doc["times_s"], dtype=torch.float64)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise GscacheError(f"{path}: field 'T_world_head' or 'times_s' is missing or malformed ({exc})") from None
+    if poses.dim() != 3 or poses.shape[1:] != (4, 4) or len(poses) == 0:
+        raise GscacheError(f"{path}: 'T_world_head' must be a non-empty list of 4x4 matrices")
+    for i, T in enumerate(poses):
+        try:
+            Camera.from_pose(T, Intrinsics(1.0, 1.0, 0.5, 0.5, 1, 1))  # validates the pose
+        except GscacheError as exc:
+            raise GscacheError(f"{path}: pose {i}: {exc}") from None
+    return Trajectory(poses, times, str(doc.get("name", os.path.basename(path))))
+
+
+TRAJECTORY_KINDS = ("still", "vr", "orbit", "fly")
+
+
+def named_trajectory(kind: str, scene, n_frames: int, seed: int = 0, up=(0.0, -1.0, 0.0), distance: float = 2.2,
+                     elevation_deg: float = 20.0) -> Trajectory:
+    """A trajectory around ``scene`` by name (one of TRAJECTORY_KINDS) or from a file path.
+
+    still, vr and the start of fly begin at :func:`default_head_pose`; orbit circles the scene at
+    the same distance and elevation; a path is read with :func:`load_trajectory` (its own length).
+    """
+    if kind not in TRAJECTORY_KINDS:
+        if not os.path.exists(kind):
+            raise GscacheError(f"trajectory: expected one of {', '.join(TRAJECTORY_KINDS)} or a file path, got {kind!r}")
+        return load_trajectory(kind)
+    pose = default_head_pose(scene, up, distance=distance, elevation_deg=elevation_deg)
+    if kind == "still":
+        return still(pose, n_frames)
+    if kind == "vr":
+        return vr_head_motion(pose, n_frames, seed=seed)
+    centre, radius = scene_frame(scene, up)
+    if kind == "orbit":
+        el = math.radians(elevation_deg)
+        return orbit(centre, distance * radius * math.cos(el), n_frames, height=distance * radius * math.sin(el), up=up)
+    start = pose[:3, 3].numpy()
+    return fly_through(np.stack([start, (start + centre) / 2, centre + 0.3 * (centre - start)]), n_frames, up)
+
+
 def read_cameras_json(path: str | os.PathLike, fps: float = 30.0) -> Trajectory:
     """Read an Inria 3DGS ``cameras.json`` (list of {width, height, position, rotation, fx, fy}).
 

@@ -1,0 +1,157 @@
+"""The benchmark's outputs: a terminal table, a JSON report and a PNG plot."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ..atomic import atomic_write
+from .runner import ConfigResult
+
+SCHEMA = "gscache-bench/1"
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The commit of the gscache checkout, with "+dirty" for uncommitted changes (None if unknown)."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def environment(device: torch.device) -> dict:
+    env = {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": {p: _version(p) for p in ("gscache", "torch", "numpy", "gsplat", "cupy-cuda12x", "cupy-cuda13x")},
+        "git_commit": git_commit(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def _finite(x):
+    """JSON has no infinity: identical images are reported as psnr_db null with "exact": true."""
+    return None if isinstance(x, float) and not math.isfinite(x) else x
+
+
+def build_report(results: list[ConfigResult], scene_info: dict, settings: dict, trajectory: str,
+                 device: torch.device) -> dict:
+    base = results[0].summary()["median_ms"]
+    configs = []
+    for r in results:
+        s = r.summary()
+        s["speedup_vs_first"] = base / s["median_ms"] if s["median_ms"] > 0 else None
+        q = dict(s["quality"])
+        if q:
+            q["exact"] = not math.isfinite(q["psnr_db"])
+            q["psnr_db"] = _finite(q["psnr_db"])
+        s["quality"] = q
+        configs.append(s)
+    return {"schema": SCHEMA, "environment": environment(device), "scene": scene_info, "trajectory": trajectory,
+            "settings": settings, "configs": configs}
+
+
+def write_json(report: dict, path: Path) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(report, indent=2, allow_nan=False).encode())
+
+
+def format_table(report: dict) -> str:
+    env = report["environment"]
+    machine = env.get("gpu") or env["cpu"]
+    st = report["settings"]
+    lines = [
+        f"{report['scene']['source']}: {report['scene']['gaussians']} Gaussians; {st['frames']} stereo frames of "
+        f"{st['width']}x{st['height']} per eye ({report['trajectory']}); {machine}",
+        f"{'config':10} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up':>8} {'PSNR dB':>8} {'SSIM':>7} "
+        f"{'max err':>8} {'peak MiB':>9} {'visible':>9} {'isects':>9} {'evals':>11}",
+    ]
+    for c in report["configs"]:
+        q = c["quality"]
+        psnr_txt = "exact" if q.get("exact") else (f"{q['psnr_db']:.1f}" if q else "-")
+        w = c["work_per_frame"]
+        evals = f"{w['gaussian_pixel_evaluations']:.3g}" if w["gaussian_pixel_evaluations"] else "-"
+        lines.append(
+            f"{c['name']:10} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} {c['speedup_vs_first']:7.1f}x "
+            f"{psnr_txt:>8} {q.get('ssim', float('nan')):7.4f} {q.get('max_abs_error', float('nan')):8.2g} "
+            f"{c['peak_memory_bytes'] / 2**20:9.0f} {w['visible_gaussians']:9.0f} {w['tile_intersections']:9.0f} {evals:>11}"
+        )
+    lines.append("median stage times (ms): " + "; ".join(
+        f"{c['name']}: " + " ".join(f"{k}={v:.1f}" for k, v in c["stages_median_ms"].items()) for c in report["configs"]))
+    return "\n".join(lines)
+
+
+def write_plot(report: dict, path: Path) -> None:
+    """Frame time along the trajectory per configuration, and speed against PSNR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_q) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for c in report["configs"]:
+        ax_t.plot(range(len(c["frame_ms"])), c["frame_ms"], label=c["name"])
+    ax_t.set_yscale("log")
+    ax_t.set_xlabel("frame along the trajectory")
+    ax_t.set_ylabel("stereo frame time (ms, log)")
+    ax_t.set_title("frame time")
+    ax_t.legend()
+    finite = [c["quality"]["psnr_db"] for c in report["configs"] if c["quality"].get("psnr_db") is not None]
+    exact_at = (max(finite) if finite else 60.0) + 5.0  # where identical-to-reference configs are drawn
+    for c in report["configs"]:
+        q = c["quality"]
+        if not q:
+            continue
+        x = exact_at if q["exact"] else q["psnr_db"]
+        ax_q.scatter([x], [c["fps"]])
+        ax_q.annotate(c["name"] + (" (exact)" if q["exact"] else ""), (x, c["fps"]), textcoords="offset points",
+                      xytext=(5, 5))
+    ax_q.set_yscale("log")
+    ax_q.set_xlabel("PSNR vs exact reference (dB; exact plotted at the right)")
+    ax_q.set_ylabel("FPS (stereo frames/s, log)")
+    ax_q.set_title("speed against image error")
+    env = report["environment"]
+    fig.suptitle(f"{report['scene']['source']} - {env.get('gpu') or env['cpu']}", fontsize=9)
+    fig.tight_layout()
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)

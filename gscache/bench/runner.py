@@ -1,0 +1,181 @@
+"""Runs the configurations of a benchmark over the same stereo frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import backends
+from ..camera import StereoRig
+from ..config import RenderConfig
+from ..errors import GscacheError
+from ..renderer import Renderer, default_device
+from ..scene.record import Scene
+from ..trajectory import Trajectory
+from .memory import PeakMemory
+from .metrics import max_abs_error, psnr, ssim
+from .stats import summarize
+
+STAGES = ("cull", "shade", "project", "bin", "rasterize")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every configuration of one benchmark renders."""
+
+    width: int = 512
+    """Per-eye width, pixels."""
+    height: int = 512
+    """Per-eye height, pixels."""
+    fov_y_deg: float = 90.0
+    """Vertical field of view per eye (headsets: about 90-100 degrees)."""
+    ipd_m: float = 0.063
+    """Interpupillary distance."""
+    warmup: int = 3
+    """Untimed frames rendered first (compilation, allocator growth, caches)."""
+    quality_frames: int = 4
+    """Frames, evenly spaced along the trajectory, compared with the exact reference render."""
+    device: str | None = None
+    """Torch device; None: cuda when present, else cpu."""
+
+
+@dataclass
+class ConfigResult:
+    """Everything measured for one configuration."""
+
+    name: str
+    config: RenderConfig
+    frame_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    visible: list[int] = field(default_factory=list)
+    intersections: list[int] = field(default_factory=list)
+    evaluations: list[int] = field(default_factory=list)
+    peak_memory_bytes: int = 0
+    memory_kind: str = ""
+    quality: dict[str, float] = field(default_factory=dict)
+    samples: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict:
+        """The JSON-ready figures of this configuration."""
+        out = {"name": self.name, **summarize(self.frame_ms)}
+        out["stages_median_ms"] = {s: statistics.median(v) for s, v in self.stage_ms.items()}
+        out["peak_memory_bytes"] = self.peak_memory_bytes
+        out["memory_kind"] = self.memory_kind
+        out["work_per_frame"] = {
+            "visible_gaussians": statistics.mean(self.visible),
+            "tile_intersections": statistics.mean(self.intersections),
+            "gaussian_pixel_evaluations": statistics.mean(self.evaluations) if self.evaluations else None,
+        }
+        out["quality"] = self.quality
+        out["frame_ms"] = self.frame_ms
+        out["render_config"] = config_to_dict(self.config)
+        return out
+
+
+def config_to_dict(cfg: RenderConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def named_config(name: str, device_type: str) -> RenderConfig:
+    """The configuration called ``name``: for now each backend with no reuse (the cache issue adds
+    reuse rungs)."""
+    known = ["auto", *backends.available()]
+    if name not in known:
+        raise GscacheError(f"--configs: unknown configuration {name!r}; known: {', '.join(known)}")
+    backends.get(name, device_type)  # raises GscacheError with the reason when it cannot run here
+    return RenderConfig(backend=name)
+
+
+def ladder(device_type: str) -> list[tuple[str, RenderConfig]]:
+    """The ablation ladder: the torch reference first, then every other backend available for the
+    device, each with no reuse."""
+    rungs = [("torch", RenderConfig(backend="torch"))]
+    for name, status in backends.available().items():
+        if name == "torch" or status != "ok":
+            continue
+        try:
+            backends.get(name, device_type)
+        except GscacheError:  # runs, but not on this device type
+            continue
+        rungs.append((name, RenderConfig(backend=name)))
+    return rungs
+
+
+def _sample_indices(n_frames: int, n_samples: int) -> list[int]:
+    n_samples = max(0, min(n_samples, n_frames))
+    if n_samples == 0:
+        return []
+    if n_samples == 1:
+        return [0]
+    return sorted({round(i * (n_frames - 1) / (n_samples - 1)) for i in range(n_samples)})
+
+
+def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, RenderConfig]], settings: BenchSettings,
+              progress: bool = True) -> list[ConfigResult]:
+    """Render ``trajectory`` in stereo with every configuration and measure it.
+
+    Returns one ConfigResult per configuration, in order, with quality measured against the exact
+    reference (the torch backend) on the sampled frames.
+    """
+    from tqdm import tqdm
+
+    if not configs:
+        raise GscacheError("bench: no configuration to run")
+    device = torch.device(settings.device) if settings.device else default_device()
+    template = StereoRig.symmetric(trajectory.T_world_head[0], settings.width, settings.height,
+                                   settings.fov_y_deg, settings.ipd_m)
+    rigs = list(trajectory.rigs(template))
+    samples = _sample_indices(len(rigs), settings.quality_frames)
+    results = []
+    total = len(configs) * (settings.warmup + len(rigs))
+    bar = tqdm(total=total, desc="bench", unit="frame", disable=not progress)
+    for name, cfg in configs:
+        cfg = dataclasses.replace(cfg, device=str(device))
+        renderer = Renderer(scene, cfg)
+        res = ConfigResult(name, cfg)
+        for i in range(settings.warmup):
+            renderer.render(rigs[i % len(rigs)])
+            bar.update()
+        with PeakMemory(device) as mem:
+            for i, rig in enumerate(rigs):
+                frame = renderer.render(rig)
+                res.frame_ms.append(frame.times.total_ms)
+                for s in STAGES:
+                    res.stage_ms[s].append(getattr(frame.times, f"{s}_ms"))
+                res.visible.append(frame.counters.n_visible)
+                res.intersections.append(frame.counters.n_intersections)
+                if frame.counters.n_evaluations is not None:
+                    res.evaluations.append(frame.counters.n_evaluations)
+                if i in samples:
+                    res.samples[i] = frame.rgb.detach().cpu()
+                bar.update()
+        res.peak_memory_bytes, res.memory_kind = mem.peak_bytes, mem.kind
+        results.append(res)
+        del renderer
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    bar.close()
+
+    # Quality against the exact reference: the torch backend's own frames when it was run with
+    # the default stage settings, else a separate (untimed) reference render of the samples.
+    reference = next((r.samples for r in results
+                      if r.config.backend == "torch" and dataclasses.replace(r.config, backend="torch", device=None)
+                      == RenderConfig(backend="torch")), None)
+    if reference is None and samples:
+        ref_renderer = Renderer(scene, RenderConfig(backend="torch", device=str(device)))
+        reference = {i: ref_renderer.render(rigs[i]).rgb.detach().cpu() for i in samples}
+    for res in results:
+        if not samples:
+            continue
+        ours = torch.stack([res.samples[i] for i in samples])
+        ref = torch.stack([reference[i] for i in samples])
+        res.quality = {
+            "psnr_db": psnr(ours, ref),  # of the mean squared error over all sampled frames
+            "ssim": ssim(ours, ref),
+            "max_abs_error": max_abs_error(ours, ref),
+            "sampled_frames": samples,
+        }
+    return results

@@ -1,0 +1,131 @@
+"""The benchmark: statistics and metrics against known values, an end-to-end run on a tiny scene
+(JSON schema, plot file), and bad options failing clearly."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gscache import save_scene
+from gscache.bench.memory import PeakMemory
+from gscache.bench.metrics import max_abs_error, psnr, ssim
+from gscache.bench.stats import percentile, summarize
+from gscache.cli import main
+from gscache.trajectory import load_trajectory, orbit, save_trajectory
+from tests._helpers import random_scene
+
+
+def test_percentile_matches_numpy():
+    rng = np.random.default_rng(0)
+    values = rng.exponential(10.0, 37).tolist()
+    for q in (0, 5, 50, 95, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
+    s = summarize([10.0, 20.0, 30.0])
+    assert s["median_ms"] == 20.0 and s["fps"] == 50.0 and s["p95_ms"] == pytest.approx(29.0)
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_psnr_known_values():
+    a = torch.zeros(2, 16, 16, 3, dtype=torch.float64)
+    b = torch.full((2, 16, 16, 3), 0.1, dtype=torch.float64)  # MSE 0.01 -> 20 dB
+    assert psnr(a, b) == pytest.approx(20.0, abs=1e-9)
+    assert psnr(a, a) == math.inf
+    assert max_abs_error(a, b) == pytest.approx(0.1)
+
+
+def test_ssim_known_values():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 32, 32, 3, generator=g)
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-12)
+    # Two constant images: variances are 0, so SSIM = (2 mx my + C1) / (mx^2 + my^2 + C1).
+    a = torch.full((1, 24, 24, 3), 0.2, dtype=torch.float64)
+    b = torch.full((1, 24, 24, 3), 0.6, dtype=torch.float64)
+    c1 = 0.01**2
+    assert ssim(a, b) == pytest.approx((2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1), rel=1e-9)
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert 0.0 < ssim(x, noisy) < 0.9
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory(torch.device("cpu")) as mem:
+        base = mem.peak_bytes
+        block = torch.ones(64 * 2**20)  # 256 MiB, touched
+        block.add_(1)
+        import time
+
+        time.sleep(0.05)
+        del block
+    assert mem.kind == "rss" and mem.peak_bytes - base > 200 * 2**20
+
+
+def test_trajectory_file_round_trip(tmp_path):
+    t = orbit((0.0, 0.0, 0.0), 2.0, 5)
+    save_trajectory(t, tmp_path / "path.json")
+    back = load_trajectory(tmp_path / "path.json")
+    assert torch.equal(back.T_world_head, t.T_world_head) and torch.equal(back.times_s, t.times_s)
+
+
+@pytest.fixture
+def tiny_scene(tmp_path):
+    path = tmp_path / "tiny.ply"
+    save_scene(random_scene(300, seed=2, sh_degree=1), path)
+    return path
+
+
+def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
+    out = tmp_path / "out"
+    argv = ["bench", str(tiny_scene), "--ablation", "--frames", "4", "--warmup", "1", "--size", "48x32",
+            "--quality-frames", "2", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["schema"] == "gscache-bench/1"
+    assert {"cpu", "torch_threads", "versions", "git_commit", "device"} <= set(report["environment"])
+    assert report["scene"]["gaussians"] == 300 and report["settings"]["frames"] == 4
+    names = [c["name"] for c in report["configs"]]
+    assert names[0] == "torch"
+    for c in report["configs"]:
+        assert len(c["frame_ms"]) == 4 and c["median_ms"] > 0 and c["p95_ms"] >= c["median_ms"]
+        assert c["fps"] == pytest.approx(1000 / c["median_ms"])
+        assert set(c["stages_median_ms"]) == {"cull", "shade", "project", "bin", "rasterize"}
+        assert c["peak_memory_bytes"] > 0 and c["memory_kind"] == "rss"
+        assert c["work_per_frame"]["tile_intersections"] > 0
+        assert c["render_config"]["backend"] == c["name"]
+        assert c["quality"]["sampled_frames"] == [0, 3]
+    ref = report["configs"][0]
+    assert ref["quality"]["exact"] is True and ref["speedup_vs_first"] == 1.0
+    if "cpu" in names:
+        cpu = report["configs"][names.index("cpu")]
+        assert cpu["quality"]["psnr_db"] > 60 and cpu["quality"]["ssim"] > 0.999
+        assert cpu["work_per_frame"]["gaussian_pixel_evaluations"] > 0
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "speed-up" in table and "torch" in table
+
+
+def test_bench_replays_a_trajectory_file(tmp_path, tiny_scene):
+    save_trajectory(orbit((0.0, 0.0, 3.0), 3.0, 3), tmp_path / "path.json")
+    out = tmp_path / "out"
+    assert main(["bench", str(tiny_scene), "--trajectory", str(tmp_path / "path.json"), "--configs", "torch",
+                 "--size", "32x32", "--warmup", "0", "--quality-frames", "0", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["settings"]["frames"] == 3 and report["configs"][0]["quality"] == {}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bench", "--size", "big8k"], "--size"),
+    (["bench", "/no/such/scene.splat"], "no such scene file"),
+    (["bench", "--frames", "0"], "--frames"),
+    (["bench", "--configs", "warp-drive"], "unknown configuration"),
+    (["bench", "--trajectory", "spiral"], "trajectory"),
+    (["bench", "--quality-frames", "-1"], "--quality-frames"),
+])
+def test_bench_bad_options_fail_clearly(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv + ["--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "bench_out").exists()
