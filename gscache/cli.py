@@ -175,7 +175,7 @@ def cmd_bench(args) -> int:
         names = [n for n in args.configs.split(",") if n]
         if not names:
             raise GscacheError("--configs: expected one or more configuration names")
-        configs = [(n, named_config(n, device.type)) for n in names]
+        configs = [named_config(n, device.type) for n in names]
     scene = open_scene(args.scene)
     traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=UP_AXES[args.up])
     settings = BenchSettings(width=width, height=height, fov_y_deg=args.fov, ipd_m=args.ipd, warmup=args.warmup,

@@ -79,14 +79,14 @@ def config_to_dict(cfg: RenderConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def named_config(name: str, device_type: str) -> RenderConfig:
-    """The configuration called ``name``: for now each backend with no reuse (the cache issue adds
-    reuse rungs)."""
+def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
+    """(name, configuration) for a configuration name: for now each backend with no reuse, "auto"
+    resolved to the backend it picks (the cache issue adds reuse rungs)."""
     known = ["auto", *backends.available()]
     if name not in known:
         raise GscacheError(f"--configs: unknown configuration {name!r}; known: {', '.join(known)}")
-    backends.get(name, device_type)  # raises GscacheError with the reason when it cannot run here
-    return RenderConfig(backend=name)
+    resolved = backends.get(name, device_type).name  # GscacheError with the reason if it cannot run here
+    return resolved, RenderConfig(backend=resolved)
 
 
 def ladder(device_type: str) -> list[tuple[str, RenderConfig]]:
