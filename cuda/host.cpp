@@ -9,7 +9,7 @@
 //   project:   means f32[V,3], covars f32[V,6], views GsView[E]
 //              -> means2d f32[E,V,2], conics f32[E,V,3], depths f32[E,V], radii i32[E,V,2]
 //   bin_count: means2d f32[E*V,2], radii i32[E*V,2] -> counts i32[E*V]
-//   bin_sorted: means2d, radii, depths f32[E*V], counts i32[E*V] -> keys i64[I] sorted by tile then
+//   bin_sorted: means2d, radii, depths f32[E*V], counts i32[E*V], shared_depth (0/1) -> keys i64[I] sorted by tile then
 //              depth (layout in common.cuh), gaussian_ids i32[I] (0..V-1), ranges i32[E*T,2]
 //              ([start, end) of each tile's run; start == end for empty tiles)
 //   rasterize: means2d f32[E*V,2], conics f32[E*V,3], opacities f32[V], colors f32[E*V,3],
@@ -81,12 +81,35 @@ void gs_bin_count_cpu(int64_t EV, const float* means2d, const int* radii, int ti
     }
 }
 
-// Sorted intersections without a key sort: each view's Gaussians are ordered once by depth (a
-// stable LSD radix sort of the depth bits, so equal depths keep index order), then emitted in that
-// order into per-tile slots found by a counting sort. Each tile's run is then in depth order with
-// ties in index order: exactly the order a stable sort of the (tile, depth) keys gives.
+// Indices 0..V-1 ordered by depth: a stable LSD radix sort of the float bits in three passes of
+// 11 bits (positive floats order like their bits; equal depths keep index order).
+static std::vector<uint32_t> depth_order(const float* z, int V) {
+    std::vector<uint32_t> order(V), scratch(V);
+    std::vector<int64_t> bucket(1 << 11);
+    for (int i = 0; i < V; ++i) order[i] = (uint32_t)i;
+    for (int shift = 0; shift < 32; shift += 11) {
+        std::fill(bucket.begin(), bucket.end(), 0);
+        for (int i = 0; i < V; ++i) ++bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047];
+        int64_t sum = 0;
+        for (auto& b : bucket) {
+            const int64_t c = b;
+            b = sum;
+            sum += c;
+        }
+        for (int i = 0; i < V; ++i) scratch[bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047]++] = order[i];
+        std::swap(order, scratch);
+    }
+    return order;
+}
+
+// Sorted intersections without a key sort: each view's Gaussians are ordered by depth
+// (depth_order; once for all views when shared_depth says every Gaussian has the same depth in
+// every view, as with parallel eyes), then emitted in that order into per-tile slots found by a
+// counting sort over tile ids. Each tile's run is then in depth order with ties in index order:
+// exactly the order a stable sort of the (tile, depth) keys gives.
 void gs_bin_sorted_cpu(int E, int V, const float* means2d, const int* radii, const float* depths, const int* counts,
-                       int tile_px, int tiles_x, int tiles_y, int64_t* keys, int* gaussian_ids, int* ranges) {
+                       int tile_px, int tiles_x, int tiles_y, int shared_depth, int64_t* keys, int* gaussian_ids,
+                       int* ranges) {
     const int64_t T = (int64_t)tiles_x * tiles_y;
     // Tiles per view are disjoint, so the views are binned in parallel (the two eyes of a frame).
     std::vector<int64_t> cursor(E * T + 1, 0);
@@ -106,25 +129,15 @@ void gs_bin_sorted_cpu(int E, int V, const float* means2d, const int* radii, con
         ranges[2 * t] = (int)cursor[t];
         ranges[2 * t + 1] = (int)cursor[t + 1];
     }
+    // With shared depths (parallel eyes) one depth order serves every view.
+    const int n_orders = shared_depth ? 1 : E;
+    std::vector<std::vector<uint32_t>> orders(n_orders);
+#pragma omp parallel for schedule(static, 1)
+    for (int e = 0; e < n_orders; ++e) orders[e] = depth_order(depths + (int64_t)e * V, V);
 #pragma omp parallel for schedule(static, 1)
     for (int e = 0; e < E; ++e) {
         const float* z = depths + (int64_t)e * V;
-        std::vector<uint32_t> order(V), scratch(V);
-        std::vector<int64_t> bucket(1 << 11);
-        for (int i = 0; i < V; ++i) order[i] = (uint32_t)i;
-        // Three stable passes of 11 bits over the 32 depth bits (positive floats order like their bits).
-        for (int shift = 0; shift < 32; shift += 11) {
-            std::fill(bucket.begin(), bucket.end(), 0);
-            for (int i = 0; i < V; ++i) ++bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047];
-            int64_t sum = 0;
-            for (auto& b : bucket) {
-                const int64_t c = b;
-                b = sum;
-                sum += c;
-            }
-            for (int i = 0; i < V; ++i) scratch[bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047]++] = order[i];
-            std::swap(order, scratch);
-        }
+        const std::vector<uint32_t>& order = orders[shared_depth ? 0 : e];
         for (int i = 0; i < V; ++i) {
             const int g = (int)order[i];
             const int64_t f = (int64_t)e * V + g;

@@ -6,7 +6,7 @@ backends and the viewer when they are used.
 
 from . import trajectory as trajectories
 from .camera import Camera, Intrinsics, StereoRig
-from .config import RenderConfig
+from .config import CacheConfig, RenderConfig
 from .errors import GscacheError
 from .records import Frame
 from .renderer import Renderer, render
@@ -16,6 +16,7 @@ __all__ = [
     "render",
     "Renderer",
     "RenderConfig",
+    "CacheConfig",
     "load_scene",
     "save_scene",
     "Scene",

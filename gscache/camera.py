@@ -310,10 +310,23 @@ class ViewBatch:
     """Far clip depth."""
     cameras: tuple[Camera, ...] = field(repr=False)
     """The source cameras, for the host-side code that needs them."""
+    shared_depth: bool = True
+    """Every Gaussian has the same depth in every view (parallel eyes: equal third rows of the
+    float32 view matrices), so one depth order serves all views."""
 
     @property
     def n_views(self) -> int:
         return self.viewmats.shape[0]
+
+    def select(self, e: int) -> "ViewBatch":
+        """View e alone (E = 1)."""
+        return ViewBatch(self.viewmats[e : e + 1], self.Ks[e : e + 1], self.positions[e : e + 1], self.width,
+                         self.height, self.near_m, self.far_m, (self.cameras[e],), True)
+
+    def centred(self) -> "ViewBatch":
+        """One pseudo-view at the mean of the view centres (for colours shared by the eyes)."""
+        return ViewBatch(self.viewmats[:1], self.Ks[:1], self.positions.mean(dim=0, keepdim=True), self.width,
+                         self.height, self.near_m, self.far_m, self.cameras[:1], True)
 
 
 def views_of(camera_or_rig: "Camera | StereoRig", device: torch.device | str = "cpu") -> ViewBatch:
@@ -330,4 +343,6 @@ def views_of(camera_or_rig: "Camera | StereoRig", device: torch.device | str = "
     Ks = torch.stack([c.intrinsics.K for c in cams]).to(device=device, dtype=torch.float32)
     positions = torch.stack([c.position for c in cams]).to(device=device, dtype=torch.float32)
     c0 = cams[0]
-    return ViewBatch(viewmats, Ks, positions, c0.width, c0.height, c0.near_m, c0.far_m, tuple(cams))
+    third_rows = viewmats[:, 2, :].cpu()
+    shared = bool((third_rows == third_rows[:1]).all())
+    return ViewBatch(viewmats, Ks, positions, c0.width, c0.height, c0.near_m, c0.far_m, tuple(cams), shared)

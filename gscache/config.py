@@ -63,6 +63,40 @@ class RasterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """What is computed once and reused, between the eyes of a frame and across frames (ARCHITECTURE §5)."""
+
+    stereo: bool = True
+    """Both eyes in one pass: cull once against the union of the frusta, covariances once, one
+    depth order shared by parallel eyes (exact). False renders each eye from scratch (no reuse)."""
+    approx_stereo_colors: bool = False
+    """SH colours evaluated once, from the point between the eyes, for both eyes (approximate)."""
+    depth: int = 1
+    """Cache depth D: the culled set, covariances and colours are reused for up to D frames (1: none)."""
+    dynamic_depth: bool = False
+    """Adapt D at run time to the frame budget, within [1, depth_max] (starts at ``depth``)."""
+    depth_max: int = 8
+    """Upper bound of the dynamic cache depth."""
+    frame_budget_ms: float = 11.1
+    """Frame-time target of the dynamic depth (11.1 ms: 90 Hz)."""
+    headroom: float = 0.7
+    """D shrinks when frames take less than this fraction of the budget."""
+    hysteresis_frames: int = 3
+    """Consecutive frames over (or well under) budget before D changes."""
+    margin_px: float = 32.0
+    """Temporal cache: extra border of the cached culled set, pixels; a refresh happens before
+    the views could move further than this."""
+    max_translation_m: float = 0.05
+    """Temporal cache: refresh when an eye has moved further than this since the last refresh."""
+    max_rotation_deg: float = 3.0
+    """Temporal cache: refresh when an eye has turned further than this since the last refresh."""
+
+    @property
+    def temporal(self) -> bool:
+        return self.depth > 1 or self.dynamic_depth
+
+
+@dataclass(frozen=True, slots=True)
 class RenderConfig:
     """Everything that decides how a frame is rendered."""
 
@@ -75,6 +109,7 @@ class RenderConfig:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     bin: BinConfig = field(default_factory=BinConfig)
     raster: RasterConfig = field(default_factory=RasterConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     debug_checks: bool = False
     """Validate every record between stages (also enabled by GSCACHE_CHECKS=1)."""
 
@@ -102,4 +137,11 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError("raster.chunk_elems and raster.batch_gaussians must be >= 1")
     if cfg.cull.margin_px < 0:
         raise GscacheError(f"cull.margin_px: expected >= 0, got {cfg.cull.margin_px!r}")
+    c = cfg.cache
+    if not 1 <= c.depth <= c.depth_max:
+        raise GscacheError(f"cache.depth: expected an integer in [1, depth_max={c.depth_max}], got {c.depth!r}")
+    if c.frame_budget_ms <= 0 or not 0 < c.headroom < 1 or c.hysteresis_frames < 1:
+        raise GscacheError("cache.frame_budget_ms must be > 0, cache.headroom in (0, 1), cache.hysteresis_frames >= 1")
+    if c.margin_px < 0 or c.max_translation_m < 0 or c.max_rotation_deg < 0:
+        raise GscacheError("cache.margin_px, cache.max_translation_m and cache.max_rotation_deg must be >= 0")
 

@@ -1,16 +1,19 @@
-"""The one place where the stages are wired together: cull -> shade -> project -> bin -> rasterize."""
+"""The one place where the stages are wired together: cull -> shade -> project -> bin -> rasterize,
+with the stereo and temporal reuse of gscache.cache between them."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
 import torch
 
 from .backends import Backend
+from .cache import CacheStats, FrameCache, cache_key
 from .camera import ViewBatch
 from .config import RenderConfig
-from .records import Frame, StageTimes, WorkCounters
+from .records import Frame, Shaded, StageTimes, Visible, WorkCounters
 from .scene.record import Scene
 
 
@@ -48,31 +51,58 @@ def checks_enabled(cfg: RenderConfig) -> bool:
     return cfg.debug_checks or os.environ.get("GSCACHE_CHECKS") == "1"
 
 
-def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend) -> Frame:
-    """Render the E views of ``views`` from scratch (no reuse) with ``backend``'s stages.
+def _shade(backend: Backend, visible: Visible, views: ViewBatch, cfg: RenderConfig) -> Shaded:
+    """Covariances once; colours per view, or once from between the eyes (approximate)."""
+    if cfg.cache.approx_stereo_colors and views.n_views > 1:
+        centre = backend.shade(visible, views.centred(), cfg.shade)
+        colors = centre.colors.expand(views.n_views, -1, -1).contiguous()  # [E, V, 3]
+        return Shaded(covars=centre.covars, colors=colors)
+    return backend.shade(visible, views, cfg.shade)
+
+
+def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
+                 cache: FrameCache | None = None) -> Frame:
+    """Render the E views of ``views`` with ``backend``'s stages, reusing what ``cfg.cache`` allows.
 
     Args:
         scene: N Gaussians on the render device.
         views: E views on the same device.
-        cfg: the stage configs.
+        cfg: the stage configs and the reuse settings.
         backend: the stage implementations.
+        cache: the temporal cache of the caller (a Renderer); None renders without one.
 
     Returns:
-        Frame with [E, H, W] images, per-stage times and work counters.
+        Frame with [E, H, W] images, per-stage times, work counters and cache statistics.
     """
+    if views.n_views > 1 and not cfg.cache.stereo:
+        # No reuse: every eye from scratch, as if it were the only one.
+        return Frame.concat([render_views(scene, views.select(e), cfg, backend) for e in range(views.n_views)])
     check = checks_enabled(cfg)
     clock = _Clock(scene.device)
-    # cull: union of the view frusta
-    visible = backend.cull(scene, views, cfg.cull, cfg.project)
-    clock.lap("cull")
-    # shade: covariances once, colours per view
-    shaded = backend.shade(visible, views, cfg.shade)
-    clock.lap("shade")
+    temporal = cache is not None and cfg.cache.temporal
+    key = cache_key(scene, views, cfg, backend.name) if temporal else None
+    entry, reason = cache.lookup(key, views, cfg.cache) if temporal else (None, None)
+    if entry is not None:
+        # cull and shade: reused from the cache
+        visible, shaded = entry.visible, entry.shaded
+        entry.age += 1
+        clock.lap("cull")
+        clock.lap("shade")
+    else:
+        # cull: union of the view frusta (with the temporal cache's margin)
+        cull_cfg = cfg.cull
+        if temporal:
+            cull_cfg = dataclasses.replace(cull_cfg, margin_px=cull_cfg.margin_px + cfg.cache.margin_px)
+        visible = backend.cull(scene, views, cull_cfg, cfg.project)
+        clock.lap("cull")
+        # shade: covariances once, colours per view (or once, between the eyes)
+        shaded = _shade(backend, visible, views, cfg)
+        clock.lap("shade")
     # project: per view
     projected = backend.project(visible, shaded, views, cfg.project)
     clock.lap("project")
-    # bin: tile lists sorted by depth
-    bins = backend.bin(projected, views, cfg.bin)
+    # bin: tile lists sorted by depth (one depth order for parallel eyes)
+    bins = backend.bin(projected, views, cfg.bin, views.shared_depth)
     clock.lap("bin")
     # rasterize: per tile, front to back
     images = backend.rasterize(visible, shaded, projected, bins, views, cfg.raster)
@@ -80,5 +110,18 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     if check:
         for record in (scene, visible, shaded, projected, bins, images):
             record.validate()
+    times = clock.times()
+    stats = None
+    if temporal:
+        depth = cache.depth(cfg.cache)
+        if entry is None:
+            entry = cache.store(key, scene, views, visible, shaded, times.cull_ms + times.shade_ms)
+            stats = CacheStats(True, False, reason, 0, depth, (), 0.0, entry.nbytes)
+        else:
+            stats = CacheStats(True, True, None, entry.age, depth, ("cull", "covariances", "colors"), entry.saved_ms,
+                               entry.nbytes)
+        if cache.controller is not None:
+            cache.controller.update(times.total_ms)
+        cache.totals.add(stats)
     counters = WorkCounters(scene.count, visible.count, bins.n_intersections, images.evaluations)
-    return Frame(images=images, times=clock.times(), counters=counters)
+    return Frame(images=images, times=times, counters=counters, cache=stats)

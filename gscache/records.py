@@ -183,14 +183,31 @@ class WorkCounters:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One rendered frame: E images plus how long each stage took and how much work it did."""
+    """One rendered frame: E images plus how long each stage took, how much work it did and what
+    it reused."""
 
     images: Images
     """RGB, alpha and depth of each view."""
     times: StageTimes = field(default_factory=StageTimes)
-    """Per-stage wall times."""
+    """Per-stage times."""
     counters: WorkCounters = field(default_factory=WorkCounters)
     """Per-frame work counters."""
+    cache: "CacheStats | None" = None
+    """What this frame reused across frames (gscache.cache.CacheStats; None: no temporal cache)."""
+
+    @staticmethod
+    def concat(frames: "list[Frame]") -> "Frame":
+        """Views rendered separately, as one frame: images stacked, times and work added up."""
+        images = Images(*(torch.cat([getattr(f.images, k) for f in frames]) for k in ("rgb", "alpha", "depth")))
+        times = StageTimes(**{k: sum(getattr(f.times, k) for f in frames) for k in StageTimes.__dataclass_fields__})
+        evals = [f.counters.n_evaluations for f in frames]
+        counters = WorkCounters(
+            frames[0].counters.n_gaussians,
+            sum(f.counters.n_visible for f in frames),
+            sum(f.counters.n_intersections for f in frames),
+            None if None in evals else sum(evals),
+        )
+        return Frame(images, times, counters)
 
     @property
     def rgb(self) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import backends
+from .cache import FrameCache
 from .camera import Camera, StereoRig, views_of
 from .config import RenderConfig
 from .errors import GscacheError
@@ -40,15 +41,18 @@ class Renderer:
             raise GscacheError(f"config.device: {self.config.device!r} asked for, but torch sees no CUDA device here")
         self.backend = backends.get(self.config.backend, self.device.type)
         self.scene = scene.to(self.device)
+        self.cache = FrameCache()
 
     def set_scene(self, scene: Scene) -> None:
-        """Replace the scene (e.g. after an edit)."""
+        """Replace the scene (e.g. after an edit); the cache notices by the scene's identity and version."""
         self.scene = scene.to(self.device)
 
     def render(self, camera_or_rig: Camera | StereoRig) -> Frame:
-        """Render a Camera (E = 1) or a StereoRig (E = 2, left then right)."""
+        """Render a Camera (E = 1) or a StereoRig (E = 2, left then right), reusing what
+        ``config.cache`` allows; ``frame.cache`` says what was reused."""
         with torch.no_grad():
-            return render_views(self.scene, views_of(camera_or_rig, self.device), self.config, self.backend)
+            return render_views(self.scene, views_of(camera_or_rig, self.device), self.config, self.backend,
+                                self.cache)
 
 
 def render(scene: Scene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None) -> Frame:

@@ -31,7 +31,7 @@ _SIGNATURES = {
     "gs_shade_cpu": ([I32, I32, I32, I32, P, P, P, P, P, P, P], None),
     "gs_project_cpu": ([I32, I32, P, P, ctypes.POINTER(GsView), F32, F32, P, P, P, P], None),
     "gs_bin_count_cpu": ([I64, P, P, I32, I32, I32, P], None),
-    "gs_bin_sorted_cpu": ([I32, I32, P, P, P, P, I32, I32, I32, P, P, P], None),
+    "gs_bin_sorted_cpu": ([I32, I32, P, P, P, P, I32, I32, I32, I32, P, P, P], None),
     "gs_rasterize_cpu": ([I32, I32, P, P, P, P, P, P, P, I32, I32, I32, I32, I32, F32, F32, F32, P, P, P, P], I64),
 }
 ABI_VERSION = 1
@@ -88,7 +88,7 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
     return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
 
-def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
     E, V = projected.depths.shape
     tiles_x, tiles_y = tile_grid(views, cfg)
     check(projected.means2d, "projected.means2d", torch.float32, "cpu", (E, V, 2))
@@ -103,7 +103,8 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     gaussian_ids = torch.empty(n_isect, dtype=torch.int32)
     ranges = torch.empty(E * tiles_x * tiles_y, 2, dtype=torch.int32)
     lib.gs_bin_sorted_cpu(E, V, _ptr(projected.means2d), _ptr(projected.radii), _ptr(projected.depths), _ptr(counts),
-                          cfg.tile_px, tiles_x, tiles_y, _ptr(keys), _ptr(gaussian_ids), _ptr(ranges))
+                          cfg.tile_px, tiles_x, tiles_y, int(shared_depth), _ptr(keys), _ptr(gaussian_ids),
+                          _ptr(ranges))
     return TileBins(
         isect_keys=keys,
         gaussian_ids=gaussian_ids,

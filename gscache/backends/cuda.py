@@ -98,7 +98,7 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
     return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
 
-def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
     E, V = projected.depths.shape
     dev = projected.depths.device
     tiles_x, tiles_y = tile_grid(views, cfg)
@@ -111,23 +111,41 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
         _launch("bin", "bin_count_kernel", dev, _blocks(E * V), (THREADS,),
                 (np.int64(E * V), projected.means2d, projected.radii, np.int32(cfg.tile_px), np.int32(tiles_x),
                  np.int32(tiles_y), counts))
-    ends = torch.cumsum(counts.reshape(-1).to(torch.int64), 0)
-    offsets = (ends - counts.reshape(-1)).contiguous()
+    means2d, radii, depths, emit_counts = projected.means2d, projected.radii, projected.depths, counts
+    depth_order = None
+    if shared_depth and E > 1:
+        # One depth sort for every view; the emit kernel then walks the Gaussians in that order and
+        # the keys only need a stable partition by tile (a radix sort of the tile bits).
+        depth_order = torch.argsort(projected.depths[0], stable=True)
+        means2d = means2d[:, depth_order].contiguous()
+        radii = radii[:, depth_order].contiguous()
+        depths = depths[:, depth_order].contiguous()
+        emit_counts = counts[:, depth_order]
+    ends = torch.cumsum(emit_counts.reshape(-1).to(torch.int64), 0)
+    offsets = (ends - emit_counts.reshape(-1)).contiguous()
     n_isect = int(ends[-1]) if ends.numel() else 0  # one host sync: the key buffer's size
     keys = torch.empty(n_isect, dtype=torch.int64, device=dev)
     flat_ids = torch.empty(n_isect, dtype=torch.int32, device=dev)
     ranges = torch.zeros(n_tiles, 2, dtype=torch.int32, device=dev)
     if n_isect:
         _launch("bin", "bin_emit_kernel", dev, _blocks(E * V), (THREADS,),
-                (np.int32(E), np.int32(V), projected.means2d, projected.radii, projected.depths, offsets,
+                (np.int32(E), np.int32(V), means2d, radii, depths, offsets,
                  np.int32(cfg.tile_px), np.int32(tiles_x), np.int32(tiles_y), keys, flat_ids))
-        # Emission is in (view, Gaussian) order and the sort is stable, as in the reference.
-        keys, order = torch.sort(keys, stable=True)
+        # Emission is in (view, Gaussian) order (or shared depth order) and the sorts are stable,
+        # so depth ties are broken as in the reference.
+        if depth_order is not None:
+            _, order = torch.sort(keys >> 32, stable=True)
+            keys = keys[order]
+        else:
+            keys, order = torch.sort(keys, stable=True)
         flat_ids = flat_ids[order]
         _launch("bin", "tile_ranges_kernel", dev, _blocks(n_isect), (THREADS,), (np.int64(n_isect), keys, ranges))
+    gaussian_ids = flat_ids.to(torch.int64) % max(V, 1)
+    if depth_order is not None:
+        gaussian_ids = depth_order[gaussian_ids]
     return TileBins(
         isect_keys=keys.contiguous(),
-        gaussian_ids=(flat_ids % max(V, 1)).to(torch.int32).contiguous(),
+        gaussian_ids=gaussian_ids.to(torch.int32).contiguous(),
         tile_ranges=ranges.reshape(E, tiles_x * tiles_y, 2),
         tiles_per_gaussian=counts,
         tile_px=cfg.tile_px,

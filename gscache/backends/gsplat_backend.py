@@ -46,7 +46,8 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
                      radii=radii.to(torch.int32).contiguous())
 
 
-def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
+    # gsplat sorts (image, tile, depth) keys itself; a shared depth order cannot be handed to it.
     gs = _gs()
     E, V = projected.depths.shape
     tiles_x, tiles_y = tile_grid(views, cfg)

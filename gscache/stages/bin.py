@@ -40,13 +40,17 @@ def depth_bits(depths: Tensor) -> Tensor:
     return depths.contiguous().view(torch.int32).to(torch.int64) & DEPTH_BITS_MASK
 
 
-def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
     """Sorted tile intersections of all E views.
 
     Args:
         projected: E x V screen-space Gaussians.
         views: the views (image size).
         cfg: tile size.
+        shared_depth: every Gaussian has the same depth in every view (``views.shared_depth``):
+            sort the Gaussians by depth once, emit every view's intersections in that order, and
+            partition them by tile with a stable sort of the tile ids alone (what a counting sort
+            computes) instead of sorting (tile, depth) keys. The result is identical.
 
     Returns:
         TileBins with I intersections.
@@ -60,11 +64,18 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     drawn = (projected.radii > 0).all(dim=-1)  # [E, V]
     counts = torch.where(drawn, size[..., 0] * size[..., 1], torch.zeros_like(size[..., 0]))  # [E, V]
 
+    # The order in which (view, Gaussian) pairs emit their tiles: by index, or by the shared depth
+    # order (a stable sort, so equal depths keep index order, as the key sort breaks its ties).
+    flat_index = torch.arange(E * V, device=device).reshape(E, V)
+    if shared_depth and E > 1:
+        depth_order = torch.argsort(projected.depths[0], stable=True)  # [V], once for all views
+        flat_index = flat_index[:, depth_order]
+    emit_order = flat_index.reshape(-1)  # [E*V]
+    emit_counts = counts.reshape(-1)[emit_order]
     # Expand every (view, Gaussian) into its tiles: intersection i belongs to flat index src[i].
-    flat_counts = counts.reshape(-1)
-    src = torch.repeat_interleave(torch.arange(E * V, device=device), flat_counts)  # [I]
-    first = torch.cumsum(flat_counts, 0) - flat_counts  # [E*V] first intersection of each
-    local = torch.arange(src.shape[0], device=device) - first[src]  # [I] index inside the rect
+    src = torch.repeat_interleave(emit_order, emit_counts)  # [I]
+    first = torch.repeat_interleave(torch.cumsum(emit_counts, 0) - emit_counts, emit_counts)  # [I]
+    local = torch.arange(src.shape[0], device=device) - first  # [I] index inside the rect
     width = size[..., 0].reshape(-1)[src]
     tx = lo[..., 0].reshape(-1)[src] + local % width.clamp(min=1)
     ty = lo[..., 1].reshape(-1)[src] + local // width.clamp(min=1)
@@ -72,7 +83,11 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     tile = eye * T + ty * tiles_x + tx  # [I] global tile id
     keys = (tile << TILE_KEY_SHIFT) | depth_bits(projected.depths).reshape(-1)[src]
 
-    keys, order = torch.sort(keys, stable=True)
+    if shared_depth and E > 1:
+        _, order = torch.sort(tile, stable=True)  # already in depth order: partition by tile only
+        keys = keys[order]
+    else:
+        keys, order = torch.sort(keys, stable=True)
     gaussian_ids = (src[order] % V).to(torch.int32)
     per_tile = torch.bincount(tile, minlength=E * T)  # [E*T]
     ends = torch.cumsum(per_tile, 0)

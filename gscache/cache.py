@@ -1,0 +1,212 @@
+"""Reuse across frames: the temporal cache, its refresh rules, the dynamic cache depth, CacheStats.
+
+What is cached, and how exact each reuse is (ARCHITECTURE §5):
+
+* the visible set, culled with ``CacheConfig.margin_px`` of extra border. Exact while no Gaussian
+  outside it can have reached the views: the cache refreshes before the views could have moved
+  that far (a bound on how far anything in front of the eyes moves on screen, below);
+* the 3D covariances: exact (view independent);
+* the SH colours, evaluated at the refresh: approximate, as the eyes move on (the benchmark
+  reports the image error).
+
+A refresh happens when the scene, the configuration, the resolution or intrinsics, or the
+backend changed ("invalidated: ..."), when the cache is D frames old ("age"), when an eye moved
+or turned more than the thresholds ("translation", "rotation"), or when the bound on the screen
+motion exceeds the margin ("frustum"). D is fixed, or adapted by :class:`DepthController`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .camera import ViewBatch
+from .config import CacheConfig, RenderConfig
+from .records import Shaded, Visible
+from .scene.record import Scene
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    """What one frame reused."""
+
+    temporal: bool = False
+    """The temporal cache was enabled for this frame."""
+    hit: bool = False
+    """Culled set, covariances and colours came from the cache."""
+    refresh_reason: str | None = None
+    """Why the cache was refreshed this frame (None on a hit or without a temporal cache)."""
+    age: int = 0
+    """Frames since the last refresh (0 on a refresh)."""
+    depth: int = 1
+    """Cache depth D in force for this frame."""
+    stage_hits: tuple[str, ...] = ()
+    """Stages whose work was reused ("cull", "covariances", "colors")."""
+    time_saved_ms: float = 0.0
+    """Estimated time not spent: the reused stages' times at the last refresh."""
+    cache_bytes: int = 0
+    """Memory held by the cache."""
+
+
+@dataclass
+class CacheTotals:
+    """CacheStats summed over the frames of a Renderer."""
+
+    frames: int = 0
+    hits: int = 0
+    refreshes: dict[str, int] = field(default_factory=dict)
+    time_saved_ms: float = 0.0
+    depth_sum: int = 0
+    max_cache_bytes: int = 0
+
+    def add(self, s: CacheStats) -> None:
+        self.frames += 1
+        self.hits += int(s.hit)
+        if s.refresh_reason is not None:
+            self.refreshes[s.refresh_reason] = self.refreshes.get(s.refresh_reason, 0) + 1
+        self.time_saved_ms += s.time_saved_ms
+        self.depth_sum += s.depth
+        self.max_cache_bytes = max(self.max_cache_bytes, s.cache_bytes)
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.frames if self.frames else 0.0
+
+    @property
+    def mean_depth(self) -> float:
+        return self.depth_sum / self.frames if self.frames else 0.0
+
+
+class DepthController:
+    """Dynamic cache depth: D grows by one after ``hysteresis_frames`` consecutive frames over
+    the budget, shrinks by one after as many frames under ``headroom`` x budget, within
+    [1, depth_max]; frames in between reset both counts (the hysteresis band)."""
+
+    def __init__(self, cfg: CacheConfig) -> None:
+        self.cfg = cfg
+        self.depth = cfg.depth
+        self._over = 0
+        self._under = 0
+
+    def update(self, frame_ms: float) -> int:
+        c = self.cfg
+        if frame_ms > c.frame_budget_ms:
+            self._over, self._under = self._over + 1, 0
+            if self._over >= c.hysteresis_frames:
+                self.depth, self._over = min(self.depth + 1, c.depth_max), 0
+        elif frame_ms < c.headroom * c.frame_budget_ms:
+            self._under, self._over = self._under + 1, 0
+            if self._under >= c.hysteresis_frames:
+                self.depth, self._under = max(self.depth - 1, 1), 0
+        else:
+            self._over = self._under = 0
+        return self.depth
+
+
+def _rotation_angle(Ra: torch.Tensor, Rb: torch.Tensor) -> float:
+    """Angle in radians between two rotations (3x3)."""
+    cos = (float(torch.trace(Ra.T @ Rb)) - 1.0) / 2.0
+    return math.acos(max(-1.0, min(1.0, cos)))
+
+
+@dataclass
+class _Entry:
+    key: tuple
+    visible: Visible
+    shaded: Shaded
+    poses: list[torch.Tensor]  # T_world_cam of each view at the refresh, float64
+    nearest_depth: list[float]  # per view: the nearest Gaussian in front of it at the refresh
+    saved_ms: float  # cull + shade time at the refresh
+    scene_ptrs: frozenset[int]  # storage of the scene's tensors, which a visible set may share
+    age: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cache holds beyond the scene (a visible set of everything shares its tensors)."""
+        v, s = self.visible, self.shaded
+        held = [v.ids, s.covars, s.colors]
+        held += [t for t in (v.means, v.quats, v.scales, v.opacities, v.sh) if t.data_ptr() not in self.scene_ptrs]
+        return sum(t.numel() * t.element_size() for t in held)
+
+
+def cache_key(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend_name: str) -> tuple:
+    """Everything whose change invalidates the cached culled set, covariances or colours."""
+    c = cfg.cache
+    return (
+        ("scene", id(scene.means), scene.version, scene.count),
+        ("backend", backend_name),
+        ("config", cfg.cull, cfg.shade, cfg.project, c.stereo, c.approx_stereo_colors, c.margin_px),
+        ("views", views.n_views, views.width, views.height, views.near_m, views.far_m,
+         tuple(views.Ks.reshape(-1).tolist())),
+    )
+
+
+def _describe_change(old: tuple, new: tuple) -> str:
+    for a, b in zip(old, new):
+        if a != b:
+            return f"invalidated: {a[0]}"
+    return "invalidated"
+
+
+class FrameCache:
+    """The temporal cache of one Renderer (one entry: memory bounded by one frame's visible set)."""
+
+    def __init__(self) -> None:
+        self.entry: _Entry | None = None
+        self.controller: DepthController | None = None
+        self.totals = CacheTotals()
+
+    def clear(self) -> None:
+        self.entry = None
+
+    def depth(self, cfg: CacheConfig) -> int:
+        if not cfg.dynamic_depth:
+            self.controller = None
+            return cfg.depth
+        if self.controller is None or self.controller.cfg != cfg:
+            self.controller = DepthController(cfg)
+        return self.controller.depth
+
+    def lookup(self, key: tuple, views: ViewBatch, cfg: CacheConfig) -> tuple[_Entry | None, str | None]:
+        """The entry to reuse for this frame, or (None, the reason to refresh)."""
+        e = self.entry
+        if e is None:
+            return None, "first"
+        if e.key != key:
+            return None, _describe_change(e.key, key)
+        if e.age + 1 >= self.depth(cfg):
+            return None, "age"
+        motion_px = 0.0
+        for i, cam in enumerate(views.cameras):
+            T_now, T_then = cam.T_world_cam, e.poses[i]
+            shift = float((T_now[:3, 3] - T_then[:3, 3]).norm())
+            angle = _rotation_angle(T_then[:3, :3], T_now[:3, :3])
+            if shift > cfg.max_translation_m:
+                return None, "translation"
+            if angle > math.radians(cfg.max_rotation_deg):
+                return None, "rotation"
+            # How far anything in front of this eye can have moved on screen: a turn by `angle` moves
+            # a point at tan-angle t from the axis by about f * angle * (1 + t^2) pixels, and the
+            # cached set reaches t = lim at most; a shift moves a point at depth z by at most
+            # f * shift * (1 + lim) / z, and nothing in front was nearer than nearest_depth. 10%
+            # slack covers the first-order approximation for angles of a few degrees.
+            intr = cam.intrinsics
+            f = max(intr.fx, intr.fy)
+            lim = max(intr.width - intr.cx, intr.cx) / intr.fx + max(intr.height - intr.cy, intr.cy) / intr.fy
+            motion_px = max(motion_px, 1.1 * f * (angle * (1 + lim * lim) + shift * (1 + lim) / e.nearest_depth[i]))
+        if motion_px > cfg.margin_px:
+            return None, "frustum"
+        return e, None
+
+    def store(self, key: tuple, scene: Scene, views: ViewBatch, visible: Visible, shaded: Shaded,
+              saved_ms: float) -> _Entry:
+        nearest = []
+        for e in range(views.n_views):
+            z = scene.means @ views.viewmats[e, :3, :3].T[:, 2] + views.viewmats[e, 2, 3]
+            z = z[z > views.near_m]
+            nearest.append(max(float(z.min()), views.near_m) if z.numel() else views.far_m)
+        self.entry = _Entry(key, visible, shaded, [c.T_world_cam for c in views.cameras], nearest, saved_ms,
+                            frozenset(t.data_ptr() for t in scene.tensors()))
+        return self.entry
