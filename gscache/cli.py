@@ -170,7 +170,7 @@ def cmd_bench(args) -> int:
     except RuntimeError as exc:
         raise GscacheError(f"--device: {exc}") from None
     if args.ablation:
-        configs = ladder(device.type)
+        configs = ladder(device.type, args.backend)
     else:
         names = [n for n in args.configs.split(",") if n]
         if not names:
@@ -228,10 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--fov", type=float, default=90.0, help="vertical field of view per eye, degrees")
     b.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
     b.add_argument("--configs", default="auto",
-                   help="comma-separated configurations to compare (the first is the baseline); names: auto, "
-                        "or a backend name")
+                   help="comma-separated configurations to compare (the first is the baseline): BACKEND or "
+                        "BACKEND/MODE, BACKEND auto or a backend name, MODE one of none, stereo (default), approx, "
+                        "D2, D4, D8, dynamic")
     b.add_argument("--ablation", action="store_true",
-                   help="run the standard ladder instead of --configs: torch reference, then each other backend")
+                   help="run the standard ladder instead of --configs: every backend with no reuse (torch "
+                        "first), then --backend through stereo, approx, D2, D4, D8 and dynamic")
+    b.add_argument("--backend", default="auto", help="backend of the ladder's reuse rungs")
     b.add_argument("--quality-frames", type=int, default=4, help="frames compared with the exact reference render")
     b.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     b.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")

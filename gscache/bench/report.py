@@ -76,10 +76,13 @@ def _finite(x):
 def build_report(results: list[ConfigResult], scene_info: dict, settings: dict, trajectory: str,
                  device: torch.device) -> dict:
     base = results[0].summary()["median_ms"]
+    no_reuse = {r.config.backend: r.summary()["median_ms"] for r in results if not r.config.cache.stereo}
     configs = []
     for r in results:
         s = r.summary()
         s["speedup_vs_first"] = base / s["median_ms"] if s["median_ms"] > 0 else None
+        own = no_reuse.get(r.config.backend)
+        s["speedup_vs_no_reuse"] = own / s["median_ms"] if own and s["median_ms"] > 0 else None
         q = dict(s["quality"])
         if q:
             q["exact"] = not math.isfinite(q["psnr_db"])
@@ -102,21 +105,29 @@ def format_table(report: dict) -> str:
     lines = [
         f"{report['scene']['source']}: {report['scene']['gaussians']} Gaussians; {st['frames']} stereo frames of "
         f"{st['width']}x{st['height']} per eye ({report['trajectory']}); {machine}",
-        f"{'config':10} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up':>8} {'PSNR dB':>8} {'SSIM':>7} "
-        f"{'max err':>8} {'peak MiB':>9} {'visible':>9} {'isects':>9} {'evals':>11}",
+        f"{'config':14} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up':>8} {'vs none':>7} {'PSNR dB':>8} "
+        f"{'SSIM':>7} {'max err':>8} {'hits':>5} {'D':>4} {'peak MiB':>9} {'visible':>9} {'isects':>9} {'evals':>10}",
     ]
     for c in report["configs"]:
         q = c["quality"]
         psnr_txt = "exact" if q.get("exact") else (f"{q['psnr_db']:.1f}" if q else "-")
         w = c["work_per_frame"]
         evals = f"{w['gaussian_pixel_evaluations']:.3g}" if w["gaussian_pixel_evaluations"] else "-"
+        vs_none = f"{c['speedup_vs_no_reuse']:6.2f}x" if c["speedup_vs_no_reuse"] else "      -"
+        cache = c["cache"]
+        hits = f"{cache['hit_rate']:5.0%}" if cache else "    -"
+        depth = f"{cache['mean_depth']:4.1f}" if cache else "   -"
         lines.append(
-            f"{c['name']:10} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} {c['speedup_vs_first']:7.1f}x "
-            f"{psnr_txt:>8} {q.get('ssim', float('nan')):7.4f} {q.get('max_abs_error', float('nan')):8.2g} "
-            f"{c['peak_memory_bytes'] / 2**20:9.0f} {w['visible_gaussians']:9.0f} {w['tile_intersections']:9.0f} {evals:>11}"
+            f"{c['name']:14} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} {c['speedup_vs_first']:7.1f}x "
+            f"{vs_none} {psnr_txt:>8} {q.get('ssim', float('nan')):7.4f} {q.get('max_abs_error', float('nan')):8.2g} "
+            f"{hits} {depth} {c['peak_memory_bytes'] / 2**20:9.0f} {w['visible_gaussians']:9.0f} "
+            f"{w['tile_intersections']:9.0f} {evals:>10}"
         )
-    lines.append("median stage times (ms): " + "; ".join(
-        f"{c['name']}: " + " ".join(f"{k}={v:.1f}" for k, v in c["stages_median_ms"].items()) for c in report["configs"]))
+    lines.append("median stage times (ms):")
+    for c in report["configs"]:
+        stages = " ".join(f"{k}={v:.1f}" for k, v in c["stages_median_ms"].items())
+        refreshes = ", ".join(f"{k} {v}" for k, v in c["cache"].get("refreshes", {}).items())
+        lines.append(f"  {c['name']:14} {stages}" + (f"; refreshes: {refreshes}" if refreshes else ""))
     return "\n".join(lines)
 
 

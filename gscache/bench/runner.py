@@ -10,7 +10,8 @@ import torch
 
 from .. import backends
 from ..camera import StereoRig
-from ..config import RenderConfig
+from ..cache import FrameCache
+from ..config import CacheConfig, RenderConfig
 from ..errors import GscacheError
 from ..renderer import Renderer, default_device
 from ..scene.record import Scene
@@ -56,6 +57,7 @@ class ConfigResult:
     peak_memory_bytes: int = 0
     memory_kind: str = ""
     quality: dict[str, float] = field(default_factory=dict)
+    cache: dict = field(default_factory=dict)
     samples: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict:
@@ -70,6 +72,7 @@ class ConfigResult:
             "gaussian_pixel_evaluations": statistics.mean(self.evaluations) if self.evaluations else None,
         }
         out["quality"] = self.quality
+        out["cache"] = self.cache
         out["frame_ms"] = self.frame_ms
         out["render_config"] = config_to_dict(self.config)
         return out
@@ -79,29 +82,55 @@ def config_to_dict(cfg: RenderConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
+# Reuse modes of the ladder, cumulative as in ARCHITECTURE §5: each adds to the one before.
+REUSE_MODES: dict[str, CacheConfig] = {
+    "none": CacheConfig(stereo=False),
+    "stereo": CacheConfig(stereo=True),
+    "approx": CacheConfig(stereo=True, approx_stereo_colors=True),
+    "D2": CacheConfig(stereo=True, approx_stereo_colors=True, depth=2),
+    "D4": CacheConfig(stereo=True, approx_stereo_colors=True, depth=4),
+    "D8": CacheConfig(stereo=True, approx_stereo_colors=True, depth=8),
+    "dynamic": CacheConfig(stereo=True, approx_stereo_colors=True, dynamic_depth=True, depth_max=8),
+}
+
+
 def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
-    """(name, configuration) for a configuration name: for now each backend with no reuse, "auto"
-    resolved to the backend it picks (the cache issue adds reuse rungs)."""
+    """(name, configuration) for "BACKEND" or "BACKEND/MODE" (MODE in REUSE_MODES; default
+    "stereo"); BACKEND may be "auto", which is resolved to the backend it picks."""
+    backend_name, _, mode = name.partition("/")
+    mode = mode or "stereo"
     known = ["auto", *backends.available()]
-    if name not in known:
-        raise GscacheError(f"--configs: unknown configuration {name!r}; known: {', '.join(known)}")
-    resolved = backends.get(name, device_type).name  # GscacheError with the reason if it cannot run here
-    return resolved, RenderConfig(backend=resolved)
+    if backend_name not in known:
+        raise GscacheError(f"--configs: unknown backend {backend_name!r} in {name!r}; known: {', '.join(known)}")
+    if mode not in REUSE_MODES:
+        raise GscacheError(f"--configs: unknown reuse mode {mode!r} in {name!r}; known: {', '.join(REUSE_MODES)}")
+    resolved = backends.get(backend_name, device_type).name  # GscacheError with the reason if it cannot run
+    return f"{resolved}/{mode}", RenderConfig(backend=resolved, cache=REUSE_MODES[mode])
 
 
-def ladder(device_type: str) -> list[tuple[str, RenderConfig]]:
-    """The ablation ladder: the torch reference first, then every other backend available for the
-    device, each with no reuse."""
-    rungs = [("torch", RenderConfig(backend="torch"))]
+def ladder(device_type: str, backend: str = "auto") -> list[tuple[str, RenderConfig]]:
+    """The ablation ladder: every backend available for the device with no reuse (the torch
+    reference first), then, with ``backend``, each reuse rung in turn: stereo exact, + approximate
+    stereo colours, + temporal cache with D = 2, 4, 8, + dynamic D."""
+    rungs = [named_config("torch/none", device_type)]
     for name, status in backends.available().items():
         if name == "torch" or status != "ok":
             continue
         try:
-            backends.get(name, device_type)
+            rungs.append(named_config(f"{name}/none", device_type))
         except GscacheError:  # runs, but not on this device type
             continue
-        rungs.append((name, RenderConfig(backend=name)))
+    best = backends.get(backend, device_type).name
+    rungs += [named_config(f"{best}/{mode}", device_type) for mode in REUSE_MODES if mode != "none"]
     return rungs
+
+
+def is_exact(cfg: RenderConfig) -> bool:
+    """A configuration whose images are the exact reference: the torch backend with no
+    approximate reuse (stereo exact or not), default stage settings."""
+    exact_cache = not cfg.cache.approx_stereo_colors and not cfg.cache.temporal
+    return cfg.backend == "torch" and exact_cache and dataclasses.replace(
+        cfg, device=None, cache=CacheConfig()) == RenderConfig(backend="torch")
 
 
 def _sample_indices(n_frames: int, n_samples: int) -> list[int]:
@@ -139,6 +168,7 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
         for i in range(settings.warmup):
             renderer.render(rigs[i % len(rigs)])
             bar.update()
+        renderer.cache = FrameCache()  # timed frames start with an empty cache and fresh totals
         with PeakMemory(device) as mem:
             for i, rig in enumerate(rigs):
                 frame = renderer.render(rig)
@@ -153,6 +183,11 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
                     res.samples[i] = frame.rgb.detach().cpu()
                 bar.update()
         res.peak_memory_bytes, res.memory_kind = mem.peak_bytes, mem.kind
+        if cfg.cache.temporal:
+            t = renderer.cache.totals
+            res.cache = {"hit_rate": t.hit_rate, "hits": t.hits, "refreshes": dict(t.refreshes),
+                         "mean_depth": t.mean_depth, "time_saved_ms": t.time_saved_ms,
+                         "max_cache_bytes": t.max_cache_bytes}
         results.append(res)
         del renderer
         if device.type == "cuda":
@@ -161,9 +196,7 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
 
     # Quality against the exact reference: the torch backend's own frames when it was run with
     # the default stage settings, else a separate (untimed) reference render of the samples.
-    reference = next((r.samples for r in results
-                      if r.config.backend == "torch" and dataclasses.replace(r.config, backend="torch", device=None)
-                      == RenderConfig(backend="torch")), None)
+    reference = next((r.samples for r in results if is_exact(r.config)), None)
     if reference is None and samples:
         ref_renderer = Renderer(scene, RenderConfig(backend="torch", device=str(device)))
         reference = {i: ref_renderer.render(rigs[i]).rgb.detach().cpu() for i in samples}

@@ -87,21 +87,26 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
     assert {"cpu", "torch_threads", "versions", "git_commit", "device"} <= set(report["environment"])
     assert report["scene"]["gaussians"] == 300 and report["settings"]["frames"] == 4
     names = [c["name"] for c in report["configs"]]
-    assert names[0] == "torch"
+    assert names[0] == "torch/none"
+    modes = [n.split("/")[1] for n in names]
+    assert modes[-6:] == ["stereo", "approx", "D2", "D4", "D8", "dynamic"]  # the reuse rungs
     for c in report["configs"]:
         assert len(c["frame_ms"]) == 4 and c["median_ms"] > 0 and c["p95_ms"] >= c["median_ms"]
         assert c["fps"] == pytest.approx(1000 / c["median_ms"])
         assert set(c["stages_median_ms"]) == {"cull", "shade", "project", "bin", "rasterize"}
         assert c["peak_memory_bytes"] > 0 and c["memory_kind"] == "rss"
         assert c["work_per_frame"]["tile_intersections"] > 0
-        assert c["render_config"]["backend"] == c["name"]
+        assert c["render_config"]["backend"] == c["name"].split("/")[0]
         assert c["quality"]["sampled_frames"] == [0, 3]
     ref = report["configs"][0]
     assert ref["quality"]["exact"] is True and ref["speedup_vs_first"] == 1.0
-    if "cpu" in names:
-        cpu = report["configs"][names.index("cpu")]
+    if "cpu/none" in names:
+        cpu = report["configs"][names.index("cpu/none")]
         assert cpu["quality"]["psnr_db"] > 60 and cpu["quality"]["ssim"] > 0.999
         assert cpu["work_per_frame"]["gaussian_pixel_evaluations"] > 0
+    d4 = report["configs"][names.index(names[-3])]  # .../D4
+    assert d4["cache"]["hit_rate"] > 0 and d4["cache"]["refreshes"]["first"] == 1
+    assert d4["speedup_vs_no_reuse"] is not None
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = capsys.readouterr().out
     assert "speed-up" in table and "torch" in table
@@ -120,7 +125,8 @@ def test_bench_replays_a_trajectory_file(tmp_path, tiny_scene):
     (["bench", "--size", "big8k"], "--size"),
     (["bench", "/no/such/scene.splat"], "no such scene file"),
     (["bench", "--frames", "0"], "--frames"),
-    (["bench", "--configs", "warp-drive"], "unknown configuration"),
+    (["bench", "--configs", "warp-drive"], "unknown backend"),
+    (["bench", "--configs", "torch/D3"], "unknown reuse mode"),
     (["bench", "--trajectory", "spiral"], "trajectory"),
     (["bench", "--quality-frames", "-1"], "--quality-frames"),
 ])
