@@ -37,5 +37,9 @@ plant="$GSCACHE_DATA/plant.splat"
   python3 scripts/compare_backends.py "$plant" --device cuda --size 512x512 --backends torch,cuda,gsplat --frames 10
   python3 scripts/compare_backends.py "$plant" --device cuda --size 2048x2048 --backends torch,cuda,gsplat --frames 10
   python3 scripts/compare_backends.py city:1000000 --device cuda --size 2048x2048 --backends torch,cuda,gsplat --frames 10
+  # The reuse ladder (issue 5) with both GPU backends, 120 frames of VR head motion.
+  ladder=cuda/none,cuda/stereo,cuda/approx,cuda/D2,cuda/D4,cuda/D8,cuda/dynamic,gsplat/none,gsplat/stereo
+  bench_scene=(); [ "$plant" = demo ] || bench_scene=("$plant")  # no scene argument: the demo scene
+  gscache bench "${bench_scene[@]}" --device cuda --configs "$ladder" --frames 120 --size 512x512 --no-progress --out "$LOG/ladder"
 } 2>&1 | tee "$LOG/gpu_timings.log"
 exit "$tests_rc"
