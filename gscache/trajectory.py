@@ -195,14 +195,18 @@ def save_trajectory(traj: Trajectory, path: str | os.PathLike) -> None:
         f.write(json.dumps(doc).encode())
 
 
+def _read_json(path: str, what: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GscacheError(f"{path}: cannot read {what}: {exc}") from None
+
+
 def load_trajectory(path: str | os.PathLike) -> Trajectory:
     """Read a trajectory file: gscache's own JSON (save_trajectory) or an Inria cameras.json."""
     path = str(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GscacheError(f"{path}: cannot read the trajectory: {exc}") from None
+    doc = _read_json(path, "the trajectory")
     if isinstance(doc, list):
         return read_cameras_json(path)
     if not isinstance(doc, dict) or doc.get("format") != TRAJECTORY_FORMAT:
@@ -255,11 +259,7 @@ def read_cameras_json(path: str | os.PathLike, fps: float = 30.0) -> Trajectory:
     ``rotation`` is the camera-to-world rotation (3x3, rows) and ``position`` the camera centre.
     """
     path = str(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise GscacheError(f"{path}: cannot read cameras.json: {exc}") from None
+    data = _read_json(path, "cameras.json")
     if not isinstance(data, list) or not data:
         raise GscacheError(f"{path}: expected a non-empty JSON list of cameras")
     poses, intr = [], []
