@@ -153,13 +153,14 @@ def write_plot(report: dict, path: Path) -> None:
         if not q:
             continue
         x = exact_at if q["exact"] else q["psnr_db"]
-        ax_q.scatter([x], [c["fps"]])
-        ax_q.annotate(c["name"] + (" (exact)" if q["exact"] else ""), (x, c["fps"]), textcoords="offset points",
-                      xytext=(5, 5))
+        # A legend rather than labels at the points: rungs of a ladder often sit on top of each other.
+        ax_q.scatter([x], [c["fps"]], label=c["name"] + (" (exact)" if q["exact"] else ""), alpha=0.8)
     ax_q.set_yscale("log")
     ax_q.set_xlabel("PSNR vs exact reference (dB; exact plotted at the right)")
     ax_q.set_ylabel("FPS (stereo frames/s, log)")
     ax_q.set_title("speed against image error")
+    if any(c["quality"] for c in report["configs"]):
+        ax_q.legend(fontsize=7)
     env = report["environment"]
     fig.suptitle(f"{report['scene']['source']} - {env.get('gpu') or env['cpu']}", fontsize=9)
     fig.tight_layout()
