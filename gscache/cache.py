@@ -158,9 +158,6 @@ class FrameCache:
         self.controller: DepthController | None = None
         self.totals = CacheTotals()
 
-    def clear(self) -> None:
-        self.entry = None
-
     def depth(self, cfg: CacheConfig) -> int:
         if not cfg.dynamic_depth:
             self.controller = None
