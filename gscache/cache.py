@@ -175,35 +175,85 @@ class FrameCache:
             return None, _describe_change(e.key, key)
         if e.age + 1 >= self.depth(cfg):
             return None, "age"
-        motion_px = 0.0
-        for i, cam in enumerate(views.cameras):
-            T_now, T_then = cam.T_world_cam, e.poses[i]
-            shift = float((T_now[:3, 3] - T_then[:3, 3]).norm())
-            angle = _rotation_angle(T_then[:3, :3], T_now[:3, :3])
-            if shift > cfg.max_translation_m:
-                return None, "translation"
-            if angle > math.radians(cfg.max_rotation_deg):
-                return None, "rotation"
-            # How far anything in front of this eye can have moved on screen: a turn by `angle` moves
-            # a point at tan-angle t from the axis by about f * angle * (1 + t^2) pixels, and the
-            # cached set reaches t = lim at most; a shift moves a point at depth z by at most
-            # f * shift * (1 + lim) / z, and nothing in front was nearer than nearest_depth. 10%
-            # slack covers the first-order approximation for angles of a few degrees.
-            intr = cam.intrinsics
-            f = max(intr.fx, intr.fy)
-            lim = max(intr.width - intr.cx, intr.cx) / intr.fx + max(intr.height - intr.cy, intr.cy) / intr.fy
-            motion_px = max(motion_px, 1.1 * f * (angle * (1 + lim * lim) + shift * (1 + lim) / e.nearest_depth[i]))
-        if motion_px > cfg.margin_px:
-            return None, "frustum"
-        return e, None
+        reason = motion_reason(e.poses, e.nearest_depth, views, cfg)
+        return (None, reason) if reason else (e, None)
 
     def store(self, key: tuple, scene: Scene, views: ViewBatch, visible: Visible, shaded: Shaded,
               saved_ms: float) -> _Entry:
-        nearest = []
-        for e in range(views.n_views):
-            z = scene.means @ views.viewmats[e, :3, :3].T[:, 2] + views.viewmats[e, 2, 3]
-            z = z[z > views.near_m]
-            nearest.append(max(float(z.min()), views.near_m) if z.numel() else views.far_m)
-        self.entry = _Entry(key, visible, shaded, [c.T_world_cam for c in views.cameras], nearest, saved_ms,
+        self.entry = _Entry(key, visible, shaded, [c.T_world_cam for c in views.cameras],
+                            nearest_depths(scene.means, views), saved_ms,
                             frozenset(t.data_ptr() for t in scene.tensors()))
         return self.entry
+
+
+def nearest_depths(points: torch.Tensor, views: ViewBatch) -> list[float]:
+    """Per view, the depth of the nearest of ``points`` [P, 3] in front of it (near_m at least)."""
+    out = []
+    for e in range(views.n_views):
+        z = points @ views.viewmats[e, 2, :3] + views.viewmats[e, 2, 3]
+        z = z[z > views.near_m]
+        out.append(max(float(z.min()), views.near_m) if z.numel() else views.far_m)
+    return out
+
+
+def motion_reason(poses: list[torch.Tensor], nearest: list[float], views: ViewBatch, cfg: CacheConfig) -> str | None:
+    """Why views that were at ``poses`` (T_world_cam) at the refresh need a refresh now, or None."""
+    motion_px = 0.0
+    for i, cam in enumerate(views.cameras):
+        T_now, T_then = cam.T_world_cam, poses[i]
+        shift = float((T_now[:3, 3] - T_then[:3, 3]).norm())
+        angle = _rotation_angle(T_then[:3, :3], T_now[:3, :3])
+        if shift > cfg.max_translation_m:
+            return "translation"
+        if angle > math.radians(cfg.max_rotation_deg):
+            return "rotation"
+        # How far anything in front of this eye can have moved on screen: a turn by `angle` moves
+        # a point at tan-angle t from the axis by about f * angle * (1 + t^2) pixels, and the
+        # cached set reaches t = lim at most; a shift moves a point at depth z by at most
+        # f * shift * (1 + lim) / z, and nothing in front was nearer than nearest_depth. 10%
+        # slack covers the first-order approximation for angles of a few degrees.
+        intr = cam.intrinsics
+        f = max(intr.fx, intr.fy)
+        lim = max(intr.width - intr.cx, intr.cx) / intr.fx + max(intr.height - intr.cy, intr.cy) / intr.fy
+        motion_px = max(motion_px, 1.1 * f * (angle * (1 + lim * lim) + shift * (1 + lim) / nearest[i]))
+    return "frustum" if motion_px > cfg.margin_px else None
+
+
+@dataclass
+class _DerivedEntry:
+    key: tuple
+    scene: Scene  # the derived Gaussians
+    lod: torch.Tensor  # [A] bool: the anchors the LOD selected at the derivation
+    poses: list[torch.Tensor]
+    nearest_depth: list[float]
+    derive_ms: float
+    age: int = 0
+
+
+class DerivedCache:
+    """Structured scenes: the Gaussians derived for a frame, reused for later frames (up to the
+    cache depth D). Refreshes as FrameCache does, and also when the level of detail selected at
+    the viewpoint changes ("lod"). Holds one derived scene."""
+
+    def __init__(self) -> None:
+        self.entry: _DerivedEntry | None = None
+        self.frames = FrameCache()  # the cache depth controller and the totals
+
+    def lookup(self, key: tuple, lod: torch.Tensor, views: ViewBatch, cfg: CacheConfig):
+        e = self.entry
+        if e is None:
+            return None, "first"
+        if e.key != key:
+            return None, _describe_change(e.key, key)
+        if e.age + 1 >= self.frames.depth(cfg):
+            return None, "age"
+        if not torch.equal(lod, e.lod):
+            return None, "lod"
+        reason = motion_reason(e.poses, e.nearest_depth, views, cfg)
+        return (None, reason) if reason else (e, None)
+
+    def store(self, key: tuple, derived: Scene, lod: torch.Tensor, views: ViewBatch, derive_ms: float) -> _DerivedEntry:
+        self.entry = _DerivedEntry(key, derived, lod, [c.T_world_cam for c in views.cameras],
+                                   nearest_depths(derived.means, views), derive_ms)
+        return self.entry
+

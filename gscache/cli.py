@@ -135,6 +135,22 @@ def cmd_info(args) -> int:
     start = time.perf_counter()
     scene = open_scene(args.scene)
     load_s = time.perf_counter() - start
+    from .scene.structured import StructuredScene
+
+    if isinstance(scene, StructuredScene):
+        m = scene.mlps
+        inputs = ", ".join(n for n, on in (("distance", m.opacity_dist or m.cov_dist or m.color_dist),
+                                            ("level", m.add_level)) if on) or "none"
+        print(f"scene:       {scene.source} (structured: Scaffold-GS / Octree-GS anchors)")
+        print(f"anchors:     {scene.count} x {scene.n_offsets} Gaussians; {scene.features.shape[1]} features; "
+              f"{scene.n_levels} level(s)")
+        print(f"LOD:         standard_dist {scene.standard_dist:.4g}, voxel_size {scene.voxel_size:.4g}, fork {scene.fork}")
+        print(f"MLP inputs:  feature, view direction; extra: {inputs}")
+        lo, hi = scene.anchors.min(0).values, scene.anchors.max(0).values
+        print(f"bounds:      min {[round(v, 4) for v in lo.tolist()]} max {[round(v, 4) for v in hi.tolist()]}")
+        print(f"memory:      {scene.nbytes / 2**20:.1f} MiB of anchors (MLPs not counted)")
+        print(f"load time:   {load_s:.2f} s")
+        return 0
     lo, hi = scene.bounds()
     qlo, qhi = scene.bounds(0.01)
     fmt = "demo" if args.scene is None else __import__("gscache.scene", fromlist=["detect_format"]).detect_format(args.scene)

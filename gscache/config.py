@@ -71,6 +71,9 @@ class CacheConfig:
     depth order shared by parallel eyes (exact). False renders each eye from scratch (no reuse)."""
     approx_stereo_colors: bool = False
     """SH colours evaluated once, from the point between the eyes, for both eyes (approximate)."""
+    shared_derivation: bool = True
+    """Structured scenes: derive the Gaussians once per frame from the point between the eyes,
+    for both eyes (approximate); False derives per eye (the exact baseline)."""
     depth: int = 1
     """Cache depth D: the culled set, covariances and colours are reused for up to D frames (1: none)."""
     dynamic_depth: bool = False

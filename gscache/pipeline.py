@@ -10,11 +10,13 @@ import time
 import torch
 
 from .backends import Backend
-from .cache import CacheStats, FrameCache, cache_key
+from .cache import CacheStats, DerivedCache, FrameCache, cache_key
 from .camera import ViewBatch
 from .config import RenderConfig
 from .records import Frame, Shaded, StageTimes, Visible, WorkCounters
 from .scene.record import Scene
+from .scene.structured import StructuredScene
+from .stages.derive import derive, lod_mask
 
 
 class _Clock:
@@ -125,3 +127,65 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         cache.totals.add(stats)
     counters = WorkCounters(scene.count, visible.count, bins.n_intersections, images.evaluations)
     return Frame(images=images, times=times, counters=counters, cache=stats)
+
+
+def _timed(device: torch.device, fn):
+    """(fn(), milliseconds), synchronised on a GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, (time.perf_counter() - start) * 1e3
+
+
+def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
+                      cache: DerivedCache | None = None) -> Frame:
+    """Render a structured scene: derive its Gaussians, then the ordinary pipeline.
+
+    With ``cfg.cache.shared_derivation`` (default) the Gaussians are derived once per frame from
+    the point between the eyes against the union of the frusta and serve both eyes, and, with a
+    temporal cache depth D > 1, up to D frames; otherwise every eye derives its own, every frame
+    (the exact baseline of the original renderers).
+    """
+    device = scene.device
+    if views.n_views > 1 and not cfg.cache.shared_derivation:
+        frames = []
+        for e in range(views.n_views):
+            view = views.select(e)
+            derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0]))
+            frame = render_views(derived, view, cfg, backend)
+            frames.append(dataclasses.replace(frame, times=dataclasses.replace(frame.times, derive_ms=ms)))
+        return Frame.concat(frames)
+    centre = views.positions.mean(dim=0)
+    temporal = cache is not None and cfg.cache.temporal
+    entry, reason, lod = None, None, None
+    if temporal:
+        lod = lod_mask(scene, centre)
+        key = (("scene", id(scene.anchors), scene.version, scene.count),
+               ("config", cfg.cull, cfg.project, cfg.cache.margin_px),
+               ("views", views.n_views, views.width, views.height, views.near_m, views.far_m,
+                tuple(views.Ks.reshape(-1).tolist())))
+        entry, reason = cache.lookup(key, lod, views, cfg.cache)
+    if entry is not None:
+        derived, derive_ms = entry.scene, 0.0
+        entry.age += 1
+    else:
+        margin = cfg.cache.margin_px if temporal else 0.0
+        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin))
+        if temporal:
+            entry = cache.store(key, derived, lod, views, derive_ms)
+    frame = render_views(derived, views, cfg, backend)
+    times = dataclasses.replace(frame.times, derive_ms=derive_ms)
+    stats = None
+    if temporal:
+        depth = cache.frames.depth(cfg.cache)
+        hit = reason is None
+        stats = CacheStats(True, hit, reason, entry.age, depth, ("derive",) if hit else (),
+                           entry.derive_ms if hit else 0.0, derived.nbytes + entry.lod.numel())
+        if cache.frames.controller is not None:
+            cache.frames.controller.update(times.total_ms)
+        cache.frames.totals.add(stats)
+    return dataclasses.replace(frame, times=times, cache=stats)
+

@@ -156,6 +156,8 @@ class Images:
 class StageTimes:
     """Wall time of each stage of one render, milliseconds (device synchronised)."""
 
+    derive_ms: float = 0.0
+    """Structured scenes only: deriving the Gaussians of the visible anchors."""
     cull_ms: float = 0.0
     shade_ms: float = 0.0
     project_ms: float = 0.0
@@ -164,7 +166,7 @@ class StageTimes:
 
     @property
     def total_ms(self) -> float:
-        return self.cull_ms + self.shade_ms + self.project_ms + self.bin_ms + self.rasterize_ms
+        return self.derive_ms + self.cull_ms + self.shade_ms + self.project_ms + self.bin_ms + self.rasterize_ms
 
 
 @dataclass(frozen=True, slots=True)

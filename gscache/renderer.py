@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 
 from . import backends
-from .cache import FrameCache
+from .cache import DerivedCache, FrameCache
 from .camera import Camera, StereoRig, views_of
 from .config import RenderConfig
 from .errors import GscacheError
-from .pipeline import render_views
+from .pipeline import render_structured, render_views
 from .records import Frame
 from .scene.record import Scene
+from .scene.structured import StructuredScene
 
 
 def default_device() -> torch.device:
@@ -27,9 +28,9 @@ class Renderer:
         >>> frame.rgb.shape   # [2, 512, 512, 3]
     """
 
-    def __init__(self, scene: Scene, config: RenderConfig | None = None) -> None:
-        if not isinstance(scene, Scene):
-            raise GscacheError(f"scene: expected a gscache Scene, got {type(scene).__name__}")
+    def __init__(self, scene: Scene | StructuredScene, config: RenderConfig | None = None) -> None:
+        if not isinstance(scene, (Scene, StructuredScene)):
+            raise GscacheError(f"scene: expected a gscache Scene or StructuredScene, got {type(scene).__name__}")
         self.config = config if config is not None else RenderConfig()
         if not isinstance(self.config, RenderConfig):
             raise GscacheError(f"config: expected a RenderConfig, got {type(self.config).__name__}")
@@ -41,9 +42,19 @@ class Renderer:
             raise GscacheError(f"config.device: {self.config.device!r} asked for, but torch sees no CUDA device here")
         self.backend = backends.get(self.config.backend, self.device.type)
         self.scene = scene.to(self.device)
-        self.cache = FrameCache()
+        self.reset_cache()
 
-    def set_scene(self, scene: Scene) -> None:
+    def reset_cache(self) -> None:
+        """Forget everything cached and start new totals."""
+        self.cache = FrameCache()
+        self.derived_cache = DerivedCache()
+
+    @property
+    def cache_totals(self):
+        """CacheTotals of the frames rendered since the last reset."""
+        return self.derived_cache.frames.totals if isinstance(self.scene, StructuredScene) else self.cache.totals
+
+    def set_scene(self, scene: Scene | StructuredScene) -> None:
         """Replace the scene (e.g. after an edit); the cache notices by the scene's identity and version."""
         self.scene = scene.to(self.device)
 
@@ -51,11 +62,13 @@ class Renderer:
         """Render a Camera (E = 1) or a StereoRig (E = 2, left then right), reusing what
         ``config.cache`` allows; ``frame.cache`` says what was reused."""
         with torch.no_grad():
-            return render_views(self.scene, views_of(camera_or_rig, self.device), self.config, self.backend,
-                                self.cache)
+            views = views_of(camera_or_rig, self.device)
+            if isinstance(self.scene, StructuredScene):
+                return render_structured(self.scene, views, self.config, self.backend, self.derived_cache)
+            return render_views(self.scene, views, self.config, self.backend, self.cache)
 
 
-def render(scene: Scene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None) -> Frame:
+def render(scene: Scene | StructuredScene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None) -> Frame:
     """Render one frame of ``scene``.
 
     Args:

@@ -6,5 +6,6 @@ ground is the plane y = 0 with objects at negative y. Units are metres.
 
 from .city import city_scene
 from .demo import demo_scene
+from .structured import structured_demo
 
-__all__ = ["demo_scene", "city_scene"]
+__all__ = ["demo_scene", "city_scene", "structured_demo"]

@@ -10,7 +10,6 @@ import torch
 
 from .. import backends
 from ..camera import StereoRig
-from ..cache import FrameCache
 from ..config import CacheConfig, RenderConfig
 from ..errors import GscacheError
 from ..renderer import Renderer, default_device
@@ -168,7 +167,7 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
         for i in range(settings.warmup):
             renderer.render(rigs[i % len(rigs)])
             bar.update()
-        renderer.cache = FrameCache()  # timed frames start with an empty cache and fresh totals
+        renderer.reset_cache()  # timed frames start with an empty cache and fresh totals
         with PeakMemory(device) as mem:
             for i, rig in enumerate(rigs):
                 frame = renderer.render(rig)
@@ -184,7 +183,7 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
                 bar.update()
         res.peak_memory_bytes, res.memory_kind = mem.peak_bytes, mem.kind
         if cfg.cache.temporal:
-            t = renderer.cache.totals
+            t = renderer.cache_totals
             res.cache = {"hit_rate": t.hit_rate, "hits": t.hits, "refreshes": dict(t.refreshes),
                          "mean_depth": t.mean_depth, "time_saved_ms": t.time_saved_ms,
                          "max_cache_bytes": t.max_cache_bytes}

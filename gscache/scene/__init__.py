@@ -12,9 +12,10 @@ from .ply import looks_like_ply, read_ply, write_ply
 from .record import Scene, empty_scene, make_scene
 from .sog import read_sog
 from .splat import SPLAT_DTYPE, read_splat, write_splat
+from .structured import StructuredScene, looks_structured, read_structured, write_structured
 
 ZIP_MAGIC = b"PK\x03\x04"
-FORMATS = ("ply", "splat", "sog", "npz")
+FORMATS = ("ply", "splat", "sog", "npz", "structured")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -28,7 +29,10 @@ def detect_format(path: str | os.PathLike) -> str:
     if path.is_dir():
         if (path / "meta.json").is_file():
             return "sog"
-        raise GscacheError(f"{path}: a folder is only a scene if it holds a SOG meta.json")
+        if (path / "point_cloud.ply").is_file():
+            return "structured"
+        raise GscacheError(f"{path}: a folder is only a scene if it holds a SOG meta.json or a structured "
+                           "checkpoint (point_cloud.ply with opacity_mlp.pt, cov_mlp.pt, color_mlp.pt)")
     if not path.is_file():
         raise GscacheError(f"{path}: no such scene file")
     with open(path, "rb") as f:
@@ -37,7 +41,9 @@ def detect_format(path: str | os.PathLike) -> str:
     if size == 0:
         raise GscacheError(f"{path}: the file is empty")
     if looks_like_ply(head):
-        return "ply"
+        with open(path, "rb") as f:
+            header = f.read(1 << 16)
+        return "structured" if b"f_anchor_feat_" in header.split(b"end_header")[0] else "ply"
     if head.startswith(ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -58,12 +64,14 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
-_READERS = {"ply": read_ply, "splat": read_splat, "sog": read_sog, "npz": read_npz_points}
+_READERS = {"ply": read_ply, "splat": read_splat, "sog": read_sog, "npz": read_npz_points,
+            "structured": read_structured}
 _WRITERS = {"ply": write_ply, "splat": write_splat}
 
 
-def load_scene(path: str | os.PathLike) -> Scene:
-    """Load any supported scene file or folder; the reader is chosen from the content."""
+def load_scene(path: str | os.PathLike) -> Scene | StructuredScene:
+    """Load any supported scene file or folder; the reader is chosen from the content. A
+    Scaffold-GS / Octree-GS checkpoint (folder, or its point_cloud.ply) gives a StructuredScene."""
     try:
         return _READERS[detect_format(path)](path)
     except (IsADirectoryError, PermissionError, FileNotFoundError) as exc:
@@ -83,4 +91,5 @@ def save_scene(scene: Scene, path: str | os.PathLike) -> None:
 __all__ = [
     "Scene", "make_scene", "empty_scene", "load_scene", "save_scene", "detect_format",
     "read_ply", "write_ply", "read_splat", "write_splat", "read_sog", "read_npz_points", "read_npz_cameras",
+    "StructuredScene", "read_structured", "write_structured", "looks_structured",
 ]

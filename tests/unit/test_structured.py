@@ -1,0 +1,120 @@
+"""Structured (anchor + MLP) scenes: checkpoint round trip, the derive stage against a direct
+re-implementation, rendering through the pipeline, the derived-Gaussian cache and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gscache import CacheConfig, GscacheError, Renderer, RenderConfig, StereoRig, load_scene
+from gscache.camera import look_at, views_of
+from gscache.scene import write_structured
+from gscache.scene.structured import StructuredScene
+from gscache.scenes import structured_demo
+from gscache.sh import SH_C0
+from gscache.stages.derive import derive, lod_mask
+
+POSE = look_at((0.0, -2.5, -5.5), (0.0, -0.5, 0.5))
+
+
+@pytest.fixture(scope="module")
+def scene() -> StructuredScene:
+    return structured_demo(seed=1, spacing=0.3)
+
+
+def test_checkpoint_round_trip(tmp_path, scene):
+    write_structured(scene, tmp_path / "ckpt")
+    back = load_scene(tmp_path / "ckpt")
+    assert isinstance(back, StructuredScene) and back.count == scene.count
+    for name in ("anchors", "offsets", "features", "levels", "extra_levels"):
+        assert torch.equal(getattr(back, name), getattr(scene, name)), name
+    torch.testing.assert_close(back.scales, scene.scales, rtol=1e-6, atol=0)
+    assert (back.standard_dist, back.n_levels) == pytest.approx((scene.standard_dist, scene.n_levels))
+    assert (back.mlps.opacity_dist, back.mlps.add_level) == (scene.mlps.opacity_dist, scene.mlps.add_level)
+    x = torch.randn(5, scene.features.shape[1] + 4)
+    torch.testing.assert_close(back.mlps.color(x), scene.mlps.color(x))
+    # f_offset_* is axis-major: the k x-offsets first.
+    raw = (tmp_path / "ckpt" / "point_cloud.ply").read_bytes()
+    header, body = raw.split(b"end_header\n")
+    names = [line.split()[-1].decode() for line in header.splitlines() if line.startswith(b"property")]
+    row = np.frombuffer(body, dtype="<f4", count=len(names))
+    k = scene.n_offsets
+    assert row[names.index("f_offset_1")] == scene.offsets[0, 1, 0]
+    assert row[names.index(f"f_offset_{k}")] == scene.offsets[0, 0, 1]
+    assert load_scene(tmp_path / "ckpt" / "point_cloud.ply").count == scene.count  # the PLY path works too
+
+
+def test_derive_matches_a_direct_reimplementation(scene):
+    tiny = StructuredScene(scene.anchors[:6], scene.offsets[:6], scene.features[:6], scene.scales[:6],
+                           torch.zeros(6), torch.zeros(6), scene.mlps, source="tiny")
+    position = torch.tensor([0.3, -1.0, -4.0])
+    views = views_of(StereoRig.symmetric(look_at(position.tolist(), (0.0, -0.5, 0.0)), 64, 64, fov_y_deg=170), "cpu")
+    derived = derive(tiny, views, position)
+    expected = []
+    m = tiny.mlps
+    for a in range(tiny.count):  # one anchor at a time, one Gaussian at a time
+        d = tiny.anchors[a] - position
+        inp = torch.cat([tiny.features[a], d / d.norm(), d.norm()[None]])[None]
+        op, col, sr = m.opacity(inp)[0], m.color(inp)[0].reshape(-1, 3), m.cov(inp)[0].reshape(-1, 7)
+        for j in range(tiny.n_offsets):
+            if op[j] > 0:
+                mean = tiny.anchors[a] + tiny.offsets[a, j] * tiny.scales[a, :3]
+                expected.append((mean, tiny.scales[a, 3:] * torch.sigmoid(sr[j, :3]), sr[j, 3:] / sr[j, 3:].norm(),
+                                 op[j], col[j]))
+    assert derived.count == len(expected) > 0
+    for field, idx in (("means", 0), ("scales", 1), ("quats", 2), ("opacities", 3)):
+        torch.testing.assert_close(getattr(derived, field), torch.stack([e[idx] for e in expected]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(0.5 + SH_C0 * derived.sh[:, 0], torch.stack([e[4] for e in expected]), rtol=1e-5, atol=1e-6)
+
+
+def test_lod_selects_finer_levels_nearby(scene):
+    far = lod_mask(scene, torch.tensor([0.0, -1.0, -200.0]))
+    near = lod_mask(scene, torch.tensor([0.0, -1.0, -3.0]))
+    assert (scene.levels[far] == 0).all() and (scene.levels[near] == 1).any()
+    assert near.sum() > far.sum()
+
+
+def test_structured_scene_renders_and_shared_derivation_is_close(scene):
+    rig = StereoRig.symmetric(POSE, 96, 96, fov_y_deg=80)
+    exact = Renderer(scene, RenderConfig(backend="torch", cache=CacheConfig(shared_derivation=False))).render(rig)
+    shared = Renderer(scene, RenderConfig(backend="torch")).render(rig)
+    assert exact.alpha.mean() > 0.2 and exact.times.derive_ms > 0
+    mse = float(((exact.rgb - shared.rgb) ** 2).mean())
+    assert 10 * math.log10(1 / max(mse, 1e-12)) > 30.0  # the eyes' view directions differ by IPD/distance
+
+
+def test_derived_cache_static_head_is_exact_and_lod_change_refreshes(scene):
+    rig = StereoRig.symmetric(POSE, 64, 64, fov_y_deg=80)
+    r = Renderer(scene, RenderConfig(backend="torch", cache=CacheConfig(depth=4, max_translation_m=10.0,
+                                                                        max_rotation_deg=90.0, margin_px=1e6)))
+    first, second = r.render(rig), r.render(rig)
+    assert first.cache.refresh_reason == "first" and second.cache.hit and second.cache.stage_hits == ("derive",)
+    assert torch.equal(first.rgb, second.rgb)
+    fresh = Renderer(scene, RenderConfig(backend="torch")).render(rig)  # no temporal cache
+    torch.testing.assert_close(second.rgb, fresh.rgb, rtol=0, atol=1e-6)
+    # Walk towards the square until the level of detail changes.
+    reasons = []
+    for step in range(1, 12):
+        T = POSE.clone()
+        T[:3, 3] += step * 0.4 * T[:3, 2]
+        reasons.append(r.render(rig.with_pose(T)).cache.refresh_reason)
+    assert "lod" in reasons
+
+
+def test_bad_checkpoints(tmp_path, scene):
+    write_structured(scene, tmp_path / "c")
+    (tmp_path / "c" / "cov_mlp.pt").unlink()
+    with pytest.raises(GscacheError, match="cov_mlp.pt"):
+        load_scene(tmp_path / "c")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1\n"
+                                                      b"property float x\nend_header\n\x00\x00\x00\x00")
+    with pytest.raises(GscacheError, match="f_offset"):
+        load_scene(tmp_path / "d")
+    write_structured(scene, tmp_path / "e")
+    (tmp_path / "e" / "opacity_mlp.pt").write_bytes(b"not a torchscript archive")
+    with pytest.raises(GscacheError, match="opacity_mlp.pt"):
+        load_scene(tmp_path / "e")
