@@ -19,7 +19,7 @@ from .memory import PeakMemory
 from .metrics import max_abs_error, psnr, ssim
 from .stats import summarize
 
-STAGES = ("cull", "shade", "project", "bin", "rasterize")
+STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def config_to_dict(cfg: RenderConfig) -> dict:
 
 # Reuse modes of the ladder, cumulative as in ARCHITECTURE §5: each adds to the one before.
 REUSE_MODES: dict[str, CacheConfig] = {
-    "none": CacheConfig(stereo=False),
+    "none": CacheConfig(stereo=False, shared_derivation=False),  # structured scenes: derive per eye
     "stereo": CacheConfig(stereo=True),
     "approx": CacheConfig(stereo=True, approx_stereo_colors=True),
     "D2": CacheConfig(stereo=True, approx_stereo_colors=True, depth=2),

@@ -93,7 +93,7 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
     for c in report["configs"]:
         assert len(c["frame_ms"]) == 4 and c["median_ms"] > 0 and c["p95_ms"] >= c["median_ms"]
         assert c["fps"] == pytest.approx(1000 / c["median_ms"])
-        assert set(c["stages_median_ms"]) == {"cull", "shade", "project", "bin", "rasterize"}
+        assert set(c["stages_median_ms"]) == {"derive", "cull", "shade", "project", "bin", "rasterize"}
         assert c["peak_memory_bytes"] > 0 and c["memory_kind"] == "rss"
         assert c["work_per_frame"]["tile_intersections"] > 0
         assert c["render_config"]["backend"] == c["name"].split("/")[0]
