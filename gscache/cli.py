@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from .errors import GscacheError, GscacheWarning
+from .scene import detect_format
 
 RESOLUTION_PRESETS = {"quest3": (2064, 2208), "2k": (2048, 2048), "1k": (1024, 1024)}
 UP_AXES = {"-y": (0, -1, 0), "+y": (0, 1, 0), "-z": (0, 0, -1), "+z": (0, 0, 1)}
@@ -153,7 +154,7 @@ def cmd_info(args) -> int:
         return 0
     lo, hi = scene.bounds()
     qlo, qhi = scene.bounds(0.01)
-    fmt = "demo" if args.scene is None else __import__("gscache.scene", fromlist=["detect_format"]).detect_format(args.scene)
+    fmt = "demo" if args.scene is None else detect_format(args.scene)
     print(f"scene:       {scene.source} ({fmt})")
     print(f"gaussians:   {scene.count}")
     print(f"sh degree:   {scene.sh_degree} ({scene.sh.shape[1]} coefficients per channel)")
@@ -198,7 +199,7 @@ def cmd_bench(args) -> int:
                              quality_frames=args.quality_frames, device=str(device))
     results = run_bench(scene, traj, configs, settings, progress=not args.no_progress)
     scene_info = {"source": scene.source, "gaussians": scene.count, "sh_degree": scene.sh_degree,
-                  "format": "demo" if args.scene is None else __import__("gscache.scene", fromlist=["x"]).detect_format(args.scene)}
+                  "format": "demo" if args.scene is None else detect_format(args.scene)}
     settings_info = {"frames": len(traj), "warmup": args.warmup, "width": width, "height": height, "fov_y_deg": args.fov,
                      "ipd_m": args.ipd, "quality_frames": args.quality_frames, "seed": args.seed, "ablation": args.ablation}
     report = build_report(results, scene_info, settings_info, traj.name, device)

@@ -37,7 +37,10 @@ _SIGNATURES = {
 ABI_VERSION = 1
 
 def _lib() -> ctypes.CDLL:
+    """The host library with its signatures declared and its ABI checked (once per loaded library)."""
     lib = host_library()
+    if getattr(lib, "_gs_checked", False):
+        return lib
     for name, (args, res) in _SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = args, res
@@ -45,6 +48,7 @@ def _lib() -> ctypes.CDLL:
         raise BuildError(f"kernel ABI {lib.gs_abi_version()} does not match the wrapper's {ABI_VERSION}")
     if lib.gs_view_size() != ctypes.sizeof(GsView):
         raise BuildError(f"struct GsView is {lib.gs_view_size()} bytes in C but {ctypes.sizeof(GsView)} in ctypes")
+    lib._gs_checked = True
     return lib
 
 

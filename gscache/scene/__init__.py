@@ -12,7 +12,7 @@ from .ply import looks_like_ply, read_ply, write_ply
 from .record import Scene, empty_scene, make_scene
 from .sog import read_sog
 from .splat import SPLAT_DTYPE, read_splat, write_splat
-from .structured import StructuredScene, looks_structured, read_structured, write_structured
+from .structured import StructuredScene, read_structured, write_structured
 
 ZIP_MAGIC = b"PK\x03\x04"
 FORMATS = ("ply", "splat", "sog", "npz", "structured")
@@ -91,5 +91,5 @@ def save_scene(scene: Scene, path: str | os.PathLike) -> None:
 __all__ = [
     "Scene", "make_scene", "empty_scene", "load_scene", "save_scene", "detect_format",
     "read_ply", "write_ply", "read_splat", "write_splat", "read_sog", "read_npz_points", "read_npz_cameras",
-    "StructuredScene", "read_structured", "write_structured", "looks_structured",
+    "StructuredScene", "read_structured", "write_structured",
 ]

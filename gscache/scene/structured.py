@@ -146,12 +146,6 @@ def _load_mlp(path: Path) -> torch.nn.Module:
     return module.eval()
 
 
-def looks_structured(path: Path) -> bool:
-    """A folder with point_cloud.ply and the MLPs, or such a point_cloud.ply itself."""
-    folder = path if path.is_dir() else path.parent
-    return (folder / "point_cloud.ply").is_file() and all((folder / f).is_file() for f in MLP_FILES[:1])
-
-
 def read_structured(path: str | os.PathLike) -> StructuredScene:
     """Read a Scaffold-GS / Octree-GS checkpoint folder (or its point_cloud.ply)."""
     path = Path(path)
@@ -256,4 +250,4 @@ def write_structured(scene: StructuredScene, folder: str | os.PathLike) -> None:
         f.write(args.encode())
 
 
-__all__ = ["StructuredScene", "AnchorMLPs", "read_structured", "write_structured", "looks_structured"]
+__all__ = ["StructuredScene", "AnchorMLPs", "read_structured", "write_structured"]
