@@ -264,3 +264,125 @@ GS_HD bool gs_blend(float alpha, float& T, float t_min, const float* color, floa
     T = T_next;
     return true;
 }
+
+// ---- Structured scenes: the fused derivation of an anchor's k Gaussians --------------------
+// An MLP is a chain of layers, out = act(W x + b). The layers of the three MLPs (opacity, cov,
+// colour) lie in one f32 buffer; a layer stores W transposed, [in][out], so that the inner loop
+// runs over contiguous outputs (it vectorises without reassociating sums), then b [out]. The
+// layer table is i32[L][4] = (in, out, activation, offset into the buffer); the MLP table is
+// i32[3][3] = (first layer, layer count, takes the distance) for opacity, cov and colour.
+#define GS_ACT_NONE 0
+#define GS_ACT_RELU 1
+#define GS_ACT_TANH 2
+#define GS_ACT_SIGMOID 3
+// Widest input or output of any layer (checked by the Python packer).
+#define GS_MLP_MAX_WIDTH 256
+
+GS_HD float gs_activate(int act, float v) {
+    switch (act) {
+        case GS_ACT_RELU: return v > 0.f ? v : 0.f;
+        case GS_ACT_TANH: return tanhf(v);
+        case GS_ACT_SIGMOID: return 1.f / (1.f + expf(-v));
+        default: return v;
+    }
+}
+
+// Runs layers [first, first + count) on x; a and b are scratch of GS_MLP_MAX_WIDTH floats (not x).
+// Returns the output (a or b).
+GS_HD const float* gs_mlp_eval(const int* layers, int first, int count, const float* weights, const float* x,
+                               float* a, float* b) {
+    const float* in = x;
+    float* out = a;
+    for (int l = first; l < first + count; ++l) {
+        const int n_in = layers[4 * l], n_out = layers[4 * l + 1], act = layers[4 * l + 2];
+        // Distinct buffers (restrict), so that the host compiler vectorises over the outputs.
+        const float* __restrict__ W = weights + layers[4 * l + 3];
+        const float* __restrict__ src = in;
+        float* __restrict__ dst = out;
+        for (int o = 0; o < n_out; ++o) dst[o] = W[n_in * n_out + o];  // the bias
+        for (int i = 0; i < n_in; ++i) {
+            const float xi = src[i];
+            const float* __restrict__ row = W + i * n_out;
+            for (int o = 0; o < n_out; ++o) dst[o] += xi * row[o];
+        }
+        if (act == GS_ACT_RELU)
+            for (int o = 0; o < n_out; ++o) dst[o] = dst[o] > 0.f ? dst[o] : 0.f;
+        else if (act != GS_ACT_NONE)
+            for (int o = 0; o < n_out; ++o) dst[o] = gs_activate(act, dst[o]);
+        in = out;
+        out = out == a ? b : a;
+    }
+    return in;
+}
+
+// The input of an anchor's MLP, as Octree-GS orders it: feature [F], unit view direction
+// (anchor - viewpoint) [3], then the distance if the MLP takes it, then the level if the model
+// adds it. Returns the width.
+GS_HD int gs_anchor_input(const float* anchor, const float* feature, int F, float level, const float* viewpoint,
+                          int with_dist, int add_level, float* x) {
+    const float dx = anchor[0] - viewpoint[0], dy = anchor[1] - viewpoint[1], dz = anchor[2] - viewpoint[2];
+    const float dist = gs_max(sqrtf(dx * dx + dy * dy + dz * dz), 1e-10f);
+    int n = 0;
+    for (int f = 0; f < F; ++f) x[n++] = feature[f];
+    x[n++] = dx / dist;
+    x[n++] = dy / dist;
+    x[n++] = dz / dist;
+    if (with_dist) x[n++] = dist;
+    if (add_level) x[n++] = level;
+    return n;
+}
+
+// Pass 1 of an anchor: its k opacities (tanh MLP) into opac[k]; returns how many are kept (> 0).
+GS_HD int gs_derive_opacity(const float* anchor, const float* feature, int F, float level, const float* viewpoint,
+                            int add_level, const int* layers, const int* mlps, const float* weights, int k,
+                            float* x, float* a, float* b, float* opac) {
+    gs_anchor_input(anchor, feature, F, level, viewpoint, mlps[2], add_level, x);
+    const float* y = gs_mlp_eval(layers, mlps[0], mlps[1], weights, x, a, b);
+    int kept = 0;
+    for (int j = 0; j < k; ++j) {
+        opac[j] = y[j];
+        kept += y[j] > 0.f;
+    }
+    return kept;
+}
+
+// One kept Gaussian from its anchor and its 7 covariance-MLP outputs c (3 scale logits, a
+// quaternion), at row `row`: position = anchor + offset * scales[0:3], scale = scales[3:6] *
+// sigmoid(logits), the quaternion normalised.
+GS_HD void gs_write_gaussian(const float* anchor, const float* offset, const float* scales, const float* c,
+                             float opacity, long long row, float* means, float* quats, float* out_scales,
+                             float* opacities) {
+    for (int d = 0; d < 3; ++d) {
+        means[3 * row + d] = anchor[d] + offset[d] * scales[d];
+        out_scales[3 * row + d] = scales[3 + d] * (1.f / (1.f + expf(-c[d])));
+    }
+    const float n = gs_max(sqrtf(c[3] * c[3] + c[4] * c[4] + c[5] * c[5] + c[6] * c[6]), 1e-12f);
+    for (int d = 0; d < 4; ++d) quats[4 * row + d] = c[3 + d] / n;
+    opacities[row] = opacity;
+}
+
+// Its colour (sigmoid-MLP output rgb in (0, 1)) as an SH degree-0 coefficient.
+GS_HD void gs_write_color(const float* rgb, long long row, float* sh) {
+    for (int d = 0; d < 3; ++d) sh[3 * row + d] = (rgb[d] - 0.5f) / GS_SH_C0;
+}
+
+// Pass 2 of an anchor: its kept Gaussians (opac[j] > 0), written from row `start` on.
+// offsets f32[k,3] (in units of scales[0:3]), scales f32[6] (linear). Outputs: means [.,3],
+// quats [.,4] (unit, w x y z), out_scales [.,3], opacities [.], sh [.,3] (degree 0).
+GS_HD void gs_derive_emit(const float* anchor, const float* offsets, const float* feature, const float* scales, int F,
+                          float level, const float* viewpoint, int add_level, const int* layers, const int* mlps,
+                          const float* weights, int k, const float* opac, long long start, float* x, float* a,
+                          float* b, float* means, float* quats, float* out_scales, float* opacities, float* sh) {
+    gs_anchor_input(anchor, feature, F, level, viewpoint, mlps[5], add_level, x);
+    const float* cov = gs_mlp_eval(layers, mlps[3], mlps[4], weights, x, a, b);
+    long long row = start;
+    for (int j = 0; j < k; ++j)
+        if (opac[j] > 0.f)
+            gs_write_gaussian(anchor, offsets + 3 * j, scales, cov + 7 * j, opac[j], row++, means, quats, out_scales,
+                              opacities);
+    gs_anchor_input(anchor, feature, F, level, viewpoint, mlps[8], add_level, x);
+    const float* rgb = gs_mlp_eval(layers, mlps[6], mlps[7], weights, x, a, b);
+    row = start;
+    for (int j = 0; j < k; ++j)
+        if (opac[j] > 0.f) gs_write_color(rgb + 3 * j, row++, sh);
+}

@@ -16,6 +16,12 @@
 //              depths f32[E*V], gaussian_ids i32[I] (0..V-1, in key order), ranges i32[E*T,2],
 //              background f32[3] -> rgb f32[E,H,W,3], alpha f32[E,H,W], depth f32[E,H,W];
 //              returns the number of Gaussian-pixel evaluations.
+//   derive_count: n visible anchors ids i64[n] into the A anchors: anchors f32[A,3], features
+//              f32[A,F], levels f32[A], viewpoint f32[3], MLP tables (common.cuh)
+//              -> opac f32[n,k] (tanh outputs), counts i32[n] (how many > 0)
+//   derive_emit: the same plus offsets f32[A,k,3], scales f32[A,6], opac, starts i64[n] (exclusive
+//              prefix sum of counts) -> means f32[M,3], quats f32[M,4], scales f32[M,3],
+//              opacities f32[M], sh f32[M,1,3], rows in (anchor, offset) order.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -23,7 +29,7 @@
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 1
+#define GS_ABI_VERSION 2
 
 extern "C" {
 
@@ -153,6 +159,111 @@ void gs_bin_sorted_cpu(int E, int V, const float* means2d, const int* radii, con
                     keys[at] = (tile << GS_TILE_KEY_SHIFT) | depth_bits;
                     gaussian_ids[at] = g;
                 }
+        }
+    }
+}
+
+}  // extern "C"
+
+// The MLPs of four anchors at once: each weight row is loaded once for the four, and the
+// accumulators of 16 outputs x 4 anchors stay in registers (the shared gs_mlp_eval streams
+// every output through memory per input). X and Y are [4][GS_MLP_ROW] buffers; the weights
+// buffer must be readable 16 floats past its end (the packer pads it), as the last output
+// chunk of a layer reads whole rows of 16. Returns the buffer holding the outputs.
+#define GS_MLP_ROW (GS_MLP_MAX_WIDTH + 16)
+static float* mlp_eval4(const int* layers, int first, int count, const float* weights, float (*X)[GS_MLP_ROW],
+                        float (*Y)[GS_MLP_ROW]) {
+    float(*in)[GS_MLP_ROW] = X;
+    float(*out)[GS_MLP_ROW] = Y;
+    for (int l = first; l < first + count; ++l) {
+        const int n_in = layers[4 * l], n_out = layers[4 * l + 1], act = layers[4 * l + 2];
+        const float* W = weights + layers[4 * l + 3];
+        const float* bias = W + n_in * n_out;
+        for (int o0 = 0; o0 < n_out; o0 += 16) {
+            float acc[4][16];
+            for (int b = 0; b < 4; ++b)
+                for (int o = 0; o < 16; ++o) acc[b][o] = bias[o0 + o];
+            for (int i = 0; i < n_in; ++i) {
+                const float* row = W + i * n_out + o0;
+                for (int b = 0; b < 4; ++b) {
+                    const float xb = in[b][i];
+                    for (int o = 0; o < 16; ++o) acc[b][o] += xb * row[o];
+                }
+            }
+            const int w = n_out - o0 < 16 ? n_out - o0 : 16;
+            for (int b = 0; b < 4; ++b)
+                for (int o = 0; o < w; ++o) out[b][o0 + o] = acc[b][o];
+        }
+        for (int b = 0; b < 4; ++b) {
+            if (act == GS_ACT_RELU)
+                for (int o = 0; o < n_out; ++o) out[b][o] = out[b][o] > 0.f ? out[b][o] : 0.f;
+            else if (act != GS_ACT_NONE)
+                for (int o = 0; o < n_out; ++o) out[b][o] = gs_activate(act, out[b][o]);
+        }
+        std::swap(in, out);
+    }
+    return &in[0][0];
+}
+
+extern "C" {
+
+// Anchors go in groups of four (a short last group repeats its last anchor, computed and dropped).
+void gs_derive_count_cpu(int64_t n, const int64_t* ids, const float* anchors, const float* features,
+                         const float* levels, int F, int k, const float* viewpoint, int add_level, const int* layers,
+                         const int* mlps, const float* weights, float* opac, int* counts) {
+#pragma omp parallel for schedule(dynamic, 64)
+    for (int64_t g = 0; g < n; g += 4) {
+        float X[4][GS_MLP_ROW], Y[4][GS_MLP_ROW];
+        for (int b = 0; b < 4; ++b) {
+            const int64_t id = ids[std::min(g + b, n - 1)];
+            gs_anchor_input(anchors + 3 * id, features + (int64_t)F * id, F, levels[id], viewpoint, mlps[2],
+                            add_level, X[b]);
+        }
+        const float* y = mlp_eval4(layers, mlps[0], mlps[1], weights, X, Y);
+        for (int b = 0; b < 4 && g + b < n; ++b) {
+            int kept = 0;
+            for (int j = 0; j < k; ++j) {
+                const float v = y[b * GS_MLP_ROW + j];
+                opac[(g + b) * k + j] = v;
+                kept += v > 0.f;
+            }
+            counts[g + b] = kept;
+        }
+    }
+}
+
+void gs_derive_emit_cpu(int64_t n, const int64_t* ids, const float* anchors, const float* offsets,
+                        const float* features, const float* scales, const float* levels, int F, int k,
+                        const float* viewpoint, int add_level, const int* layers, const int* mlps,
+                        const float* weights, const float* opac, const int* counts, const int64_t* starts,
+                        float* means, float* quats, float* out_scales, float* opacities, float* sh) {
+#pragma omp parallel for schedule(dynamic, 64)
+    for (int64_t g = 0; g < n; g += 4) {
+        bool any = false;
+        for (int b = 0; b < 4 && g + b < n; ++b) any |= counts[g + b] > 0;
+        if (!any) continue;  // nothing kept: the cov and colour MLPs are skipped
+        float X[4][GS_MLP_ROW], Y[4][GS_MLP_ROW];
+        for (int pass = 0; pass < 2; ++pass) {  // 0: covariance, 1: colour
+            for (int b = 0; b < 4; ++b) {
+                const int64_t id = ids[std::min(g + b, n - 1)];
+                gs_anchor_input(anchors + 3 * id, features + (int64_t)F * id, F, levels[id], viewpoint,
+                                mlps[5 + 3 * pass], add_level, X[b]);
+            }
+            const float* y = mlp_eval4(layers, mlps[3 + 3 * pass], mlps[4 + 3 * pass], weights, X, Y);
+            for (int b = 0; b < 4 && g + b < n; ++b) {
+                const int64_t i = g + b, id = ids[i];
+                const float* out = y + b * GS_MLP_ROW;
+                int64_t row = starts[i];
+                for (int j = 0; j < k; ++j) {
+                    if (!(opac[i * k + j] > 0.f)) continue;
+                    if (pass == 0)
+                        gs_write_gaussian(anchors + 3 * id, offsets + (int64_t)3 * k * id + 3 * j, scales + 6 * id,
+                                          out + 7 * j, opac[i * k + j], row, means, quats, out_scales, opacities);
+                    else
+                        gs_write_color(out + 3 * j, row, sh);
+                    ++row;
+                }
+            }
         }
     }
 }

@@ -8,6 +8,13 @@ import tempfile
 from pathlib import Path
 
 
+def umask() -> int:
+    """The process's file-creation mask (read by setting it and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike):
     """Open a temporary file beside ``path`` for binary writing; rename it to ``path`` on success."""
@@ -17,6 +24,7 @@ def atomic_write(path: str | os.PathLike):
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -203,7 +203,7 @@ def motion_reason(poses: list[torch.Tensor], nearest: list[float], views: ViewBa
         T_now, T_then = cam.T_world_cam, poses[i]
         shift = float((T_now[:3, 3] - T_then[:3, 3]).norm())
         angle = _rotation_angle(T_then[:3, :3], T_now[:3, :3])
-        if shift > cfg.max_translation_m:
+        if shift > max(cfg.max_translation_m, cfg.translation_per_depth * nearest[i]):
             return "translation"
         if angle > math.radians(cfg.max_rotation_deg):
             return "rotation"
@@ -233,7 +233,8 @@ class _DerivedEntry:
 class DerivedCache:
     """Structured scenes: the Gaussians derived for a frame, reused for later frames (up to the
     cache depth D). Refreshes as FrameCache does, and also when the level of detail selected at
-    the viewpoint changes ("lod"). Holds one derived scene."""
+    the viewpoint differs for more than ``CacheConfig.lod_tolerance`` of the selected anchors
+    ("lod"). Holds one derived scene."""
 
     def __init__(self) -> None:
         self.entry: _DerivedEntry | None = None
@@ -247,7 +248,8 @@ class DerivedCache:
             return None, _describe_change(e.key, key)
         if e.age + 1 >= self.frames.depth(cfg):
             return None, "age"
-        if not torch.equal(lod, e.lod):
+        changed = int((lod != e.lod).sum())
+        if changed > cfg.lod_tolerance * max(1, int(e.lod.sum())):
             return None, "lod"
         reason = motion_reason(e.poses, e.nearest_depth, views, cfg)
         return (None, reason) if reason else (e, None)

@@ -173,6 +173,7 @@ def cmd_bench(args) -> int:
     from .bench.report import build_report, format_table, write_json, write_plot
     from .bench.runner import BenchSettings, ladder, named_config, run_bench
     from .renderer import default_device
+    from .scene.structured import StructuredScene
     from .trajectory import named_trajectory
 
     if args.frames < 1:
@@ -186,21 +187,28 @@ def cmd_bench(args) -> int:
         device = torch.device(args.device) if args.device else default_device()
     except RuntimeError as exc:
         raise GscacheError(f"--device: {exc}") from None
+    scene = open_scene(args.scene)
+    structured = isinstance(scene, StructuredScene)
     if args.ablation:
-        configs = ladder(device.type, args.backend)
+        configs = ladder(device.type, args.backend, structured=structured)
     else:
         names = [n for n in args.configs.split(",") if n]
         if not names:
             raise GscacheError("--configs: expected one or more configuration names")
         configs = [named_config(n, device.type) for n in names]
-    scene = open_scene(args.scene)
-    traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=UP_AXES[args.up])
+    traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=UP_AXES[args.up],
+                            distance=args.distance, elevation_deg=args.elevation)
     settings = BenchSettings(width=width, height=height, fov_y_deg=args.fov, ipd_m=args.ipd, warmup=args.warmup,
                              quality_frames=args.quality_frames, device=str(device))
     results = run_bench(scene, traj, configs, settings, progress=not args.no_progress)
-    scene_info = {"source": scene.source, "gaussians": scene.count, "sh_degree": scene.sh_degree,
+    scene_info = {"source": scene.source, "sh_degree": scene.sh_degree,
                   "format": "demo" if args.scene is None else detect_format(args.scene)}
+    if structured:
+        scene_info.update(anchors=scene.count, offsets_per_anchor=scene.n_offsets, levels=scene.n_levels)
+    else:
+        scene_info["gaussians"] = scene.count
     settings_info = {"frames": len(traj), "warmup": args.warmup, "width": width, "height": height, "fov_y_deg": args.fov,
+                     "distance": args.distance, "elevation_deg": args.elevation,
                      "ipd_m": args.ipd, "quality_frames": args.quality_frames, "seed": args.seed, "ablation": args.ablation}
     report = build_report(results, scene_info, settings_info, traj.name, device)
     out = Path(args.out)
@@ -209,6 +217,61 @@ def cmd_bench(args) -> int:
     write_plot(report, out / "bench.png")
     print(format_table(report))
     print(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
+def cmd_view(args) -> int:
+    from .trajectory import read_cameras_json
+    from .viewer import Viewer, ViewerOptions
+
+    width, height = parse_size(args.window)
+    cameras = read_cameras_json(args.cameras) if args.cameras else None
+    options = ViewerOptions(width=width, height=height, fov_y_deg=args.fov, ipd_m=args.ipd, view_mode=args.mode,
+                            backend=args.backend, device=args.device, reuse=args.reuse,
+                            resolution_scale=args.scale, target_ms=args.target_ms, frames=args.frames,
+                            cameras=cameras, up=UP_AXES[args.up], screenshot_dir=Path(args.screenshots),
+                            record_path=Path(args.record))
+    scene = open_scene(args.scene)  # a scene that fails to load ends here, before any window opens
+    return Viewer(scene, options).run(capture_window=args.screenshot_at_exit)
+
+
+GENERATORS = ("structured-city", "structured-demo")
+
+
+def cmd_generate(args) -> int:
+    import shutil
+    import tempfile
+
+    from .atomic import umask
+    from .scene.structured import write_structured
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise GscacheError(f"{out}: exists and is not empty; choose a new folder")
+    start = time.perf_counter()
+    if args.kind == "structured-city":
+        from .scenes.structured_city import structured_city
+
+        scene = structured_city(blocks=args.blocks, levels=args.levels, finest_spacing_m=args.spacing, seed=args.seed)
+    else:
+        from .scenes import structured_demo
+
+        scene = structured_demo(seed=args.seed)
+    # Written beside the target and renamed into place: no half-written checkpoint is left behind.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700
+        write_structured(scene, tmp)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    levels = ", ".join(f"L{level}: {int((scene.levels == level).sum())}" for level in range(scene.n_levels))
+    print(f"wrote {out}: {scene.count} anchors x {scene.n_offsets} Gaussians ({levels}) "
+          f"in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -224,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
     r.add_argument("--mono", action="store_true", help="render one centred camera instead of two eyes")
     r.add_argument("--trajectory", default="still",
-                   help="still, vr (seeded head motion), orbit, fly, or a trajectory file (gscache JSON or Inria cameras.json)")
+                   help="still, vr (seeded head motion), orbit, fly, altitude (street level to an aerial view), or a "
+                        "trajectory file (gscache JSON or Inria cameras.json)")
     r.add_argument("--frames", type=int, default=1, help="frames along the trajectory")
     r.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")
     r.add_argument("--distance", type=float, default=2.2, help="viewing distance in scene radii")
@@ -238,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time stereo rendering along a trajectory and compare configurations")
     b.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")
     b.add_argument("--trajectory", default="vr",
-                   help="vr (seeded head motion), orbit, fly, still, or a trajectory file (gscache JSON or cameras.json)")
+                   help="vr (seeded head motion), orbit, fly, still, altitude (street level to an aerial view), "
+                        "or a trajectory file (gscache JSON or cameras.json)")
+    b.add_argument("--distance", type=float, default=2.2, help="viewing distance of vr/still/orbit/fly in scene radii")
+    b.add_argument("--elevation", type=float, default=20.0, help="viewing elevation of vr/still/orbit/fly, degrees")
     b.add_argument("--frames", type=int, default=60, help="timed stereo frames (a file trajectory has its own)")
     b.add_argument("--warmup", type=int, default=3, help="untimed frames rendered first")
     b.add_argument("--size", default="512x512", help="per-eye WxH, or a preset: " + ", ".join(RESOLUTION_PRESETS))
@@ -247,10 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--configs", default="auto",
                    help="comma-separated configurations to compare (the first is the baseline): BACKEND or "
                         "BACKEND/MODE, BACKEND auto or a backend name, MODE one of none, stereo (default), approx, "
-                        "D2, D4, D8, dynamic")
+                        "D2, D4, D8, dynamic, each optionally with -ref (structured scenes: the reference "
+                        "derivation instead of the fused kernel)")
     b.add_argument("--ablation", action="store_true",
                    help="run the standard ladder instead of --configs: every backend with no reuse (torch "
-                        "first), then --backend through stereo, approx, D2, D4, D8 and dynamic")
+                        "first), then --backend through stereo, approx, D2, D4, D8 and dynamic; on a structured "
+                        "scene --backend from per-eye derivation through shared derivation, D2, D4, D8, dynamic "
+                        "and the fused derivation kernel")
     b.add_argument("--backend", default="auto", help="backend of the ladder's reuse rungs")
     b.add_argument("--quality-frames", type=int, default=4, help="frames compared with the exact reference render")
     b.add_argument("--device", default=None, help="torch device (default: cuda if present)")
@@ -259,6 +329,40 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_bench)
+
+    v = sub.add_parser("view", help="open the desktop stereo viewer (glfw + OpenGL 3.3)",
+                       description="Desktop stereo viewer. Keys: W A S D Q E fly, mouse + button look, wheel speed, "
+                                   "Tab fly/orbit, R reset, [ ] IPD, - = speed, , . resolution scale, T target frame "
+                                   "time, N P cameras, V side-by-side/anaglyph/mono, H overlay, M reuse mode, "
+                                   "B backend, F12 screenshot, K record path, Esc quit.")
+    v.add_argument("scene", nargs="?", help="scene file, SOG folder or structured checkpoint (default: the demo scene)")
+    v.add_argument("--window", default="1280x640", help="window size WxH in screen pixels (both eyes side by side)")
+    v.add_argument("--mode", default="side-by-side", choices=("side-by-side", "anaglyph", "mono"))
+    v.add_argument("--fov", type=float, default=90.0, help="vertical field of view per eye, degrees")
+    v.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
+    v.add_argument("--backend", default="auto", help="stage implementations (B cycles them at run time)")
+    v.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+    v.add_argument("--reuse", default="stereo", help="reuse mode: none, stereo, approx, D2, D4, D8, dynamic (M cycles)")
+    v.add_argument("--scale", type=float, default=1.0, help="resolution scale in (0, 1]")
+    v.add_argument("--target-ms", type=float, default=None, help="frame-time target: the resolution scale adapts")
+    v.add_argument("--cameras", default=None, help="an Inria cameras.json to snap to with N and P")
+    v.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis")
+    v.add_argument("--frames", type=int, default=None, help="render this many frames and exit (scripted use)")
+    v.add_argument("--screenshots", default=".", help="folder of the F12 screenshots")
+    v.add_argument("--record", default="viewer_path.json", help="file the K key records the camera path to")
+    v.add_argument("--screenshot-at-exit", action="store_true",
+                   help="after the last frame, write the whole window (overlay included) as a PNG to --screenshots")
+    v.set_defaults(func=cmd_view)
+
+    g = sub.add_parser("generate", help="write a procedural structured scene as an Octree-GS checkpoint folder")
+    g.add_argument("kind", choices=GENERATORS, help="structured-city: a city of streets and buildings (~470k "
+                   "anchors, 4 levels of detail by default); structured-demo: the demo square as ~4k anchors")
+    g.add_argument("out", help="the checkpoint folder to create (must not exist, or be empty)")
+    g.add_argument("--blocks", type=int, default=6, help="structured-city: blocks per side (40 m each)")
+    g.add_argument("--levels", type=int, default=4, help="structured-city: levels of detail")
+    g.add_argument("--spacing", type=float, default=1.0, help="structured-city: anchor spacing of the finest level, m")
+    g.add_argument("--seed", type=int, default=0, help="layout, features and MLP weights")
+    g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("info", help="print a scene's counts, SH degree, bounds and memory")
     i.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")

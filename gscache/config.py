@@ -63,6 +63,15 @@ class RasterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeriveConfig:
+    """Structured scenes: deriving the Gaussians of the visible anchors."""
+
+    fused: bool = True
+    """Use the backend's fused derivation kernel where it has one (cpu, cuda); False runs the
+    torch reference derivation (the same Gaussians within float rounding)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CacheConfig:
     """What is computed once and reused, between the eyes of a frame and across frames (ARCHITECTURE §5)."""
 
@@ -90,9 +99,18 @@ class CacheConfig:
     """Temporal cache: extra border of the cached culled set, pixels; a refresh happens before
     the views could move further than this."""
     max_translation_m: float = 0.05
-    """Temporal cache: refresh when an eye has moved further than this since the last refresh."""
+    """Temporal cache: refresh when an eye has moved further than this since the last refresh
+    (and further than ``translation_per_depth`` times the nearest cached depth)."""
+    translation_per_depth: float = 0.02
+    """Temporal cache: the translation limit grows with the depth of the nearest cached content
+    (0.02: about 1.1 degrees of parallax there), so that views far above a city are not refreshed
+    for centimetres of motion; 0 keeps the limit at max_translation_m."""
     max_rotation_deg: float = 3.0
     """Temporal cache: refresh when an eye has turned further than this since the last refresh."""
+    lod_tolerance: float = 0.02
+    """Structured scenes: refresh the derived Gaussians when more than this fraction of the
+    anchors selected at the refresh would now be selected differently by the level of detail (0:
+    on any change). Within the motion limits above only anchors at a level boundary flip."""
 
     @property
     def temporal(self) -> bool:
@@ -112,6 +130,7 @@ class RenderConfig:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     bin: BinConfig = field(default_factory=BinConfig)
     raster: RasterConfig = field(default_factory=RasterConfig)
+    derive: DeriveConfig = field(default_factory=DeriveConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     debug_checks: bool = False
     """Validate every record between stages (also enabled by GSCACHE_CHECKS=1)."""
@@ -145,6 +164,9 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError(f"cache.depth: expected an integer in [1, depth_max={c.depth_max}], got {c.depth!r}")
     if c.frame_budget_ms <= 0 or not 0 < c.headroom < 1 or c.hysteresis_frames < 1:
         raise GscacheError("cache.frame_budget_ms must be > 0, cache.headroom in (0, 1), cache.hysteresis_frames >= 1")
-    if c.margin_px < 0 or c.max_translation_m < 0 or c.max_rotation_deg < 0:
-        raise GscacheError("cache.margin_px, cache.max_translation_m and cache.max_rotation_deg must be >= 0")
+    if not 0.0 <= c.lod_tolerance <= 1.0:
+        raise GscacheError(f"cache.lod_tolerance: expected a fraction in [0, 1], got {c.lod_tolerance!r}")
+    if c.margin_px < 0 or c.max_translation_m < 0 or c.max_rotation_deg < 0 or c.translation_per_depth < 0:
+        raise GscacheError("cache.margin_px, cache.max_translation_m, cache.translation_per_depth and "
+                           "cache.max_rotation_deg must be >= 0")
 

@@ -6,17 +6,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 
 import torch
 
 from .backends import Backend
+from .backends._mlp import unfusable_reason
 from .cache import CacheStats, DerivedCache, FrameCache, cache_key
 from .camera import ViewBatch
 from .config import RenderConfig
+from .errors import GscacheWarning
 from .records import Frame, Shaded, StageTimes, Visible, WorkCounters
 from .scene.record import Scene
 from .scene.structured import StructuredScene
-from .stages.derive import derive, lod_mask
+from .stages.derive import derive, derive_anchors, lod_mask
 
 
 class _Clock:
@@ -140,6 +143,24 @@ def _timed(device: torch.device, fn):
     return out, (time.perf_counter() - start) * 1e3
 
 
+_WARNED_UNFUSABLE: set[int] = set()
+
+
+def _derive_fn(backend: Backend, cfg: RenderConfig, scene: StructuredScene):
+    """The backend's fused derivation when configured and present and the scene's MLPs are a
+    chain it can run (else, with one warning per scene, the torch reference)."""
+    if not cfg.derive.fused or backend.derive is None:
+        return derive_anchors
+    reason = unfusable_reason(scene.mlps)
+    if reason is None:
+        return backend.derive
+    if id(scene.mlps) not in _WARNED_UNFUSABLE:
+        _WARNED_UNFUSABLE.add(id(scene.mlps))
+        warnings.warn(f"{scene.source}: {reason}; deriving with the torch reference instead", GscacheWarning,
+                      stacklevel=3)
+    return derive_anchors
+
+
 def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
                       cache: DerivedCache | None = None) -> Frame:
     """Render a structured scene: derive its Gaussians, then the ordinary pipeline.
@@ -150,11 +171,12 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     (the exact baseline of the original renderers).
     """
     device = scene.device
+    derive_fn = _derive_fn(backend, cfg, scene)
     if views.n_views > 1 and not cfg.cache.shared_derivation:
         frames = []
         for e in range(views.n_views):
             view = views.select(e)
-            derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0]))
+            derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0], 0.0, derive_fn))
             frame = render_views(derived, view, cfg, backend)
             frames.append(dataclasses.replace(frame, times=dataclasses.replace(frame.times, derive_ms=ms)))
         return Frame.concat(frames)
@@ -173,7 +195,7 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         entry.age += 1
     else:
         margin = cfg.cache.margin_px if temporal else 0.0
-        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin))
+        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn))
         if temporal:
             entry = cache.store(key, derived, lod, views, derive_ms)
     frame = render_views(derived, views, cfg, backend)

@@ -178,6 +178,32 @@ def fly_through(waypoints, n_frames: int, up=(0.0, -1.0, 0.0), fps: float = 72.0
     return Trajectory(torch.stack(poses), _times(n_frames, fps), "fly-through")
 
 
+def altitude_sweep(scene, n_frames: int, up=(0.0, -1.0, 0.0), fps: float = 72.0, distance: float = 1.3) -> Trajectory:
+    """From street level to a high aerial view: the head starts at the scene's centre, 1% of its
+    radius above the ground (the lowest point of its bounds along ``up``), looking level across
+    the scene, and rises (geometrically, as a drone climbs) to ``distance`` radii while backing
+    off and pitching down until it looks at the centre from 60 degrees of elevation."""
+    _check_frames(n_frames)
+    centre, radius = scene_frame(scene, up)
+    u, a, b = _up_basis(up)
+    lo, hi = (x.double().numpy() for x in scene.bounds(0.01))
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    ground = centre + u * (float((corners @ u).min()) - centre @ u)  # the centre, down on the ground
+    back = -np.array([0.0, 0.0, 1.0])
+    back = back - u * (back @ u)
+    back = back / np.linalg.norm(back) if np.linalg.norm(back) > 1e-6 else a
+    h0, h1 = 0.01 * radius, distance * radius * math.sin(math.radians(60))
+    poses = []
+    for i in range(n_frames):
+        s = i / max(1, n_frames - 1)
+        h = h0 * (h1 / h0) ** s
+        eye = ground + h * u + back * (distance * radius * math.cos(math.radians(60)) * s)
+        # The gaze target slides from far ahead at eye height to the ground at the centre.
+        target = (1 - s) * (ground + h * u - back * radius) + s * ground
+        poses.append(look_at(eye, target, up))
+    return Trajectory(torch.stack(poses), _times(n_frames, fps), "altitude-sweep")
+
+
 TRAJECTORY_FORMAT = "gscache-trajectory/1"
 
 
@@ -226,7 +252,7 @@ def load_trajectory(path: str | os.PathLike) -> Trajectory:
     return Trajectory(poses, times, str(doc.get("name", os.path.basename(path))))
 
 
-TRAJECTORY_KINDS = ("still", "vr", "orbit", "fly")
+TRAJECTORY_KINDS = ("still", "vr", "orbit", "fly", "altitude")
 
 
 def named_trajectory(kind: str, scene, n_frames: int, seed: int = 0, up=(0.0, -1.0, 0.0), distance: float = 2.2,
@@ -234,12 +260,15 @@ def named_trajectory(kind: str, scene, n_frames: int, seed: int = 0, up=(0.0, -1
     """A trajectory around ``scene`` by name (one of TRAJECTORY_KINDS) or from a file path.
 
     still, vr and the start of fly begin at :func:`default_head_pose`; orbit circles the scene at
-    the same distance and elevation; a path is read with :func:`load_trajectory` (its own length).
+    the same distance and elevation; altitude is :func:`altitude_sweep`; a path is read with
+    :func:`load_trajectory` (its own length).
     """
     if kind not in TRAJECTORY_KINDS:
         if not os.path.exists(kind):
             raise GscacheError(f"trajectory: expected one of {', '.join(TRAJECTORY_KINDS)} or a file path, got {kind!r}")
         return load_trajectory(kind)
+    if kind == "altitude":
+        return altitude_sweep(scene, n_frames, up)
     pose = default_head_pose(scene, up, distance=distance, elevation_deg=elevation_deg)
     if kind == "still":
         return still(pose, n_frames)

@@ -41,5 +41,11 @@ plant="$GSCACHE_DATA/plant.splat"
   ladder=cuda/none,cuda/stereo,cuda/approx,cuda/D2,cuda/D4,cuda/D8,cuda/dynamic,gsplat/none,gsplat/stereo
   bench_scene=(); [ "$plant" = demo ] || bench_scene=("$plant")  # no scene argument: the demo scene
   gscache bench "${bench_scene[@]}" --device cuda --configs "$ladder" --frames 120 --size 512x512 --no-progress --out "$LOG/ladder"
+  # The structured ladder (issue 6) on the generated city at 2048x2048 per eye with cuda.
+  gscache generate structured-city /tmp/gscache_city
+  gscache bench /tmp/gscache_city --device cuda --ablation --backend cuda --trajectory altitude --frames 120 \
+    --size 2048x2048 --no-progress --out "$LOG/city_altitude"
+  gscache bench /tmp/gscache_city --device cuda --ablation --backend cuda --trajectory vr --distance 0.35 \
+    --elevation 10 --frames 120 --size 2048x2048 --no-progress --out "$LOG/city_vr"
 } 2>&1 | tee "$LOG/gpu_timings.log"
 exit "$tests_rc"

@@ -16,7 +16,8 @@ from ..errors import GscacheError
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """The five stages of one implementation (signatures as in ``gscache.stages``)."""
+    """The five stages of one implementation (signatures as in ``gscache.stages``), and optionally
+    the fused derivation of structured scenes."""
 
     name: str
     cull: Callable
@@ -26,6 +27,9 @@ class Backend:
     rasterize: Callable
     device_types: tuple[str, ...] = ("cpu", "cuda")
     """torch device types whose tensors the stages accept."""
+    derive: Callable | None = None
+    """Structured scenes: a fused derivation kernel with the signature of
+    ``gscache.stages.derive.derive_anchors``; None: the backend has none (the reference is used)."""
 
 
 class BackendUnavailable(Exception):

@@ -1,6 +1,7 @@
 """The cpu backend: the kernels of cuda/ compiled for the host (C++ and OpenMP), called through
-ctypes. All five stages run the shared math of cuda/common.cuh. Binning needs no key sort on the CPU: each
-view's Gaussians are radix-sorted by depth once and scattered into per-tile slots (host.cpp)."""
+ctypes. All five stages, and the fused derivation of structured scenes, run the shared math of
+cuda/common.cuh. Binning needs no key sort on the CPU: each view's Gaussians are radix-sorted by
+depth once and scattered into per-tile slots (host.cpp)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from ..camera import ViewBatch
 from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
 from ..records import Images, Projected, Shaded, TileBins, Visible
 from ..scene.record import Scene
+from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages.bin import tile_grid
 from ..stages.cull import select_visible
 from . import Backend, BackendUnavailable
 from ._boundary import GsView, check, gs_views
 from ._loader import BuildError, host_library
+from ._mlp import packed_mlps
 
 P = ctypes.c_void_p
 I32 = ctypes.c_int
@@ -33,8 +36,10 @@ _SIGNATURES = {
     "gs_bin_count_cpu": ([I64, P, P, I32, I32, I32, P], None),
     "gs_bin_sorted_cpu": ([I32, I32, P, P, P, P, I32, I32, I32, I32, P, P, P], None),
     "gs_rasterize_cpu": ([I32, I32, P, P, P, P, P, P, P, I32, I32, I32, I32, I32, F32, F32, F32, P, P, P, P], I64),
+    "gs_derive_count_cpu": ([I64, P, P, P, P, I32, I32, P, I32, P, P, P, P, P], None),
+    "gs_derive_emit_cpu": ([I64, P, P, P, P, P, P, I32, I32, P, I32, P, P, P, P, P, P, P, P, P, P, P], None),
 }
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 def _lib() -> ctypes.CDLL:
     """The host library with its signatures declared and its ABI checked (once per loaded library)."""
@@ -141,10 +146,38 @@ def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: Tile
     return Images(rgb=rgb, alpha=alpha, depth=depth, evaluations=evaluations)
 
 
+def derive(scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor) -> Scene:
+    """The fused derivation (signature of gscache.stages.derive.derive_anchors): opacities and
+    counts per anchor, a prefix sum, then the kept Gaussians written at their rows."""
+    packed = packed_mlps(scene.mlps, torch.device("cpu"))
+    for name in ("anchors", "offsets", "features", "scales", "levels"):
+        check(getattr(scene, name), f"scene.{name}", torch.float32, "cpu")
+    ids = check(ids.contiguous(), "ids", torch.int64, "cpu")
+    viewpoint = check(position.float().contiguous(), "position", torch.float32, "cpu", (3,))
+    n, k, F = ids.numel(), scene.n_offsets, scene.features.shape[1]
+    lib = _lib()
+    opac = torch.empty(n, k)
+    counts = torch.empty(n, dtype=torch.int32)
+    tables = (_ptr(packed.layers), _ptr(packed.mlps), _ptr(packed.weights))
+    lib.gs_derive_count_cpu(n, _ptr(ids), _ptr(scene.anchors), _ptr(scene.features), _ptr(scene.levels), F, k,
+                            _ptr(viewpoint), int(scene.mlps.add_level), *tables, _ptr(opac), _ptr(counts))
+    ends = torch.cumsum(counts, 0, dtype=torch.int64)
+    M = int(ends[-1]) if n else 0
+    starts = (ends - counts).contiguous()
+    means, quats, scales = torch.empty(M, 3), torch.empty(M, 4), torch.empty(M, 3)
+    opacities, sh = torch.empty(M), torch.empty(M, 1, 3)
+    if M:
+        lib.gs_derive_emit_cpu(n, _ptr(ids), _ptr(scene.anchors), _ptr(scene.offsets), _ptr(scene.features),
+                               _ptr(scene.scales), _ptr(scene.levels), F, k, _ptr(viewpoint),
+                               int(scene.mlps.add_level), *tables, _ptr(opac), _ptr(counts), _ptr(starts),
+                               _ptr(means), _ptr(quats), _ptr(scales), _ptr(opacities), _ptr(sh))
+    return Scene(means, quats, scales, opacities, sh, version=scene.version, source=f"derived from {scene.source}")
+
+
 def make_backend() -> Backend:
     """The cpu backend, or BackendUnavailable with the reason (no compiler, build failure)."""
     try:
         _lib()
     except (BuildError, OSError) as exc:
         raise BackendUnavailable(str(exc)) from None
-    return Backend("cpu", cull, shade, project, bin_tiles, rasterize, device_types=("cpu",))
+    return Backend("cpu", cull, shade, project, bin_tiles, rasterize, device_types=("cpu",), derive=derive)

@@ -1,7 +1,8 @@
 """The cuda backend: the kernels of cuda/ compiled at run time by CuPy (NVRTC), launched on
 torch's current CUDA stream, with tensors exchanged through DLPack (no copies). Culling is the
 torch reference's (cheap and memory-bound); the exclusive prefix sum and the stable radix sort
-of the keys are torch's (CUB underneath)."""
+of the keys are torch's (CUB underneath). Structured scenes derive with the fused kernels of
+derive.cu."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ import torch
 from ..camera import ViewBatch
 from ..config import BinConfig, ProjectConfig, RasterConfig, ShadeConfig
 from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..scene.record import Scene
+from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages import cull
 from ..stages.bin import tile_grid
 from . import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import cuda_module
+from ._mlp import packed_mlps
 
 THREADS = 256
 SPLAT_FLOATS = 10  # floats per splat in rasterize_kernel's shared-memory batch
@@ -178,6 +182,43 @@ def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: Tile
     return Images(rgb=rgb, alpha=alpha, depth=depth)
 
 
+SHARED_MEM_LIMIT = 48 * 1024  # bytes of dynamic shared memory a launch may ask for without opting in
+
+
+def derive(scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor) -> Scene:
+    """The fused derivation (signature of gscache.stages.derive.derive_anchors): one thread per
+    anchor with the MLP weights in shared memory; opacities and counts, a prefix sum, then the
+    kept Gaussians written at their rows."""
+    dev = scene.device
+    packed = packed_mlps(scene.mlps, dev)
+    for name in ("anchors", "offsets", "features", "scales", "levels"):
+        check(getattr(scene, name), f"scene.{name}", torch.float32, "cuda")
+    ids = check(ids.contiguous(), "ids", torch.int64, "cuda")
+    viewpoint = check(position.float().contiguous(), "position", torch.float32, "cuda", (3,))
+    n, k, F = ids.numel(), scene.n_offsets, scene.features.shape[1]
+    n_weights = packed.weights.numel()
+    use_shared = n_weights * 4 <= SHARED_MEM_LIMIT
+    weight_args = (packed.layers, packed.mlps, packed.weights, np.int32(n_weights), np.int32(use_shared))
+    shared = n_weights * 4 if use_shared else 0
+    common = (np.int32(F), np.int32(k), viewpoint, np.int32(scene.mlps.add_level), *weight_args)
+    opac = torch.empty(n, k, device=dev)
+    counts = torch.zeros(n, dtype=torch.int32, device=dev)
+    if n:
+        _launch("derive", "derive_count_kernel", dev, _blocks(n), (THREADS,),
+                (np.int64(n), ids, scene.anchors, scene.features, scene.levels, *common, opac, counts),
+                shared_mem=shared)
+    ends = torch.cumsum(counts, 0, dtype=torch.int64)
+    M = int(ends[-1]) if n else 0  # one host sync: the output's size
+    starts = (ends - counts).contiguous()
+    means, quats, scales = (torch.empty(M, c, device=dev) for c in (3, 4, 3))
+    opacities, sh = torch.empty(M, device=dev), torch.empty(M, 1, 3, device=dev)
+    if M:
+        _launch("derive", "derive_emit_kernel", dev, _blocks(n), (THREADS,),
+                (np.int64(n), ids, scene.anchors, scene.offsets, scene.features, scene.scales, scene.levels, *common,
+                 opac, counts, starts, means, quats, scales, opacities, sh), shared_mem=shared)
+    return Scene(means, quats, scales, opacities, sh, version=scene.version, source=f"derived from {scene.source}")
+
+
 def make_backend() -> Backend:
     """The cuda backend, or BackendUnavailable with the reason (no CuPy, no GPU)."""
     try:
@@ -186,4 +227,4 @@ def make_backend() -> Backend:
         raise BackendUnavailable(f"CuPy is not installed ({exc.msg})") from None
     if not torch.cuda.is_available():
         raise BackendUnavailable("torch sees no CUDA device")
-    return Backend("cuda", cull, shade, project, bin_tiles, rasterize, device_types=("cuda",))
+    return Backend("cuda", cull, shade, project, bin_tiles, rasterize, device_types=("cuda",), derive=derive)

@@ -102,8 +102,11 @@ def format_table(report: dict) -> str:
     env = report["environment"]
     machine = env.get("gpu") or env["cpu"]
     st = report["settings"]
+    sc = report["scene"]
+    size = (f"{sc['anchors']} anchors x {sc['offsets_per_anchor']} Gaussians, {sc['levels']} levels" if "anchors" in sc
+            else f"{sc['gaussians']} Gaussians")
     lines = [
-        f"{report['scene']['source']}: {report['scene']['gaussians']} Gaussians; {st['frames']} stereo frames of "
+        f"{sc['source']}: {size}; {st['frames']} stereo frames of "
         f"{st['width']}x{st['height']} per eye ({report['trajectory']}); {machine}",
         f"{'config':14} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up':>8} {'vs none':>7} {'PSNR dB':>8} "
         f"{'SSIM':>7} {'max err':>8} {'hits':>5} {'D':>4} {'peak MiB':>9} {'visible':>9} {'isects':>9} {'evals':>10}",
@@ -126,6 +129,8 @@ def format_table(report: dict) -> str:
     lines.append("median stage times (ms):")
     for c in report["configs"]:
         stages = " ".join(f"{k}={v:.1f}" for k, v in c["stages_median_ms"].items())
+        if c.get("derive_share"):
+            stages += f" (derive {c['derive_share']:.0%} of the frame time)"
         refreshes = ", ".join(f"{k} {v}" for k, v in c["cache"].get("refreshes", {}).items())
         lines.append(f"  {c['name']:14} {stages}" + (f"; refreshes: {refreshes}" if refreshes else ""))
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import torch
 
 from .. import backends
 from ..camera import StereoRig
-from ..config import CacheConfig, RenderConfig
+from ..config import CacheConfig, DeriveConfig, RenderConfig
 from ..errors import GscacheError
 from ..renderer import Renderer, default_device
 from ..scene.record import Scene
@@ -63,6 +63,8 @@ class ConfigResult:
         """The JSON-ready figures of this configuration."""
         out = {"name": self.name, **summarize(self.frame_ms)}
         out["stages_median_ms"] = {s: statistics.median(v) for s, v in self.stage_ms.items()}
+        total = sum(self.frame_ms)
+        out["derive_share"] = sum(self.stage_ms["derive"]) / total if total > 0 else 0.0
         out["peak_memory_bytes"] = self.peak_memory_bytes
         out["memory_kind"] = self.memory_kind
         out["work_per_frame"] = {
@@ -93,24 +95,49 @@ REUSE_MODES: dict[str, CacheConfig] = {
 }
 
 
+REFERENCE_DERIVE = "-ref"
+"""Mode suffix: derive with the torch reference instead of the backend's fused kernel."""
+
+
 def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
-    """(name, configuration) for "BACKEND" or "BACKEND/MODE" (MODE in REUSE_MODES; default
-    "stereo"); BACKEND may be "auto", which is resolved to the backend it picks."""
+    """(name, configuration) for "BACKEND" or "BACKEND/MODE" (MODE in REUSE_MODES, default
+    "stereo", optionally with the suffix "-ref": structured scenes derive with the torch reference
+    rather than the backend's fused kernel); BACKEND may be "auto", resolved to what it picks."""
     backend_name, _, mode = name.partition("/")
     mode = mode or "stereo"
+    fused = not mode.endswith(REFERENCE_DERIVE)
+    base_mode = mode if fused else mode[: -len(REFERENCE_DERIVE)]
     known = ["auto", *backends.available()]
     if backend_name not in known:
         raise GscacheError(f"--configs: unknown backend {backend_name!r} in {name!r}; known: {', '.join(known)}")
-    if mode not in REUSE_MODES:
-        raise GscacheError(f"--configs: unknown reuse mode {mode!r} in {name!r}; known: {', '.join(REUSE_MODES)}")
+    if base_mode not in REUSE_MODES:
+        raise GscacheError(f"--configs: unknown reuse mode {base_mode!r} in {name!r}; known: {', '.join(REUSE_MODES)}"
+                           f" (each optionally with {REFERENCE_DERIVE})")
     resolved = backends.get(backend_name, device_type).name  # GscacheError with the reason if it cannot run
-    return f"{resolved}/{mode}", RenderConfig(backend=resolved, cache=REUSE_MODES[mode])
+    return f"{resolved}/{mode}", RenderConfig(backend=resolved, cache=REUSE_MODES[base_mode],
+                                              derive=DeriveConfig(fused=fused))
 
 
-def ladder(device_type: str, backend: str = "auto") -> list[tuple[str, RenderConfig]]:
-    """The ablation ladder: every backend available for the device with no reuse (the torch
-    reference first), then, with ``backend``, each reuse rung in turn: stereo exact, + approximate
-    stereo colours, + temporal cache with D = 2, 4, 8, + dynamic D."""
+def ladder(device_type: str, backend: str = "auto", structured: bool = False) -> list[tuple[str, RenderConfig]]:
+    """The ablation ladder.
+
+    Explicit scenes: every backend available for the device with no reuse (the torch reference
+    first), then, with ``backend``, each reuse rung in turn: stereo exact, + approximate stereo
+    colours, + temporal cache with D = 2, 4, 8, + dynamic D.
+
+    Structured scenes (``structured``), all with ``backend``: derive per eye per frame with the
+    reference derivation (the baseline), + shared stereo derivation, + derived-Gaussian cache
+    with D = 2, 4, 8 and dynamic, + the backend's fused derivation kernel (if it has one). The
+    exact torch reference renders only the frames whose quality is measured (it takes seconds
+    per frame on a city).
+    """
+    best = backends.get(backend, device_type)
+    if structured:
+        rungs = [named_config(f"{best.name}/{mode}{REFERENCE_DERIVE}", device_type)
+                 for mode in ("none", "stereo", "D2", "D4", "D8", "dynamic")]
+        if best.derive is not None:
+            rungs.append(named_config(f"{best.name}/dynamic", device_type))
+        return rungs
     rungs = [named_config("torch/none", device_type)]
     for name, status in backends.available().items():
         if name == "torch" or status != "ok":
@@ -119,17 +146,18 @@ def ladder(device_type: str, backend: str = "auto") -> list[tuple[str, RenderCon
             rungs.append(named_config(f"{name}/none", device_type))
         except GscacheError:  # runs, but not on this device type
             continue
-    best = backends.get(backend, device_type).name
-    rungs += [named_config(f"{best}/{mode}", device_type) for mode in REUSE_MODES if mode != "none"]
+    rungs += [named_config(f"{best.name}/{mode}", device_type) for mode in REUSE_MODES if mode != "none"]
     return rungs
 
 
 def is_exact(cfg: RenderConfig) -> bool:
     """A configuration whose images are the exact reference: the torch backend with no
-    approximate reuse (stereo exact or not), default stage settings."""
-    exact_cache = not cfg.cache.approx_stereo_colors and not cfg.cache.temporal
+    approximate reuse (stereo exact or not; structured scenes derived per eye), default stage
+    settings."""
+    exact_cache = (not cfg.cache.approx_stereo_colors and not cfg.cache.temporal
+                   and not cfg.cache.shared_derivation)
     return cfg.backend == "torch" and exact_cache and dataclasses.replace(
-        cfg, device=None, cache=CacheConfig()) == RenderConfig(backend="torch")
+        cfg, device=None, cache=CacheConfig(), derive=DeriveConfig()) == RenderConfig(backend="torch")
 
 
 def _sample_indices(n_frames: int, n_samples: int) -> list[int]:
@@ -197,7 +225,8 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
     # the default stage settings, else a separate (untimed) reference render of the samples.
     reference = next((r.samples for r in results if is_exact(r.config)), None)
     if reference is None and samples:
-        ref_renderer = Renderer(scene, RenderConfig(backend="torch", device=str(device)))
+        ref_renderer = Renderer(scene, RenderConfig(backend="torch", device=str(device),
+                                                    cache=REUSE_MODES["none"]))
         reference = {i: ref_renderer.render(rigs[i]).rgb.detach().cpu() for i in samples}
     for res in results:
         if not samples:

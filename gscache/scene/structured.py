@@ -15,6 +15,7 @@ present, else inferred from the MLP's input width.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import warnings
@@ -71,12 +72,21 @@ class StructuredScene:
     """Octree-GS: the distance at which level 0 is chosen (0: no level of detail)."""
     fork: int = 2
     n_levels: int = 1
+    lod_rounding: str = "round"
+    """How the continuous level becomes an integer: "round" (Octree-GS's default) or "floor"."""
     version: int = 0
     source: str = ""
 
     @property
     def count(self) -> int:
         return self.anchors.shape[0]
+
+    @functools.cached_property
+    def reach(self) -> Tensor:
+        """Radius around each anchor that holds the 3-sigma extent of all its Gaussians, [A]
+        (computed once: the anchors are immutable)."""
+        far = (self.offsets * self.scales[:, None, :3]).norm(dim=-1).amax(dim=1)  # farthest centre
+        return far + 3.0 * self.scales[:, 3:].amax(dim=1)  # derived scales never exceed scales[3:6]
 
     @property
     def n_offsets(self) -> int:
@@ -124,14 +134,33 @@ def _first_linear_in(module: torch.nn.Module, where: str) -> int:
     raise GscacheError(f"{where}: the MLP has no 2D weight, so its input width is unknown")
 
 
-def _read_cfg_args(folder: Path) -> dict[str, bool]:
-    """Boolean flags of the training run's cfg_args (a printed argparse Namespace), if found."""
+def _read_cfg_args(folder: Path) -> tuple[Path | None, dict[str, str]]:
+    """(path, {name: value as text}) of the training run's cfg_args (a printed argparse
+    Namespace) in the folder or up to three levels above it; (None, {}) if there is none."""
     for candidate in (folder / "cfg_args", folder.parent / "cfg_args", folder.parent.parent / "cfg_args",
                       folder.parent.parent.parent / "cfg_args"):
         if candidate.is_file():
             text = candidate.read_text(errors="replace")
-            return {k: v == "True" for k, v in re.findall(r"(\w+)=(True|False)", text)}
-    return {}
+            return candidate, {k: v.strip("'\"") for k, v in re.findall(r"(\w+)=('[^']*'|\"[^\"]*\"|[\w.+-]+)", text)}
+    return None, {}
+
+
+def _check_supported(folder: Path, cfg_path: Path | None, cfg: dict[str, str]) -> str:
+    """Raise GscacheError for model features this renderer does not implement; returns the LOD
+    rounding ("round" or "floor")."""
+    where = str(cfg_path or folder)
+    if (folder / "embedding_appearance.pt").is_file() or cfg.get("appearance_dim", "0") not in ("0", ""):
+        raise GscacheError(f"{where}: the model has a per-image appearance embedding (appearance_dim="
+                           f"{cfg.get('appearance_dim', '?')}, embedding_appearance.pt); gscache does not support "
+                           "appearance embeddings: retrain with appearance_dim=0")
+    if (folder / "feature_bank_mlp.pt").is_file() or cfg.get("use_feat_bank") == "True":
+        raise GscacheError(f"{where}: the model uses a feature bank (use_feat_bank, feature_bank_mlp.pt); gscache "
+                           "does not support feature banks: retrain with use_feat_bank=False")
+    rounding = cfg.get("dist2level", "round")
+    if rounding not in ("round", "floor"):
+        raise GscacheError(f"{where}: dist2level={rounding!r} is not supported; expected 'round' or 'floor' "
+                           "(Octree-GS's progressive level blending is not implemented)")
+    return rounding
 
 
 def _load_mlp(path: Path) -> torch.nn.Module:
@@ -185,8 +214,10 @@ def read_structured(path: str | os.PathLike) -> StructuredScene:
         if not np.isfinite(arr).all():
             raise GscacheError(f"{where}: {name} holds NaN or Inf values")
 
+    cfg_path, cfg = _read_cfg_args(folder)
+    rounding = _check_supported(folder, cfg_path, cfg)
+    flags = {k: v == "True" for k, v in cfg.items() if v in ("True", "False")}
     opacity, cov, color = (_load_mlp(folder / f) for f in MLP_FILES)
-    flags = _read_cfg_args(folder)
     add_level = flags.get("add_level", False)
     base = n_feat + 3 + int(add_level)
 
@@ -210,7 +241,8 @@ def read_structured(path: str | os.PathLike) -> StructuredScene:
     n_levels = int(levels.max()) + 1 if A else 1
     return StructuredScene(torch.from_numpy(np.ascontiguousarray(anchors)), torch.from_numpy(np.ascontiguousarray(offsets)),
                            torch.from_numpy(features), torch.from_numpy(scales), torch.from_numpy(levels),
-                           torch.from_numpy(extra), mlps, voxel_size, standard_dist, 2, n_levels, source=str(folder))
+                           torch.from_numpy(extra), mlps, voxel_size, standard_dist, 2, n_levels,
+                           lod_rounding=rounding, source=str(folder))
 
 
 def write_structured(scene: StructuredScene, folder: str | os.PathLike) -> None:
@@ -245,7 +277,8 @@ def write_structured(scene: StructuredScene, folder: str | os.PathLike) -> None:
                 torch.jit.save(scripted, f)
     m = scene.mlps
     args = (f"Namespace(add_opacity_dist={m.opacity_dist}, add_cov_dist={m.cov_dist}, "
-            f"add_color_dist={m.color_dist}, add_level={m.add_level}, n_offsets={k}, feat_dim={F})")
+            f"add_color_dist={m.color_dist}, add_level={m.add_level}, n_offsets={k}, feat_dim={F}, "
+            f"appearance_dim=0, use_feat_bank=False, dist2level='{scene.lod_rounding}')")
     with atomic_write(folder / "cfg_args") as f:
         f.write(args.encode())
 

@@ -1,8 +1,8 @@
 """Derive: the Gaussians of a structured scene (Scaffold-GS / Octree-GS) for one viewpoint.
 
 Follows the original renderers: Octree-GS level-of-detail selection (an anchor of level L is
-used when L <= round(log2(standard_dist / distance) / log2(fork) + extra_level), clamped to the
-levels present), anchor culling against the view frusta, then per visible anchor its k neural
+used when L <= round(log2(standard_dist / distance) / log2(fork) + extra_level), or floor with
+dist2level='floor', clamped to the levels present), anchor culling against the view frusta, then per visible anchor its k neural
 Gaussians: MLP inputs are the feature and the unit view direction (anchor - viewpoint), plus the
 distance and the level where the model takes them; opacity from the tanh MLP, non-positive ones
 dropped; colour from the sigmoid MLP; scale = anchor scale[3:6] * sigmoid(scale logits); rotation
@@ -33,21 +33,15 @@ def lod_mask(scene: StructuredScene, position: Tensor) -> Tensor:
         return torch.ones(scene.count, dtype=torch.bool, device=scene.device)
     dist = (scene.anchors - position).norm(dim=1).clamp(min=1e-10)
     pred = torch.log2(scene.standard_dist / dist) / math.log2(scene.fork) + scene.extra_levels
-    level = torch.round(pred).clamp(0, scene.n_levels - 1)
+    level = (torch.floor(pred) if scene.lod_rounding == "floor" else torch.round(pred)).clamp(0, scene.n_levels - 1)
     return scene.levels <= level
-
-
-def anchor_bounds(scene: StructuredScene) -> Tensor:
-    """Radius around each anchor that holds the 3-sigma extent of all its Gaussians, [A]."""
-    reach = (scene.offsets * scene.scales[:, None, :3]).norm(dim=-1).amax(dim=1)  # [A] farthest centre
-    return reach + 3.0 * scene.scales[:, 3:].amax(dim=1)  # derived scales never exceed scales[3:6]
 
 
 def visible_anchors(scene: StructuredScene, views: ViewBatch, position: Tensor, margin_px: float = 0.0) -> Tensor:
     """Indices of the anchors that the LOD selects at ``position`` and that may reach a view, [A'] int64."""
     selected = torch.nonzero(lod_mask(scene, position)).squeeze(1)
     # The cull stage on a stand-in scene of spheres: 3-sigma of an isotropic Gaussian of sigma r/3.
-    r = anchor_bounds(scene)[selected]
+    r = scene.reach[selected]
     spheres = Scene(scene.anchors[selected].contiguous(), torch.zeros(len(selected), 4, device=scene.device),
                     (r / 3.0)[:, None].expand(-1, 3).contiguous(), torch.ones(len(selected), device=scene.device),
                     torch.zeros(len(selected), 1, 3, device=scene.device))
@@ -55,19 +49,13 @@ def visible_anchors(scene: StructuredScene, views: ViewBatch, position: Tensor, 
     return selected[kept.ids]
 
 
-def derive(scene: StructuredScene, views: ViewBatch, position: Tensor, margin_px: float = 0.0) -> Scene:
-    """The Gaussians that ``scene`` derives for a viewpoint at ``position`` [3], for ``views``.
-
-    Args:
-        scene: the structured scene.
-        views: the views whose frusta cull the anchors (both eyes for a shared derivation).
-        position: where the LOD and the view directions are evaluated (an eye, or between the eyes).
-        margin_px: extra border of the anchor culling (for reuse over several frames).
+def derive_anchors(scene: StructuredScene, ids: Tensor, position: Tensor) -> Scene:
+    """The Gaussians of the anchors ``ids`` [A'] int64 for a viewpoint at ``position`` [3].
 
     Returns:
-        A Scene of M <= A' * k Gaussians (SH degree 0), version-stamped with the source's version.
+        A Scene of M <= A' * k Gaussians (SH degree 0) in (anchor, offset) order, version-stamped
+        with the source's version.
     """
-    ids = visible_anchors(scene, views, position, margin_px)
     mlps, k = scene.mlps, scene.n_offsets
     anchors = scene.anchors[ids]
     to_view = anchors - position
@@ -92,3 +80,18 @@ def derive(scene: StructuredScene, views: ViewBatch, position: Tensor, margin_px
     return Scene(means[keep].contiguous(), quats[keep].contiguous(), scales[keep].contiguous(),
                  opacity[keep].contiguous(), sh[keep].contiguous(), version=scene.version,
                  source=f"derived from {scene.source}")
+
+
+def derive(scene: StructuredScene, views: ViewBatch, position: Tensor, margin_px: float = 0.0,
+           derive_fn=derive_anchors) -> Scene:
+    """The Gaussians that ``scene`` derives for a viewpoint at ``position`` [3], for ``views``.
+
+    Args:
+        scene: the structured scene.
+        views: the views whose frusta cull the anchors (both eyes for a shared derivation).
+        position: where the LOD and the view directions are evaluated (an eye, or between the eyes).
+        margin_px: extra border of the anchor culling (for reuse over several frames).
+        derive_fn: derives the selected anchors: :func:`derive_anchors` (the reference) or a
+            backend's fused kernel with the same signature.
+    """
+    return derive_fn(scene, visible_anchors(scene, views, position, margin_px), position)

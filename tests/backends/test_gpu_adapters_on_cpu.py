@@ -53,7 +53,7 @@ class _FakeArray:
 
 class _FakeKernel:
     """Checks a launch against the kernel's signature; computes nothing, except that the count
-    kernel writes the counts of ``fill_counts`` so that the launches after it happen too."""
+    kernels write counts (``fill_counts``; 2 per anchor) so that the launches after them happen too."""
 
     fill_counts: torch.Tensor | None = None
 
@@ -73,6 +73,8 @@ class _FakeKernel:
         assert int(np.prod(block)) <= 1024 and shared_mem <= 48 * 1024
         if self.name == "bin_count_kernel" and _FakeKernel.fill_counts is not None:
             args[-1].tensor.copy_(_FakeKernel.fill_counts)
+        if self.name == "derive_count_kernel":
+            args[-1].tensor.fill_(2)  # every anchor keeps two Gaussians
         self.calls.append(self.name)
 
 
@@ -95,7 +97,7 @@ def fake_cupy(monkeypatch):
 def test_signatures_are_parsed():
     sigs = kernel_signatures()
     assert set(sigs) == {"shade_kernel", "project_kernel", "bin_count_kernel", "bin_emit_kernel",
-                         "tile_ranges_kernel", "rasterize_kernel"}
+                         "tile_ranges_kernel", "rasterize_kernel", "derive_count_kernel", "derive_emit_kernel"}
     assert sigs["project_kernel"][4] == "GsView*"
 
 
@@ -118,6 +120,18 @@ def test_cuda_backend_launches_match_the_kernel_signatures(fake_cupy):
     cuda_backend.rasterize(visible, shaded_ref, projected, bins, views, RasterConfig())
     assert calls == ["shade_kernel", "project_kernel", "bin_count_kernel", "bin_emit_kernel", "tile_ranges_kernel",
                      "rasterize_kernel"]
+
+
+def test_cuda_derive_launches_match_the_kernel_signatures(fake_cupy):
+    from gscache.scenes import structured_demo
+    from gscache.stages.derive import lod_mask
+
+    cuda_backend, calls = fake_cupy
+    scene = structured_demo(seed=0, spacing=0.5)
+    position = torch.tensor([0.0, -2.0, -5.0])
+    ids = torch.nonzero(lod_mask(scene, position)).squeeze(1)
+    out = cuda_backend.derive(scene, ids, position)  # the fake count kernel keeps two per anchor
+    assert out.count == 2 * len(ids) and calls == ["derive_count_kernel", "derive_emit_kernel"]
 
 
 def test_views_tensor_has_the_struct_layout():

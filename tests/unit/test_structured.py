@@ -118,3 +118,32 @@ def test_bad_checkpoints(tmp_path, scene):
     (tmp_path / "e" / "opacity_mlp.pt").write_bytes(b"not a torchscript archive")
     with pytest.raises(GscacheError, match="opacity_mlp.pt"):
         load_scene(tmp_path / "e")
+
+
+def test_lod_tolerance_bounds_the_refreshes(scene):
+    rig = StereoRig.symmetric(POSE, 32, 32, fov_y_deg=80)
+    loose = dict(depth=8, max_translation_m=10.0, max_rotation_deg=90.0, margin_px=1e6)
+    walks = {}
+    for tol in (0.0, 1.0):
+        r = Renderer(scene, RenderConfig(backend="torch", cache=CacheConfig(lod_tolerance=tol, **loose)))
+        reasons = []
+        for step in range(7):
+            T = POSE.clone()
+            T[:3, 3] += step * 0.6 * T[:3, 2]
+            reasons.append(r.render(rig.with_pose(T)).cache.refresh_reason)
+        walks[tol] = reasons
+    assert "lod" in walks[0.0] and "lod" not in walks[1.0]
+    with pytest.raises(GscacheError, match="lod_tolerance"):
+        RenderConfig(cache=CacheConfig(lod_tolerance=1.5))
+
+
+def test_cache_depth_one_is_the_uncached_render(scene):
+    """D = 1 never reuses: every frame equals a fresh shared-derivation render, bit for bit."""
+    rig = StereoRig.symmetric(POSE, 48, 48, fov_y_deg=80)
+    r = Renderer(scene, RenderConfig(backend="cpu", cache=CacheConfig(depth=1)))
+    for step in range(3):
+        T = POSE.clone()
+        T[:3, 3] += step * 0.01 * T[:3, 0]
+        frame = r.render(rig.with_pose(T))
+        fresh = Renderer(scene, RenderConfig(backend="cpu")).render(rig.with_pose(T))
+        assert frame.cache is None and torch.equal(frame.rgb, fresh.rgb)

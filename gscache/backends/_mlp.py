@@ -1,0 +1,101 @@
+"""The three MLPs of a structured scene packed for the fused derivation kernels (layout in
+cuda/common.cuh): every layer's weight transposed to [in, out] and its bias, in one f32 buffer,
+with a layer table and an MLP table. Only chains of Linear layers and ReLU / Tanh / Sigmoid
+activations (what Scaffold-GS and Octree-GS train) can be packed."""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import GscacheError
+from ..scene.structured import AnchorMLPs
+
+ACTIVATIONS = {"ReLU": 1, "Tanh": 2, "Sigmoid": 3}
+MAX_WIDTH = 256  # GS_MLP_MAX_WIDTH in cuda/common.cuh
+
+
+@dataclass(frozen=True)
+class PackedMLPs:
+    weights: Tensor
+    """All layers, f32[W + 16]: per layer W^T [in, out] then b [out]; 16 zeros of padding."""
+    layers: Tensor
+    """i32[L, 4]: (in, out, activation, offset into weights)."""
+    mlps: Tensor
+    """i32[9]: (first layer, layer count, takes the distance) for opacity, cov and colour."""
+
+    def to(self, device: torch.device) -> "PackedMLPs":
+        return PackedMLPs(self.weights.to(device), self.layers.to(device), self.mlps.to(device))
+
+
+def _kind(module: torch.nn.Module) -> str:
+    # TorchScript modules keep the Python class name in original_name.
+    return getattr(module, "original_name", type(module).__name__)
+
+
+def _layers(module: torch.nn.Module, name: str) -> list[tuple[Tensor, Tensor, int]]:
+    """(weight [out, in], bias [out], activation) per Linear of a Sequential chain."""
+    if _kind(module) != "Sequential":
+        raise GscacheError(f"{name}: the fused derivation needs a Sequential of Linear and ReLU/Tanh/Sigmoid "
+                           f"layers, got a {_kind(module)}")
+    out: list[list] = []
+    for child_name, child in module.named_children():
+        kind = _kind(child)
+        if kind == "Linear":
+            weight = child.weight.detach().float()
+            bias = child.bias.detach().float() if child.bias is not None else torch.zeros(weight.shape[0])
+            out.append([weight, bias, 0])
+        elif kind in ACTIVATIONS and out and out[-1][2] == 0:
+            out[-1][2] = ACTIVATIONS[kind]
+        else:
+            raise GscacheError(f"{name}: layer {child_name} ({kind}) cannot be fused; supported: Linear followed by "
+                               f"at most one of {', '.join(ACTIVATIONS)}")
+    if not out:
+        raise GscacheError(f"{name}: no Linear layer")
+    for (w0, _, _), (w1, _, _) in zip(out, out[1:]):
+        if w0.shape[0] != w1.shape[1]:
+            raise GscacheError(f"{name}: a layer of {w0.shape[0]} outputs feeds one of {w1.shape[1]} inputs")
+    widest = max(max(w.shape) for w, _, _ in out)
+    if widest > MAX_WIDTH:
+        raise GscacheError(f"{name}: a layer {widest} wide exceeds the fused kernels' {MAX_WIDTH}")
+    return [(w, b, act) for w, b, act in out]
+
+
+def _pack(mlps: AnchorMLPs) -> PackedMLPs:
+    chunks, table, info, offset = [], [], [], 0
+    for name, module, dist in (("opacity_mlp", mlps.opacity, mlps.opacity_dist), ("cov_mlp", mlps.cov, mlps.cov_dist),
+                               ("color_mlp", mlps.color, mlps.color_dist)):
+        layers = _layers(module, name)
+        info += [len(table), len(layers), int(dist)]
+        for weight, bias, act in layers:
+            n_out, n_in = weight.shape
+            table.append([n_in, n_out, act, offset])
+            chunks += [weight.cpu().t().reshape(-1), bias.cpu().reshape(-1)]
+            offset += n_in * n_out + n_out
+    chunks.append(torch.zeros(16))  # the cpu kernel reads whole chunks of 16 outputs past a row
+    return PackedMLPs(torch.cat(chunks).contiguous(), torch.tensor(table, dtype=torch.int32),
+                      torch.tensor(info, dtype=torch.int32))
+
+
+_PACKED: "weakref.WeakKeyDictionary[AnchorMLPs, dict]" = weakref.WeakKeyDictionary()
+
+
+def unfusable_reason(mlps: AnchorMLPs) -> str | None:
+    """Why the fused kernels cannot run these MLPs, or None when they can."""
+    try:
+        packed_mlps(mlps, torch.device("cpu"))
+    except GscacheError as exc:
+        return str(exc)
+    return None
+
+
+def packed_mlps(mlps: AnchorMLPs, device: torch.device) -> PackedMLPs:
+    """The packed MLPs on ``device`` (packed once per AnchorMLPs object; their weights are
+    treated as frozen, as a loaded checkpoint's are)."""
+    per_device = _PACKED.setdefault(mlps, {})
+    if device not in per_device:
+        per_device[device] = (per_device.get(torch.device("cpu")) or _pack(mlps)).to(device)
+    return per_device[device]
