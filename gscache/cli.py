@@ -200,7 +200,15 @@ def cmd_bench(args) -> int:
                             distance=args.distance, elevation_deg=args.elevation)
     settings = BenchSettings(width=width, height=height, fov_y_deg=args.fov, ipd_m=args.ipd, warmup=args.warmup,
                              quality_frames=args.quality_frames, device=str(device))
-    results = run_bench(scene, traj, configs, settings, progress=not args.no_progress)
+    device_sets = None
+    if args.devices:
+        from .multi import parse_devices
+
+        device_sets = [() if d == "single" else tuple(x for x in d.split(",") if x) for d in args.devices]
+        for ds in device_sets:
+            if ds:
+                parse_devices(list(ds))  # a bad spec fails here, before anything runs
+    results = run_bench(scene, traj, configs, settings, progress=not args.no_progress, device_sets=device_sets)
     scene_info = {"source": scene.source, "sh_degree": scene.sh_degree,
                   "format": "demo" if args.scene is None else detect_format(args.scene)}
     if structured:
@@ -230,7 +238,7 @@ def cmd_view(args) -> int:
                             backend=args.backend, device=args.device, reuse=args.reuse,
                             resolution_scale=args.scale, target_ms=args.target_ms, frames=args.frames,
                             cameras=cameras, up=UP_AXES[args.up], screenshot_dir=Path(args.screenshots),
-                            record_path=Path(args.record))
+                            record_path=Path(args.record), devices=tuple(args.devices.split(",")) if args.devices else ())
     scene = open_scene(args.scene)  # a scene that fails to load ends here, before any window opens
     return Viewer(scene, options).run(capture_window=args.screenshot_at_exit)
 
@@ -322,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "scene --backend from per-eye derivation through shared derivation, D2, D4, D8, dynamic "
                         "and the fused derivation kernel")
     b.add_argument("--backend", default="auto", help="backend of the ladder's reuse rungs")
+    b.add_argument("--devices", nargs="+", default=None, metavar="SET",
+                   help="run every configuration once per set of devices, e.g. --devices single proc proc,proc "
+                        "local,proc: 'single' is one device without the scheduler; a set lists local (the "
+                        "presenting device), cuda:N, proc or proc:THREADS (a CPU worker process)")
     b.add_argument("--quality-frames", type=int, default=4, help="frames compared with the exact reference render")
     b.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     b.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")
@@ -348,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--cameras", default=None, help="an Inria cameras.json to snap to with N and P")
     v.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis")
     v.add_argument("--frames", type=int, default=None, help="render this many frames and exit (scripted use)")
+    v.add_argument("--devices", default=None, help="spread the tiles over devices, e.g. local,proc (see bench --devices)")
     v.add_argument("--screenshots", default=".", help="folder of the F12 screenshots")
     v.add_argument("--record", default="viewer_path.json", help="file the K key records the camera path to")
     v.add_argument("--screenshot-at-exit", action="store_true",

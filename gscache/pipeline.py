@@ -66,7 +66,7 @@ def _shade(backend: Backend, visible: Visible, views: ViewBatch, cfg: RenderConf
 
 
 def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                 cache: FrameCache | None = None) -> Frame:
+                 cache: FrameCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
     """Render the E views of ``views`` with ``backend``'s stages, reusing what ``cfg.cache`` allows.
 
     Args:
@@ -75,13 +75,17 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         cfg: the stage configs and the reuse settings.
         backend: the stage implementations.
         cache: the temporal cache of the caller (a Renderer); None renders without one.
+        tile_mask: [E, T] bool: rasterize only these tiles (the others stay at the background);
+            None rasterizes every tile. The stages before rasterization run in full either way.
 
     Returns:
         Frame with [E, H, W] images, per-stage times, work counters and cache statistics.
     """
     if views.n_views > 1 and not cfg.cache.stereo:
         # No reuse: every eye from scratch, as if it were the only one.
-        return Frame.concat([render_views(scene, views.select(e), cfg, backend) for e in range(views.n_views)])
+        return Frame.concat([render_views(scene, views.select(e), cfg, backend, None,
+                                          None if tile_mask is None else tile_mask[e:e + 1])
+                             for e in range(views.n_views)])
     check = checks_enabled(cfg)
     clock = _Clock(scene.device)
     temporal = cache is not None and cfg.cache.temporal
@@ -109,8 +113,10 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     # bin: tile lists sorted by depth (one depth order for parallel eyes)
     bins = backend.bin(projected, views, cfg.bin, views.shared_depth)
     clock.lap("bin")
-    # rasterize: per tile, front to back
-    images = backend.rasterize(visible, shaded, projected, bins, views, cfg.raster)
+    tile_costs = bins.tile_costs()
+    # rasterize: per tile, front to back (only the tiles of tile_mask)
+    raster_bins = bins if tile_mask is None else bins.restricted(tile_mask)
+    images = backend.rasterize(visible, shaded, projected, raster_bins, views, cfg.raster)
     clock.lap("rasterize")
     if check:
         for record in (scene, visible, shaded, projected, bins, images):
@@ -129,7 +135,7 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
             cache.controller.update(times.total_ms)
         cache.totals.add(stats)
     counters = WorkCounters(scene.count, visible.count, bins.n_intersections, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats)
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=tile_costs)
 
 
 def _timed(device: torch.device, fn):
@@ -162,7 +168,7 @@ def _derive_fn(backend: Backend, cfg: RenderConfig, scene: StructuredScene):
 
 
 def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                      cache: DerivedCache | None = None) -> Frame:
+                      cache: DerivedCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
     """Render a structured scene: derive its Gaussians, then the ordinary pipeline.
 
     With ``cfg.cache.shared_derivation`` (default) the Gaussians are derived once per frame from
@@ -177,7 +183,7 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         for e in range(views.n_views):
             view = views.select(e)
             derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0], 0.0, derive_fn))
-            frame = render_views(derived, view, cfg, backend)
+            frame = render_views(derived, view, cfg, backend, None, None if tile_mask is None else tile_mask[e:e + 1])
             frames.append(dataclasses.replace(frame, times=dataclasses.replace(frame.times, derive_ms=ms)))
         return Frame.concat(frames)
     centre = views.positions.mean(dim=0)
@@ -198,7 +204,7 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn))
         if temporal:
             entry = cache.store(key, derived, lod, views, derive_ms)
-    frame = render_views(derived, views, cfg, backend)
+    frame = render_views(derived, views, cfg, backend, None, tile_mask)
     times = dataclasses.replace(frame.times, derive_ms=derive_ms)
     stats = None
     if temporal:

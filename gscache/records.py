@@ -22,6 +22,7 @@ the floats, so sorting the keys sorts by tile, then front to back.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -124,6 +125,19 @@ class TileBins:
     def n_intersections(self) -> int:
         return self.isect_keys.shape[0]
 
+    def tile_costs(self) -> Tensor:
+        """Intersections per tile, [E, T] int32 (the multi-device planner's cost map)."""
+        return self.tile_ranges[..., 1] - self.tile_ranges[..., 0]
+
+    def restricted(self, mask: Tensor) -> "TileBins":
+        """These bins with the tiles outside ``mask`` [E, T] bool emptied: rasterization leaves
+        them at the background and does no work there; the other tiles are untouched (so their
+        pixels are bit-identical to a full render's)."""
+        ranges = self.tile_ranges.clone()
+        keep = mask.to(ranges.device)
+        ranges[..., 1] = torch.where(keep, ranges[..., 1], ranges[..., 0])
+        return dataclasses.replace(self, tile_ranges=ranges)
+
     def validate(self) -> None:
         c = ShapeChecker("TileBins", T=self.tiles_x * self.tiles_y)
         c.check("isect_keys", self.isect_keys, ("I",), torch.int64)
@@ -196,6 +210,10 @@ class Frame:
     """Per-frame work counters."""
     cache: "CacheStats | None" = None
     """What this frame reused across frames (gscache.cache.CacheStats; None: no temporal cache)."""
+    tile_costs: Tensor | None = None
+    """Intersections per tile, [E, T] int32, on the render device."""
+    schedule: object = None
+    """Multi-device frames: how the tiles were spread (gscache.multi.ScheduleStats)."""
 
     @staticmethod
     def concat(frames: "list[Frame]") -> "Frame":
@@ -209,7 +227,8 @@ class Frame:
             sum(f.counters.n_intersections for f in frames),
             None if None in evals else sum(evals),
         )
-        return Frame(images, times, counters)
+        costs = [f.tile_costs for f in frames]
+        return Frame(images, times, counters, tile_costs=None if any(c is None for c in costs) else torch.cat(costs))
 
     @property
     def rgb(self) -> Tensor:

@@ -28,7 +28,8 @@ class Renderer:
         >>> frame.rgb.shape   # [2, 512, 512, 3]
     """
 
-    def __init__(self, scene: Scene | StructuredScene, config: RenderConfig | None = None) -> None:
+    def __init__(self, scene: Scene | StructuredScene, config: RenderConfig | None = None,
+                 devices: list[str] | None = None, schedule=None) -> None:
         if not isinstance(scene, (Scene, StructuredScene)):
             raise GscacheError(f"scene: expected a gscache Scene or StructuredScene, got {type(scene).__name__}")
         self.config = config if config is not None else RenderConfig()
@@ -43,29 +44,55 @@ class Renderer:
         self.backend = backends.get(self.config.backend, self.device.type)
         self.scene = scene.to(self.device)
         self.reset_cache()
+        self.multi = None
+        if devices:
+            # Stereo frames spread over several devices (gscache.multi); this Renderer presents.
+            from .multi import MultiDeviceRenderer
+
+            self.multi = MultiDeviceRenderer(scene, self.config, list(devices), schedule, presenter=Renderer(scene, config))
+
+    def close(self) -> None:
+        """Stop the worker processes of a multi-device Renderer (also at exit)."""
+        if self.multi is not None:
+            self.multi.close()
+            self.multi = None
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def reset_cache(self) -> None:
-        """Forget everything cached and start new totals."""
+        """Forget everything cached and start new totals (on every device of a multi-device Renderer)."""
         self.cache = FrameCache()
         self.derived_cache = DerivedCache()
+        if getattr(self, "multi", None) is not None:
+            self.multi.reset_cache()
 
     @property
     def cache_totals(self):
         """CacheTotals of the frames rendered since the last reset."""
+        if self.multi is not None:
+            return self.multi.totals
         return self.derived_cache.frames.totals if isinstance(self.scene, StructuredScene) else self.cache.totals
 
     def set_scene(self, scene: Scene | StructuredScene) -> None:
         """Replace the scene (e.g. after an edit); the cache notices by the scene's identity and version."""
         self.scene = scene.to(self.device)
 
-    def render(self, camera_or_rig: Camera | StereoRig) -> Frame:
+    def render(self, camera_or_rig: Camera | StereoRig, tile_mask: torch.Tensor | None = None) -> Frame:
         """Render a Camera (E = 1) or a StereoRig (E = 2, left then right), reusing what
-        ``config.cache`` allows; ``frame.cache`` says what was reused."""
+        ``config.cache`` allows; ``frame.cache`` says what was reused. ``tile_mask`` [E, T] bool
+        rasterizes only those tiles (a device's share of a frame; the rest stays background).
+        With ``devices``, stereo rigs are rendered by the multi-device scheduler."""
+        if self.multi is not None and tile_mask is None and isinstance(camera_or_rig, StereoRig):
+            return self.multi.render(camera_or_rig)
         with torch.no_grad():
             views = views_of(camera_or_rig, self.device)
             if isinstance(self.scene, StructuredScene):
-                return render_structured(self.scene, views, self.config, self.backend, self.derived_cache)
-            return render_views(self.scene, views, self.config, self.backend, self.cache)
+                return render_structured(self.scene, views, self.config, self.backend, self.derived_cache, tile_mask)
+            return render_views(self.scene, views, self.config, self.backend, self.cache, tile_mask)
 
 
 def render(scene: Scene | StructuredScene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None) -> Frame:

@@ -74,6 +74,8 @@ class ViewerOptions:
     record_path: Path = Path("viewer_path.json")
     visible: bool = True
     """Show the window (tests under Xvfb may keep it hidden; rendering is the same)."""
+    devices: tuple[str, ...] = ()
+    """Spread the stereo frames' tiles over these devices (gscache.multi.parse_devices specs)."""
 
     def __post_init__(self) -> None:
         if self.view_mode not in VIEW_MODES:
@@ -182,7 +184,9 @@ class Viewer:
     def _make_renderer(self) -> None:
         cfg = RenderConfig(backend=self.backend, device=str(self.device) if self.device else None,
                            cache=REUSE_MODES[self.reuse])
-        self.renderer = Renderer(self.scene, cfg)
+        if getattr(self, "renderer", None) is not None:
+            self.renderer.close()  # stops its worker processes
+        self.renderer = Renderer(self.scene, cfg, devices=list(self.options.devices) or None)
         self.backend_name = self.renderer.backend.name
         self.stats.reset()
 
@@ -436,6 +440,10 @@ class Viewer:
             "camera": f"{'orbit' if self.orbit is not None else 'fly'}, IPD {self.ipd_m * 1000:.0f} mm, "
                       f"speed {self.fly.speed_m_s:.3g} m/s" + (", recording" if self.recording is not None else ""),
         }
+        schedule = getattr(self.last_frame, "schedule", None)
+        if schedule is not None:
+            status["devices"] = (f"{schedule.active}/{len(schedule.devices)} active, balance {schedule.balance:.2f}: "
+                                 + ", ".join(f"{d.name} {d.state.split(':')[0]}" for d in schedule.devices))
         if self.messages and time.perf_counter() - self.messages[-1][0] < 3.0:
             status["note"] = self.messages[-1][1]
         return status
@@ -472,6 +480,12 @@ class Viewer:
                     break
             if capture_window and self.last_pixels is not None:
                 self.capture_window()
+            if self.frames_rendered:
+                w, h = self.eye_size()
+                ms = self.stats.median_ms
+                print(f"gscache view: {self.frames_rendered} frames; median of the last {len(self.stats.frame_ms)}: "
+                      f"{ms:.1f} ms ({1000.0 / ms if ms > 0 else 0.0:.1f} FPS), render + upload, backend "
+                      f"{self.backend_name}, reuse {self.reuse}, {self.view_mode} {w}x{h} per eye")
         finally:
             if self.recording is not None:
                 self.toggle_recording()  # a recording in progress is written, not lost
@@ -479,6 +493,8 @@ class Viewer:
         return 0
 
     def close(self) -> None:
+        if getattr(self, "renderer", None) is not None:
+            self.renderer.close()
         if self.window is not None:
             self.glfw.destroy_window(self.window)
             self.window = None

@@ -108,7 +108,7 @@ def format_table(report: dict) -> str:
     lines = [
         f"{sc['source']}: {size}; {st['frames']} stereo frames of "
         f"{st['width']}x{st['height']} per eye ({report['trajectory']}); {machine}",
-        f"{'config':14} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up':>8} {'vs none':>7} {'PSNR dB':>8} "
+        f"{'config':22} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up':>8} {'vs none':>7} {'PSNR dB':>8} "
         f"{'SSIM':>7} {'max err':>8} {'hits':>5} {'D':>4} {'peak MiB':>9} {'visible':>9} {'isects':>9} {'evals':>10}",
     ]
     for c in report["configs"]:
@@ -121,18 +121,28 @@ def format_table(report: dict) -> str:
         hits = f"{cache['hit_rate']:5.0%}" if cache else "    -"
         depth = f"{cache['mean_depth']:4.1f}" if cache else "   -"
         lines.append(
-            f"{c['name']:14} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} {c['speedup_vs_first']:7.1f}x "
+            f"{c['name']:22} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} {c['speedup_vs_first']:7.1f}x "
             f"{vs_none} {psnr_txt:>8} {q.get('ssim', float('nan')):7.4f} {q.get('max_abs_error', float('nan')):8.2g} "
             f"{hits} {depth} {c['peak_memory_bytes'] / 2**20:9.0f} {w['visible_gaussians']:9.0f} "
             f"{w['tile_intersections']:9.0f} {evals:>10}"
         )
+    multi = [c for c in report["configs"] if c.get("devices")]
+    if multi:
+        lines.append("devices (share of the tile cost, median device ms; balance = slowest / mean device time):")
+        for c in multi:
+            d = c["devices"]
+            parts = [f"{x['name']} {x['cost_share']:.0%} {x['median_device_ms']:.1f} ms" for x in d["per_device"]]
+            lines.append(f"  {c['name']:22} " + ", ".join(parts) + f"; balance {d['balance_median']:.2f}; "
+                         f"plans {d['plans']}; recovered frames {d['recovered_frames']}")
     lines.append("median stage times (ms):")
     for c in report["configs"]:
+        if c.get("devices"):
+            continue  # a multi-device frame's stages ran on several devices: see the devices lines
         stages = " ".join(f"{k}={v:.1f}" for k, v in c["stages_median_ms"].items())
         if c.get("derive_share"):
             stages += f" (derive {c['derive_share']:.0%} of the frame time)"
         refreshes = ", ".join(f"{k} {v}" for k, v in c["cache"].get("refreshes", {}).items())
-        lines.append(f"  {c['name']:14} {stages}" + (f"; refreshes: {refreshes}" if refreshes else ""))
+        lines.append(f"  {c['name']:22} {stages}" + (f"; refreshes: {refreshes}" if refreshes else ""))
     return "\n".join(lines)
 
 

@@ -57,6 +57,10 @@ class ConfigResult:
     memory_kind: str = ""
     quality: dict[str, float] = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+    """Multi-device configurations: the devices (gscache.multi.parse_devices specs)."""
+    schedules: list = field(default_factory=list, repr=False)
+    """Multi-device configurations: each timed frame's gscache.multi.ScheduleStats."""
     samples: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def summary(self) -> dict:
@@ -74,9 +78,31 @@ class ConfigResult:
         }
         out["quality"] = self.quality
         out["cache"] = self.cache
+        if self.devices:
+            out["devices"] = self.schedule_summary()
         out["frame_ms"] = self.frame_ms
         out["render_config"] = config_to_dict(self.config)
         return out
+
+
+    def schedule_summary(self) -> dict:
+        """Per device: mean share of the tile cost, median time, states; and the balance
+        (slowest / mean device time) and active devices per frame."""
+        frames = self.schedules
+        names = [d.name for d in frames[0].devices] if frames else []
+        per_device = []
+        for i, name in enumerate(names):
+            costs = [f.devices[i].cost for f in frames]
+            totals = [sum(d.cost for d in f.devices) or 1.0 for f in frames]
+            states = [f.devices[i].state.split(":")[0] for f in frames]
+            per_device.append({"name": name, "cost_share": statistics.mean(c / t for c, t in zip(costs, totals)),
+                               "median_device_ms": statistics.median(f.devices[i].device_ms for f in frames),
+                               "frames": {s: states.count(s) for s in sorted(set(states))}})
+        return {"specs": list(self.devices), "per_device": per_device,
+                "balance_median": statistics.median(f.balance for f in frames) if frames else None,
+                "active_mean": statistics.mean(f.active for f in frames) if frames else None,
+                "plans": {k: sum(f.plan == k for f in frames) for k in sorted({f.plan for f in frames})},
+                "recovered_frames": sum(f.recovered_ms > 0 for f in frames)}
 
 
 def config_to_dict(cfg: RenderConfig) -> dict:
@@ -170,11 +196,13 @@ def _sample_indices(n_frames: int, n_samples: int) -> list[int]:
 
 
 def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, RenderConfig]], settings: BenchSettings,
-              progress: bool = True) -> list[ConfigResult]:
+              progress: bool = True, device_sets: list[tuple[str, ...]] | None = None) -> list[ConfigResult]:
     """Render ``trajectory`` in stereo with every configuration and measure it.
 
     Returns one ConfigResult per configuration, in order, with quality measured against the exact
-    reference (the torch backend) on the sampled frames.
+    reference (the torch backend) on the sampled frames. With ``device_sets`` every configuration
+    runs once per set of devices (an empty set: one device, no scheduler), named CONFIG@DEVICES;
+    a multi-device frame's time is its wall time on the presenting device.
     """
     from tqdm import tqdm
 
@@ -186,12 +214,14 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
     rigs = list(trajectory.rigs(template))
     samples = _sample_indices(len(rigs), settings.quality_frames)
     results = []
-    total = len(configs) * (settings.warmup + len(rigs))
+    runs = [(f"{name}@{','.join(ds)}" if ds else name, cfg, ds) for name, cfg in configs
+            for ds in (device_sets or [()])]
+    total = len(runs) * (settings.warmup + len(rigs))
     bar = tqdm(total=total, desc="bench", unit="frame", disable=not progress)
-    for name, cfg in configs:
+    for name, cfg, devices in runs:
         cfg = dataclasses.replace(cfg, device=str(device))
-        renderer = Renderer(scene, cfg)
-        res = ConfigResult(name, cfg)
+        renderer = Renderer(scene, cfg, devices=list(devices) or None)
+        res = ConfigResult(name, cfg, devices=tuple(devices))
         for i in range(settings.warmup):
             renderer.render(rigs[i % len(rigs)])
             bar.update()
@@ -199,7 +229,11 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
         with PeakMemory(device) as mem:
             for i, rig in enumerate(rigs):
                 frame = renderer.render(rig)
-                res.frame_ms.append(frame.times.total_ms)
+                if frame.schedule is not None:
+                    res.frame_ms.append(frame.schedule.wall_ms)
+                    res.schedules.append(frame.schedule)
+                else:
+                    res.frame_ms.append(frame.times.total_ms)
                 for s in STAGES:
                     res.stage_ms[s].append(getattr(frame.times, f"{s}_ms"))
                 res.visible.append(frame.counters.n_visible)
@@ -216,6 +250,7 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
                          "mean_depth": t.mean_depth, "time_saved_ms": t.time_saved_ms,
                          "max_cache_bytes": t.max_cache_bytes}
         results.append(res)
+        renderer.close()
         del renderer
         if device.type == "cuda":
             torch.cuda.empty_cache()

@@ -158,6 +158,25 @@ def test_resize_minimise_and_runtime_switches(viewer):
     viewer.step()
 
 
+def test_snap_to_scene_cameras_and_devices_in_the_overlay(x_display):
+    from gscache.trajectory import orbit
+    from gscache.viewer import Viewer, ViewerOptions
+
+    cams = orbit((0.0, 0.0, 0.0), 4.0, 3)
+    v = Viewer(random_scene(200, seed=1), ViewerOptions(width=64, height=32, backend="cpu", visible=False,
+                                                        cameras=cams, devices=("local",)))
+    try:
+        v.on_key(v.window, v.glfw.KEY_N, 0, v.glfw.PRESS, 0)
+        v.on_key(v.window, v.glfw.KEY_N, 0, v.glfw.PRESS, 0)
+        assert torch.allclose(v.pose(), cams.T_world_head[1], atol=1e-9)
+        v.on_key(v.window, v.glfw.KEY_P, 0, v.glfw.PRESS, 0)
+        assert torch.allclose(v.pose(), cams.T_world_head[0], atol=1e-9)
+        v.step()
+        assert "1/1 active" in v.status()["devices"]
+    finally:
+        v.close()
+
+
 def test_structured_scene_in_the_viewer(x_display):
     from gscache.viewer import Viewer, ViewerOptions
 

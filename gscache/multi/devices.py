@@ -1,0 +1,260 @@
+"""The devices of a multi-device frame. Each holds a replica of the scene and its own Renderer
+(with its own cache), renders the frame's views up to the binning in full (so its records are
+exactly the single-device ones) and rasterizes only the tiles of its bands.
+
+* LocalDevice: in this process, on a torch device (the presenting device, or another CUDA GPU),
+  run on a worker thread (the kernels release the GIL).
+* ProcessDevice: a worker process on this machine's CPU with its own thread count; the scene
+  goes over once through shared memory, frames and band rows through a pipe.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import io
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ..camera import StereoRig
+from ..config import RenderConfig
+from ..errors import GscacheError
+from ..scene.record import Scene
+from ..scene.structured import AnchorMLPs, StructuredScene
+from .plan import Band
+
+
+class DeviceFailed(GscacheError):
+    """A device raised, stopped answering or died; its tiles must be rendered elsewhere."""
+
+
+@dataclass
+class ShareResult:
+    """What a device returns for one frame: the pixel rows of its bands and its timings."""
+
+    bands: tuple[Band, ...]
+    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    """Per band: rgb [rows_px, W, 3], alpha [rows_px, W], depth [rows_px, W] (CPU tensors)."""
+    tile_costs: torch.Tensor
+    """[E, T] int32: intersections per tile of the whole frame (every device bins in full)."""
+    device_ms: float
+    """Wall time of the device's work for the frame."""
+    raster_ms: float
+    front_ms: float
+    """Everything before rasterization (derive, cull, shade, project, bin)."""
+    counters: object = None
+    cache: object = None
+
+
+def tile_grid(rig: StereoRig, tile_px: int) -> tuple[int, int]:
+    return math.ceil(rig.width / tile_px), math.ceil(rig.height / tile_px)
+
+
+def band_mask(bands, n_eyes: int, tiles_x: int, tiles_y: int) -> torch.Tensor:
+    """[E, tiles_y * tiles_x] bool of the tiles of ``bands``."""
+    mask = torch.zeros(n_eyes, tiles_y, tiles_x, dtype=torch.bool)
+    for b in bands:
+        mask[b.eye, b.row0:b.row1] = True
+    return mask.reshape(n_eyes, -1)
+
+
+def render_share(renderer, rig: StereoRig, bands: tuple[Band, ...]) -> ShareResult:
+    """Render ``rig`` with ``renderer``, rasterizing only ``bands``; returns their pixel rows."""
+    start = time.perf_counter()
+    tile_px = renderer.config.bin.tile_px
+    tiles_x, tiles_y = tile_grid(rig, tile_px)
+    frame = renderer.render(rig, tile_mask=band_mask(bands, 2, tiles_x, tiles_y))
+    rows = []
+    for b in bands:
+        y0, y1 = b.row0 * tile_px, min(b.row1 * tile_px, rig.height)
+        rows.append(tuple(t[b.eye, y0:y1].detach().cpu().contiguous() for t in (frame.rgb, frame.alpha, frame.depth)))
+    t = frame.times
+    return ShareResult(bands, rows, frame.tile_costs.cpu(), (time.perf_counter() - start) * 1e3, t.rasterize_ms,
+                       t.total_ms - t.rasterize_ms, frame.counters, frame.cache)
+
+
+class LocalDevice:
+    """A Renderer in this process (the presenting device's, or a replica on another GPU), run on
+    a thread of its own."""
+
+    def __init__(self, renderer, name: str) -> None:
+        self.name = name
+        self.renderer = renderer
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
+        self.failed = False
+
+    def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> concurrent.futures.Future:
+        return self.pool.submit(render_share, self.renderer, rig, bands)
+
+    def reset_cache(self) -> None:
+        self.renderer.reset_cache()
+
+    def result(self, future: concurrent.futures.Future, timeout_s: float) -> ShareResult:
+        try:
+            return future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            self.failed = True
+            raise DeviceFailed(f"{self.name}: no answer within {timeout_s:.1f} s") from None
+        except Exception as exc:  # the device's own error, reported with its name
+            self.failed = True
+            raise DeviceFailed(f"{self.name}: {type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- worker processes ------------------------------------------------------------------------
+
+def pack_scene(scene) -> dict:
+    """A picklable form of a scene: tensors (moved through shared memory by torch's pickler) and,
+    for structured scenes, the MLPs as TorchScript bytes."""
+    if isinstance(scene, Scene):
+        return {"kind": "scene", "tensors": [t.cpu() for t in scene.tensors()], "version": scene.version,
+                "source": scene.source}
+    mlps = {}
+    for name in ("opacity", "cov", "color"):
+        module = getattr(scene.mlps, name)
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.cpu())
+            torch.jit.save(scripted, buf)
+        mlps[name] = buf.getvalue()
+    flags = {f.name: getattr(scene.mlps, f.name) for f in dataclasses.fields(AnchorMLPs) if f.type in ("bool", bool)}
+    fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(StructuredScene) if f.name != "mlps"}
+    fields = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in fields.items()}
+    return {"kind": "structured", "fields": fields, "mlps": mlps, "flags": flags}
+
+
+def unpack_scene(payload: dict):
+    if payload["kind"] == "scene":
+        means, quats, scales, opacities, sh = payload["tensors"]
+        return Scene(means, quats, scales, opacities, sh, version=payload["version"], source=payload["source"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        modules = {k: torch.jit.load(io.BytesIO(v), map_location="cpu").eval() for k, v in payload["mlps"].items()}
+    mlps = AnchorMLPs(modules["opacity"], modules["cov"], modules["color"], **payload["flags"])
+    return StructuredScene(mlps=mlps, **payload["fields"])
+
+
+def worker_main(conn, payload: dict, config: RenderConfig) -> None:
+    """A worker process: build the scene and a Renderer, then answer frames until told to stop.
+    Fault injection (tests): a frame message may ask it to raise or to hang."""
+    from ..renderer import Renderer
+
+    try:
+        renderer = Renderer(unpack_scene(payload), dataclasses.replace(config, device="cpu"))
+        conn.send(("ready", os.getpid()))
+    except Exception as exc:
+        conn.send(("error", None, f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg[0] == "stop":
+            return
+        if msg[0] == "reset":
+            renderer.reset_cache()
+            continue
+        _, frame_id, rig, bands, fault = msg
+        try:
+            if fault == "raise":
+                raise RuntimeError("injected fault")
+            if fault == "hang":
+                time.sleep(3600)
+            conn.send(("result", frame_id, render_share(renderer, rig, bands)))
+        except Exception as exc:
+            conn.send(("error", frame_id, f"{type(exc).__name__}: {exc}"))
+
+
+class ProcessDevice:
+    """A worker process on the CPU with ``threads`` threads of its own."""
+
+    START_TIMEOUT_S = 120.0
+
+    def __init__(self, scene, config: RenderConfig, threads: int = 1, name: str | None = None) -> None:
+        import torch.multiprocessing as mp
+
+        self.name = name or f"proc:{threads}t"
+        self.threads = threads
+        self.failed = False
+        self.fault: str | None = None
+        self.frame_id = 0
+        ctx = mp.get_context("spawn")  # fork would copy a process whose OpenMP threads are live
+        self.conn, child = ctx.Pipe()
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)  # read at the child's start
+        try:
+            self.process = ctx.Process(target=worker_main, args=(child, pack_scene(scene), config), daemon=True,
+                                       name=self.name)
+            self.process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        if not self.conn.poll(self.START_TIMEOUT_S):
+            self.close()
+            raise DeviceFailed(f"{self.name}: the worker did not start within {self.START_TIMEOUT_S:.0f} s")
+        msg = self.conn.recv()
+        if msg[0] != "ready":
+            self.close()
+            raise DeviceFailed(f"{self.name}: the worker failed to start: {msg[2]}")
+
+    def reset_cache(self) -> None:
+        self.conn.send(("reset",))
+
+    def inject(self, fault: str | None) -> None:
+        """Tests: make the next frame raise ("raise") or never answer ("hang")."""
+        self.fault = fault
+
+    def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> int:
+        self.frame_id += 1
+        fault, self.fault = self.fault, None
+        try:
+            self.conn.send(("frame", self.frame_id, rig, bands, fault))
+        except (BrokenPipeError, OSError) as exc:
+            self.failed = True
+            raise DeviceFailed(f"{self.name}: the worker is gone ({exc})") from None
+        return self.frame_id
+
+    def result(self, frame_id: int, timeout_s: float) -> ShareResult:
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not self.conn.poll(left):
+                self.failed = True
+                self.close()  # a hung worker is stopped, not waited for
+                raise DeviceFailed(f"{self.name}: no answer within {timeout_s:.1f} s")
+            try:
+                kind, fid, body = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                self.failed = True
+                raise DeviceFailed(f"{self.name}: the worker died ({exc})") from None
+            if fid != frame_id:
+                continue  # a late answer to an abandoned frame
+            if kind == "error":
+                self.failed = True
+                raise DeviceFailed(f"{self.name}: {body}")
+            return body
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(timeout=2.0)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(timeout=2.0)
+        self.conn.close()

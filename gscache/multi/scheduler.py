@@ -1,0 +1,284 @@
+"""The multi-device renderer: per frame, plan the tiles over the working devices from the last
+frame's tile costs and each device's measured throughput, send every device the frame with its
+bands, gather their pixel rows into the frame on the presenting device, and re-render the bands
+of a device that failed or timed out there (within the same frame). An elastic controller decides
+how many devices work when a frame-time target is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..cache import CacheTotals
+from ..camera import StereoRig
+from ..config import RenderConfig
+from ..errors import GscacheError
+from ..records import Frame, Images, StageTimes
+from .devices import DeviceFailed, LocalDevice, ProcessDevice, ShareResult, render_share, tile_grid
+from .elastic import ElasticController
+from .plan import TilePlan, plan_tiles, row_costs
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How frames are spread over devices."""
+
+    target_ms: float | None = None
+    """Frame-time target of the elastic controller; None keeps every device working."""
+    headroom: float = 0.7
+    hysteresis: int = 3
+    warmup_frames: int = 2
+    timeout_s: float = 30.0
+    """A device that has not answered a frame by then is dropped and its bands re-rendered by the
+    presenting device (the worst-case recovery time of a hung device)."""
+    ema: float = 0.3
+    """Weight of the newest measurement in each device's throughput estimate."""
+
+
+@dataclass
+class DeviceStats:
+    name: str
+    tiles: int
+    cost: float
+    """Intersections in its bands."""
+    device_ms: float
+    raster_ms: float
+    state: str
+    """"working" (had tiles), "idle" (no tiles this frame), "warming" (rendered the frame without
+    tiles to fill its cache before it takes work), or "failed: reason"."""
+
+
+@dataclass
+class ScheduleStats:
+    """How one frame was spread (Frame.schedule)."""
+
+    wall_ms: float
+    plan: str
+    active: int
+    devices: list[DeviceStats] = field(default_factory=list)
+    recovered_ms: float = 0.0
+    """Time the presenting device spent re-rendering the bands of failed devices."""
+    elastic: str | None = None
+
+    @property
+    def balance(self) -> float:
+        """Measured slowest / mean device time over the devices that had tiles."""
+        times = [d.device_ms for d in self.devices if d.tiles and d.state == "working"]
+        return max(times) / (sum(times) / len(times)) if times and sum(times) > 0 else 1.0
+
+
+def parse_devices(specs: list[str]) -> list[tuple[str, dict]]:
+    """Device specs: "local" (the presenting device itself), "cuda:N" (another GPU of this
+    machine, in this process), "proc" or "proc:T" (a CPU worker process with T threads, 1 by
+    default)."""
+    out = []
+    for spec in specs:
+        kind, _, arg = spec.partition(":")
+        if spec == "local":
+            out.append(("local", {}))
+        elif kind == "cuda":
+            out.append(("cuda", {"device": spec}))
+        elif kind == "proc":
+            try:
+                threads = int(arg) if arg else 1
+            except ValueError:
+                threads = 0
+            if threads < 1:
+                raise GscacheError(f"devices: {spec!r}: expected proc or proc:THREADS with THREADS >= 1")
+            out.append(("proc", {"threads": threads}))
+        else:
+            raise GscacheError(f"devices: unknown device {spec!r}; expected local, cuda:N, proc or proc:THREADS")
+    if not out:
+        raise GscacheError("devices: expected at least one device")
+    return out
+
+
+class MultiDeviceRenderer:
+    """Renders stereo rigs with their tiles spread over ``devices`` (see parse_devices). The
+    presenting device (config.device) assembles every frame and renders failed devices' bands."""
+
+    def __init__(self, scene, config: RenderConfig, devices: list[str], schedule: ScheduleConfig | None = None,
+                 presenter=None) -> None:
+        from ..renderer import Renderer
+
+        self.config = config
+        self.schedule = schedule or ScheduleConfig()
+        self.presenter = presenter or Renderer(scene, config)
+        self.devices: list = []
+        try:
+            for kind, args in (parse_devices(devices) if devices else []):
+                if kind == "local":
+                    self.devices.append(LocalDevice(self.presenter, f"local:{self.presenter.device}"))
+                elif kind == "cuda":
+                    replica = Renderer(scene, dataclasses.replace(config, device=args["device"]))
+                    self.devices.append(LocalDevice(replica, args["device"]))
+                else:
+                    self.devices.append(ProcessDevice(scene, config, args["threads"],
+                                                      name=f"proc{len(self.devices)}:{args['threads']}t"))
+        except BaseException:
+            self.close()
+            raise
+        n = len(self.devices)
+        self.throughput = [1.0] * n  # intersections per raster millisecond, measured
+        self.measured = [False] * n  # has the device's throughput been measured (had tiles)?
+        self.front_ms = [0.0] * n
+        self.last_costs: torch.Tensor | None = None
+        """[2, T] intersections per tile of the last frame (the next frame's cost map)."""
+        self.grid = (0, 0)
+        self.totals = CacheTotals()
+        """The cache statistics of the frames (as reported by the first device that answered)."""
+        self.elastic = (ElasticController(n, self.schedule.target_ms, self.schedule.headroom, self.schedule.hysteresis,
+                                          self.schedule.warmup_frames)
+                        if self.schedule.target_ms is not None else None)
+
+    def reset_cache(self) -> None:
+        """Every device forgets its cache (and the totals start again)."""
+        for dev in self.devices:
+            if not dev.failed:
+                dev.reset_cache()
+        self.totals = CacheTotals()
+
+    def add_devices(self, devices: list) -> None:
+        """Devices built elsewhere (e.g. torch.distributed ranks), after the others."""
+        self.devices += devices
+        self.throughput += [1.0] * len(devices)
+        self.measured += [False] * len(devices)
+        self.front_ms += [0.0] * len(devices)
+        if self.elastic is not None:
+            self.elastic.n_max = len(self.devices)
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name for d in self.devices]
+
+    def _working(self) -> list[int]:
+        alive = [i for i, d in enumerate(self.devices) if not d.failed]
+        if self.elastic is None:
+            return alive
+        return [i for i in self.elastic.working if i in alive]
+
+    def _warming(self) -> list[int]:
+        if self.elastic is None:
+            return []
+        return [i for i in self.elastic.warming if not self.devices[i].failed]
+
+    def _weights(self, devices: list[int]) -> list[float]:
+        """Throughputs for planning: a device not measured yet is assumed as fast as the mean of
+        the measured ones (it gets a fair first share, then its own measurement)."""
+        known = [self.throughput[i] for i in range(len(self.devices)) if self.measured[i]]
+        guess = sum(known) / len(known) if known else 1.0
+        return [self.throughput[i] if self.measured[i] else guess for i in devices]
+
+    def plan(self, rig: StereoRig, working: list[int]) -> TilePlan:
+        grid = tile_grid(rig, self.config.bin.tile_px)
+        if self.last_costs is None or grid != self.grid:
+            self.last_costs, self.grid = None, grid
+            costs = torch.ones(2, grid[1])  # first frame (or a new resolution): no cost map yet
+        else:
+            costs = row_costs(self.last_costs, *grid)
+        return plan_tiles(costs, self._weights(working))
+
+    def predict_ms(self, n: int) -> float:
+        """Predicted frame time with the first ``n`` working devices (from the last cost map)."""
+        working = self._working()[:n]
+        if not working or self.last_costs is None:
+            return float("inf")
+        plan = plan_tiles(row_costs(self.last_costs, *self.grid), self._weights(working))
+        return max(self.front_ms[i] + t for i, t in zip(working, plan.predicted_times()))
+
+    def render(self, rig: StereoRig) -> Frame:
+        if not isinstance(rig, StereoRig):
+            raise GscacheError("multi-device rendering takes a StereoRig (both eyes)")
+        start = time.perf_counter()
+        working = self._working()
+        if not working:
+            raise GscacheError("multi-device rendering: every device has failed")
+        plan = self.plan(rig, working)
+        shares = {i: plan.bands[k] for k, i in enumerate(working)}
+        for i in self._warming():
+            shares[i] = ()  # warm-up: the frame without tiles (scene copy, cache fill)
+        tokens, failed = {}, {}
+        for i, bands in shares.items():
+            try:
+                tokens[i] = self.devices[i].submit(rig, bands)
+            except DeviceFailed as exc:
+                failed[i] = str(exc)
+        results: dict[int, ShareResult] = {}
+        for i, token in tokens.items():
+            try:
+                results[i] = self.devices[i].result(token, self.schedule.timeout_s)
+            except DeviceFailed as exc:
+                failed[i] = str(exc)
+        recovered_ms = 0.0
+        lost = tuple(b for i in failed for b in shares[i])
+        if lost:
+            t0 = time.perf_counter()
+            results[-1] = render_share(self.presenter, rig, lost)
+            recovered_ms = (time.perf_counter() - t0) * 1e3
+        frame = self._assemble(rig, results)
+        wall_ms = (time.perf_counter() - start) * 1e3
+        stats = self._update(shares, results, failed, plan, wall_ms, recovered_ms)
+        if frame.cache is not None:
+            self.totals.add(frame.cache)
+        return Frame(frame.images, frame.times, frame.counters, frame.cache, frame.tile_costs, stats)
+
+    def _assemble(self, rig: StereoRig, results: dict[int, ShareResult]) -> Frame:
+        device = self.presenter.device
+        H, W = rig.height, rig.width
+        bg = torch.tensor(self.config.raster.background, dtype=torch.float32, device=device)
+        rgb = bg.expand(2, H, W, 3).clone()
+        alpha = torch.zeros(2, H, W, device=device)
+        depth = torch.zeros(2, H, W, device=device)
+        tile_px = self.config.bin.tile_px
+        first = None
+        for res in results.values():
+            first = first or res
+            for band, (r, a, d) in zip(res.bands, res.rows):
+                y0 = band.row0 * tile_px
+                rgb[band.eye, y0:y0 + r.shape[0]] = r.to(device)
+                alpha[band.eye, y0:y0 + r.shape[0]] = a.to(device)
+                depth[band.eye, y0:y0 + r.shape[0]] = d.to(device)
+        costs = first.tile_costs if first is not None else None
+        times = StageTimes(rasterize_ms=max((r.raster_ms for r in results.values()), default=0.0))
+        return Frame(Images(rgb, alpha, depth), times, first.counters if first else None,
+                     first.cache if first else None, costs)
+
+    def _update(self, shares, results, failed, plan: TilePlan, wall_ms: float, recovered_ms: float) -> ScheduleStats:
+        costs = next((r.tile_costs for r in results.values()), None)
+        if costs is not None:
+            self.last_costs = costs.reshape(2, -1).double()
+        tiles_x, tiles_y = self.grid
+        per_tile = self.last_costs.reshape(2, tiles_y, tiles_x) if self.last_costs is not None else None
+        stats = ScheduleStats(wall_ms, plan.kind, len(self._working()), recovered_ms=recovered_ms)
+        warming = set(self._warming())
+        a = self.schedule.ema
+        for i, dev in enumerate(self.devices):
+            bands, res = shares.get(i), results.get(i)
+            cost = sum(float(per_tile[b.eye, b.row0:b.row1].sum()) for b in bands or ()) if per_tile is not None else 0.0
+            if res is not None:
+                if bands:
+                    measured = max(cost, 1.0) / max(res.raster_ms, 1e-3)
+                    self.throughput[i] = (1 - a) * self.throughput[i] + a * measured if self.measured[i] else measured
+                    self.measured[i] = True
+                self.front_ms[i] = (1 - a) * self.front_ms[i] + a * res.front_ms
+            if i in failed:
+                state = f"failed: {failed[i]}"
+            elif i in warming:
+                state = "warming"
+            else:
+                state = "working" if bands else "idle"
+            stats.devices.append(DeviceStats(dev.name, sum(b.rows for b in bands or ()) * tiles_x, cost,
+                                             res.device_ms if res else 0.0, res.raster_ms if res else 0.0, state))
+        if self.elastic is not None:
+            stats.elastic = self.elastic.update(wall_ms, self.predict_ms)
+        stats.active = len(self._working())
+        return stats
+
+    def close(self) -> None:
+        for dev in self.devices:
+            dev.close()
+        self.devices = []

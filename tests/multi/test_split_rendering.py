@@ -1,0 +1,130 @@
+"""Split rendering equals single-device rendering bit for bit (in-process devices and CPU worker
+processes, several plans, both eyes), and failed or hung workers are recovered within a frame."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from gscache import CacheConfig, GscacheError, Renderer, RenderConfig, StereoRig
+from gscache.multi import Band, ScheduleConfig, parse_devices
+from gscache.multi.devices import render_share
+from gscache.scenes import structured_demo
+from gscache.trajectory import default_head_pose, vr_head_motion
+from tests._helpers import random_scene
+
+CFG = RenderConfig(backend="cpu")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return random_scene(3000, seed=5, sh_degree=2)
+
+
+def _rig(scene, w=96, h=80):
+    return StereoRig.symmetric(default_head_pose(scene), w, h, 80.0)
+
+
+def _assemble(rig, shares):
+    rgb = torch.zeros(2, rig.height, rig.width, 3)
+    for res in shares:
+        for band, (r, _, _) in zip(res.bands, res.rows):
+            rgb[band.eye, band.row0 * 16:band.row0 * 16 + r.shape[0]] = r
+    return rgb
+
+
+@pytest.mark.parametrize("split", [
+    [[Band(0, 0, 5)], [Band(1, 0, 5)]],  # whole eyes
+    [[Band(0, 0, 2)], [Band(0, 2, 5), Band(1, 0, 1)], [Band(1, 1, 5)]],  # bands across the eye boundary
+    [[Band(0, 0, 1), Band(1, 4, 5)], [Band(0, 1, 5), Band(1, 0, 4)]],  # several bands per device
+])
+def test_any_split_of_the_tiles_reassembles_the_exact_frame(scene, split):
+    rig = _rig(scene)
+    full = Renderer(scene, CFG).render(rig)
+    shares = [render_share(Renderer(scene, CFG), rig, tuple(bands)) for bands in split]
+    assert torch.equal(_assemble(rig, shares), full.rgb)
+
+
+def test_tile_mask_leaves_other_tiles_at_the_background(scene):
+    rig = _rig(scene)
+    mask = torch.zeros(2, 6 * 5, dtype=torch.bool)
+    mask[1, :6] = True  # the first tile row of the right eye
+    frame = Renderer(scene, CFG).render(rig, tile_mask=mask)
+    full = Renderer(scene, CFG).render(rig)
+    assert torch.equal(frame.rgb[1, :16], full.rgb[1, :16])
+    assert frame.alpha[0].sum() == 0 and frame.alpha[1, 16:].sum() == 0
+    assert frame.counters.n_intersections == full.counters.n_intersections  # binning ran in full
+    assert frame.images.evaluations < full.images.evaluations
+
+
+def test_worker_processes_render_exactly_and_recover_from_faults(scene):
+    traj = vr_head_motion(default_head_pose(scene), 6, seed=2)
+    template = _rig(scene)
+    single = Renderer(scene, CFG)
+    with Renderer(scene, CFG, devices=["local", "proc", "proc"], schedule=ScheduleConfig(timeout_s=5.0)) as multi:
+        for pose in traj.T_world_head[:3]:  # plans change as throughputs are measured
+            rig = template.with_pose(pose)
+            frame = multi.render(rig)
+            assert torch.equal(frame.rgb, single.render(rig).rgb)
+            assert frame.schedule.wall_ms > 0 and frame.schedule.active == 3
+        workers = multi.multi.devices
+        rig = template.with_pose(traj.T_world_head[3])
+        while not multi.multi.plan(rig, [0, 1, 2]).bands[1]:  # make sure the worker has tiles to lose
+            multi.multi.throughput[1] *= 2
+        workers[1].inject("raise")
+        frame = multi.render(rig)
+        assert torch.equal(frame.rgb, single.render(rig).rgb)  # its bands re-rendered by the presenter
+        states = [d.state for d in frame.schedule.devices]
+        assert states[1].startswith("failed") and "injected fault" in states[1]
+        assert frame.schedule.recovered_ms > 0 and frame.schedule.active == 2
+        # A hung worker: dropped after the timeout, its tiles re-rendered, no hang.
+        rig = template.with_pose(traj.T_world_head[4])
+        while not multi.multi.plan(rig, [0, 2]).bands[1]:
+            multi.multi.throughput[2] *= 2
+        workers[2].inject("hang")
+        start = time.perf_counter()
+        frame = multi.render(rig)
+        took = time.perf_counter() - start
+        assert torch.equal(frame.rgb, single.render(rig).rgb)
+        assert 5.0 <= took < 5.0 + 10.0  # the timeout, then the recovery
+        assert frame.schedule.devices[2].state.startswith("failed") and not workers[2].process.is_alive()
+        assert multi.multi._working() == [0]
+        frame = multi.render(template.with_pose(traj.T_world_head[5]))  # goes on with the presenter alone
+        assert torch.equal(frame.rgb, single.render(template.with_pose(traj.T_world_head[5])).rgb)
+
+
+def test_structured_scene_and_temporal_cache_on_workers():
+    scene = structured_demo(seed=0, spacing=0.4)
+    cfg = RenderConfig(backend="cpu", cache=CacheConfig(depth=3))
+    rig = StereoRig.symmetric(default_head_pose(scene), 64, 48, 80.0)
+    single = Renderer(scene, cfg)
+    with Renderer(scene, cfg, devices=["proc", "proc"]) as multi:
+        for _ in range(3):  # D = 3: a refresh, then hits, on every device as on one
+            a, b = multi.render(rig), single.render(rig)
+            assert torch.equal(a.rgb, b.rgb)
+        assert a.cache is not None and a.cache.hit
+
+
+def test_device_specs():
+    assert parse_devices(["local", "proc", "proc:2", "cuda:1"]) == [
+        ("local", {}), ("proc", {"threads": 1}), ("proc", {"threads": 2}), ("cuda", {"device": "cuda:1"})]
+    for bad in (["gpu"], ["proc:0"], []):
+        with pytest.raises(GscacheError, match="devices"):
+            parse_devices(bad)
+
+
+def test_elastic_schedule_grows_with_a_warm_up_when_frames_miss_the_target(scene):
+    rig = _rig(scene)
+    single = Renderer(scene, CFG).render(rig)
+    schedule = ScheduleConfig(target_ms=1e-3, hysteresis=2, warmup_frames=1)  # every frame misses
+    with Renderer(scene, CFG, devices=["local", "local"], schedule=schedule) as r:
+        states = []
+        for _ in range(5):
+            frame = r.render(rig)
+            assert torch.equal(frame.rgb, single.rgb)  # whatever the device count
+            states.append([d.state for d in frame.schedule.devices])
+        assert states[0] == ["working", "idle"]
+        assert ["working", "warming"] in states  # the new device renders a frame without tiles first
+        assert states[-1] == ["working", "working"] and frame.schedule.active == 2
