@@ -88,6 +88,7 @@ def cmd_render(args) -> int:
     from .camera import Camera, Intrinsics, StereoRig, rigid_inverse
     from .config import RasterConfig, RenderConfig
     from .renderer import Renderer
+    from .scene.structured import StructuredScene
     from .trajectory import named_trajectory
 
     if args.frames < 1:
@@ -118,7 +119,8 @@ def cmd_render(args) -> int:
         _write_png(frame.to_uint8(side_by_side=True), names[i])
     elapsed = time.perf_counter() - start
     kind = "mono" if args.mono else "stereo"
-    print(f"{scene.source}: {scene.count} Gaussians, {len(traj)} {kind} frame(s) of {width}x{height} per eye "
+    what = "anchors" if isinstance(scene, StructuredScene) else "Gaussians"
+    print(f"{scene.source}: {scene.count} {what}, {len(traj)} {kind} frame(s) of {width}x{height} per eye "
           f"with backend {renderer.backend.name} on {renderer.device} in {elapsed:.1f} s "
           f"-> {names[0]}{' ...' if len(names) > 1 else ''}")
     # The first frame pays one-off costs (allocator growth, lazy initialisation): leave it out.

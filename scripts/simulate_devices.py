@@ -16,7 +16,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import torch
 
 from gscache import Renderer, RenderConfig, StereoRig
 from gscache.cli import open_scene, parse_size

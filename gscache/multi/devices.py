@@ -142,6 +142,41 @@ def unpack_scene(payload: dict):
     return StructuredScene(mlps=mlps, **payload["fields"])
 
 
+def rig_message(rig: StereoRig) -> tuple:
+    """A StereoRig as plain values (numpy pose): pickled by value, no shared-memory segment."""
+    return (rig.T_world_head.numpy(), rig.left, rig.right, rig.ipd_m, rig.near_m, rig.far_m, rig.convergence_m)
+
+
+def rig_from_message(msg: tuple) -> StereoRig:
+    return StereoRig(*msg)
+
+
+class SharedRows:
+    """Frame-sized images in shared memory, made once per resolution: a worker writes its bands'
+    rows there and sends only which rows it wrote (a fresh shared segment per frame costs more
+    than the copy itself)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.key = (height, width)
+        self.rgb = torch.zeros(2, height, width, 3).share_memory_()
+        self.alpha = torch.zeros(2, height, width).share_memory_()
+        self.depth = torch.zeros(2, height, width).share_memory_()
+
+    def write(self, res: ShareResult, tile_px: int) -> None:
+        for band, rows in zip(res.bands, res.rows):
+            y0 = band.row0 * tile_px
+            for dst, src in zip((self.rgb, self.alpha, self.depth), rows):
+                dst[band.eye, y0:y0 + src.shape[0]] = src
+
+    def read(self, bands, tile_px: int) -> list:
+        height = self.key[0]
+        out = []
+        for b in bands:
+            y0, y1 = b.row0 * tile_px, min(b.row1 * tile_px, height)
+            out.append((self.rgb[b.eye, y0:y1], self.alpha[b.eye, y0:y1], self.depth[b.eye, y0:y1]))
+        return out
+
+
 def worker_main(conn, payload: dict, config: RenderConfig) -> None:
     """A worker process: build the scene and a Renderer, then answer frames until told to stop.
     Fault injection (tests): a frame message may ask it to raise or to hang."""
@@ -153,6 +188,7 @@ def worker_main(conn, payload: dict, config: RenderConfig) -> None:
     except Exception as exc:
         conn.send(("error", None, f"{type(exc).__name__}: {exc}"))
         return
+    shared: SharedRows | None = None
     while True:
         try:
             msg = conn.recv()
@@ -163,13 +199,21 @@ def worker_main(conn, payload: dict, config: RenderConfig) -> None:
         if msg[0] == "reset":
             renderer.reset_cache()
             continue
-        _, frame_id, rig, bands, fault = msg
+        _, frame_id, rig_msg, bands, fault = msg
         try:
             if fault == "raise":
                 raise RuntimeError("injected fault")
             if fault == "hang":
                 time.sleep(3600)
-            conn.send(("result", frame_id, render_share(renderer, rig, bands)))
+            rig = rig_from_message(rig_msg)
+            res = render_share(renderer, rig, bands)
+            new_buffers = shared is None or shared.key != (rig.height, rig.width)
+            if new_buffers:
+                shared = SharedRows(rig.height, rig.width)
+            shared.write(res, renderer.config.bin.tile_px)
+            res.rows = []  # the rows travel through `shared`
+            res.tile_costs = res.tile_costs.numpy()
+            conn.send(("result", frame_id, (res, shared if new_buffers else None)))
         except Exception as exc:
             conn.send(("error", frame_id, f"{type(exc).__name__}: {exc}"))
 
@@ -187,6 +231,8 @@ class ProcessDevice:
         self.failed = False
         self.fault: str | None = None
         self.frame_id = 0
+        self.shared: SharedRows | None = None
+        self.tile_px = config.bin.tile_px
         ctx = mp.get_context("spawn")  # fork would copy a process whose OpenMP threads are live
         self.conn, child = ctx.Pipe()
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -221,7 +267,7 @@ class ProcessDevice:
         self.frame_id += 1
         fault, self.fault = self.fault, None
         try:
-            self.conn.send(("frame", self.frame_id, rig, bands, fault))
+            self.conn.send(("frame", self.frame_id, rig_message(rig), bands, fault))
         except (BrokenPipeError, OSError) as exc:
             self.failed = True
             raise DeviceFailed(f"{self.name}: the worker is gone ({exc})") from None
@@ -245,7 +291,13 @@ class ProcessDevice:
             if kind == "error":
                 self.failed = True
                 raise DeviceFailed(f"{self.name}: {body}")
-            return body
+            res, shared = body
+            if shared is not None:
+                self.shared = shared
+            # Views of the shared rows: valid until this device's next frame (the caller copies them).
+            res.rows = self.shared.read(res.bands, self.tile_px)
+            res.tile_costs = torch.from_numpy(res.tile_costs)
+            return res
 
     def close(self) -> None:
         if self.process.is_alive():

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 
-from gscache import backends
 from gscache.backends._loader import kernel_dir
 from gscache.camera import views_of
 from gscache.config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig

@@ -15,9 +15,9 @@ import torch
 
 from gscache import render
 from gscache.camera import views_of
-from gscache.config import BinConfig, CullConfig, ProjectConfig, RasterConfig, RenderConfig, ShadeConfig
+from gscache.config import CullConfig, ProjectConfig, RasterConfig, RenderConfig, ShadeConfig
 from gscache.scene.record import empty_scene, make_scene
-from gscache.stages import bin_tiles, cull, project, shade
+from gscache.stages import cull, project, shade
 from gscache.stages.bin import tile_rects
 from tests._helpers import camera, random_scene, rig
 
