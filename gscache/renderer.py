@@ -22,6 +22,15 @@ def default_device() -> torch.device:
 class Renderer:
     """Keeps a scene on its device and renders cameras or stereo rigs of it.
 
+    Args:
+        scene: the Gaussians, or a structured (anchor) scene.
+        config: backend, device, stage and reuse settings; RenderConfig() by default.
+        devices: spread each stereo frame's tiles over these devices ("local", "cuda:N",
+            "proc[:THREADS]"; see gscache.multi); None renders on config.device alone. Call
+            close() (or use ``with``) to stop worker processes early; they are daemons and end
+            with this process in any case.
+        schedule: gscache.multi.ScheduleConfig (elastic target, timeouts) for ``devices``.
+
     Example:
         >>> r = Renderer(load_scene("plant.splat"))
         >>> frame = r.render(StereoRig.symmetric(pose, 512, 512))
@@ -49,10 +58,11 @@ class Renderer:
             # Stereo frames spread over several devices (gscache.multi); this Renderer presents.
             from .multi import MultiDeviceRenderer
 
-            self.multi = MultiDeviceRenderer(scene, self.config, list(devices), schedule, presenter=Renderer(scene, config))
+            self.multi = MultiDeviceRenderer(scene, self.config, list(devices), schedule,
+                                             presenter=Renderer(scene, self.config))
 
     def close(self) -> None:
-        """Stop the worker processes of a multi-device Renderer (also at exit)."""
+        """Stop the worker processes of a multi-device Renderer."""
         if self.multi is not None:
             self.multi.close()
             self.multi = None

@@ -157,7 +157,10 @@ class CudaInterop:
         import glob
         import os
 
-        candidates = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libcudart*.so*"))
+        # The runtime torch itself loaded: its own lib folder, or the nvidia-cuda-runtime wheel.
+        torch_dir = os.path.dirname(torch.__file__)
+        candidates = (glob.glob(os.path.join(torch_dir, "lib", "libcudart*.so*"))
+                      + glob.glob(os.path.join(torch_dir, "..", "nvidia", "cuda_runtime", "lib", "libcudart.so*")))
         found = ctypes.util.find_library("cudart")
         for name in candidates + ([found] if found else []):
             try:

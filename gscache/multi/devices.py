@@ -5,7 +5,8 @@ exactly the single-device ones) and rasterizes only the tiles of its bands.
 * LocalDevice: in this process, on a torch device (the presenting device, or another CUDA GPU),
   run on a worker thread (the kernels release the GIL).
 * ProcessDevice: a worker process on this machine's CPU with its own thread count; the scene
-  goes over once through shared memory, frames and band rows through a pipe.
+  goes over once through shared memory, frames through a pipe, band rows through shared
+  buffers made once per resolution (SharedRows).
 """
 
 from __future__ import annotations
