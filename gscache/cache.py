@@ -239,6 +239,7 @@ class DerivedCache:
     def __init__(self) -> None:
         self.entry: _DerivedEntry | None = None
         self.frames = FrameCache()  # the cache depth controller and the totals
+        self.gaussians = FrameCache()  # culled set and covariances of the derived Gaussians
 
     def lookup(self, key: tuple, lod: torch.Tensor, views: ViewBatch, cfg: CacheConfig):
         e = self.entry

@@ -4,6 +4,7 @@ with the stereo and temporal reuse of gscache.cache between them."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -204,14 +205,26 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn))
         if temporal:
             entry = cache.store(key, derived, lod, views, derive_ms)
-    frame = render_views(derived, views, cfg, backend, None, tile_mask)
+    if temporal:
+        # The derived Gaussians' culled set and covariances (and colours: degree 0, so view
+        # independent) are reused with them: an inner frame cache keyed by the derived tensors,
+        # whose own limits never trigger first (the derived cache above decides).
+        inner = dataclasses.replace(cfg, cache=dataclasses.replace(
+            cfg.cache, depth=cfg.cache.depth_max, dynamic_depth=False, max_translation_m=math.inf,
+            max_rotation_deg=math.inf, translation_per_depth=0.0))
+        frame = render_views(derived, views, inner, backend, cache.gaussians, tile_mask)
+    else:
+        frame = render_views(derived, views, cfg, backend, None, tile_mask)
     times = dataclasses.replace(frame.times, derive_ms=derive_ms)
     stats = None
     if temporal:
         depth = cache.frames.depth(cfg.cache)
         hit = reason is None
-        stats = CacheStats(True, hit, reason, entry.age, depth, ("derive",) if hit else (),
-                           entry.derive_ms if hit else 0.0, derived.nbytes + entry.lod.numel())
+        reused, saved = ("derive",) if hit else (), entry.derive_ms if hit else 0.0
+        if hit and frame.cache is not None and frame.cache.hit:
+            reused, saved = reused + frame.cache.stage_hits, saved + frame.cache.time_saved_ms
+        stats = CacheStats(True, hit, reason, entry.age, depth, reused, saved,
+                           derived.nbytes + entry.lod.numel() + (frame.cache.cache_bytes if frame.cache else 0))
         if cache.frames.controller is not None:
             cache.frames.controller.update(times.total_ms)
         cache.frames.totals.add(stats)

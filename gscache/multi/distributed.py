@@ -75,7 +75,12 @@ class RankDevice:
 
 
 def serve(renderer) -> None:
-    """A device rank's loop: render the frames rank 0 sends until it says stop."""
+    """A device rank's loop: render the frames rank 0 sends until it says stop.
+
+    Fault injection (tests): GSCACHE_FAULT=raise|hang with GSCACHE_FAULT_FRAME=N makes frame N
+    fail or never be answered."""
+    fault = os.environ.get("GSCACHE_FAULT")
+    fault_frame = int(os.environ.get("GSCACHE_FAULT_FRAME", "0"))
     while True:
         box = [None]
         dist.recv_object_list(box, src=0)
@@ -87,6 +92,10 @@ def serve(renderer) -> None:
             continue
         _, frame_id, rig, bands = msg
         try:
+            if fault and frame_id == fault_frame:
+                if fault == "hang":
+                    time.sleep(3600)
+                raise RuntimeError("injected fault")
             reply = ("result", frame_id, render_share(renderer, rig, bands))
         except Exception as exc:  # reported to rank 0, which re-renders the bands
             reply = ("error", frame_id, f"{type(exc).__name__}: {exc}")
@@ -133,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         multi.add_devices([RankDevice(r) for r in range(1, world)])
         single = Renderer(scene, cfg) if args.check else None
         names = multi.names
-        times, balance, identical = [], [], True
+        times, balance, identical, recovered = [], [], True, 0
         try:
             for pose in traj.T_world_head:
                 rig = template.with_pose(pose)
                 frame = multi.render(rig)
                 times.append(frame.schedule.wall_ms)
+                recovered += frame.schedule.recovered_ms > 0
                 balance.append(frame.schedule.balance)
                 if single is not None:
                     identical &= torch.equal(frame.rgb, single.render(rig).rgb)
@@ -147,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = times[2:] or times
         print(f"ranks {world}: median {statistics.median(warm):.1f} ms per stereo frame "
               f"({1000 / statistics.median(warm):.2f} FPS), balance slowest/mean {statistics.median(balance):.2f}, "
-              f"devices {names}")
+              f"devices {names}, frames with re-rendered bands {recovered}")
         if single is not None:
             print("split frames identical to the single-process render" if identical else "MISMATCH")
         return 0 if identical else 1
