@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import io
-import math
 import os
 import time
 import warnings
@@ -27,7 +26,8 @@ from ..config import RenderConfig
 from ..errors import GscacheError
 from ..scene.record import Scene
 from ..scene.structured import AnchorMLPs, StructuredScene
-from .plan import Band
+from ..stages.bin import tile_grid
+from .plan import Band, band_mask
 
 
 class DeviceFailed(GscacheError):
@@ -52,23 +52,11 @@ class ShareResult:
     cache: object = None
 
 
-def tile_grid(rig: StereoRig, tile_px: int) -> tuple[int, int]:
-    return math.ceil(rig.width / tile_px), math.ceil(rig.height / tile_px)
-
-
-def band_mask(bands, n_eyes: int, tiles_x: int, tiles_y: int) -> torch.Tensor:
-    """[E, tiles_y * tiles_x] bool of the tiles of ``bands``."""
-    mask = torch.zeros(n_eyes, tiles_y, tiles_x, dtype=torch.bool)
-    for b in bands:
-        mask[b.eye, b.row0:b.row1] = True
-    return mask.reshape(n_eyes, -1)
-
-
 def render_share(renderer, rig: StereoRig, bands: tuple[Band, ...]) -> ShareResult:
     """Render ``rig`` with ``renderer``, rasterizing only ``bands``; returns their pixel rows."""
     start = time.perf_counter()
     tile_px = renderer.config.bin.tile_px
-    tiles_x, tiles_y = tile_grid(rig, tile_px)
+    tiles_x, tiles_y = tile_grid(rig, renderer.config.bin)
     frame = renderer.render(rig, tile_mask=band_mask(bands, 2, tiles_x, tiles_y))
     rows = []
     for b in bands:

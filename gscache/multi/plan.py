@@ -59,12 +59,13 @@ class TilePlan:
         mean = sum(times) / len(times) if times else 0.0
         return max(times) / mean if mean > 0 else 1.0
 
-    def tile_mask(self, device: int, n_eyes: int, tiles_x: int, tiles_y: int) -> Tensor:
-        """[E, tiles_y * tiles_x] bool: the tiles of ``device``."""
-        mask = torch.zeros(n_eyes, tiles_y, tiles_x, dtype=torch.bool)
-        for band in self.bands[device]:
-            mask[band.eye, band.row0:band.row1] = True
-        return mask.reshape(n_eyes, tiles_y * tiles_x)
+
+def band_mask(bands, n_eyes: int, tiles_x: int, tiles_y: int) -> Tensor:
+    """[E, tiles_y * tiles_x] bool: the tiles of ``bands`` (one device's share)."""
+    mask = torch.zeros(n_eyes, tiles_y, tiles_x, dtype=torch.bool)
+    for band in bands:
+        mask[band.eye, band.row0:band.row1] = True
+    return mask.reshape(n_eyes, tiles_y * tiles_x)
 
 
 def row_costs(tile_costs: Tensor, tiles_x: int, tiles_y: int) -> Tensor:

@@ -18,7 +18,8 @@ from ..camera import StereoRig
 from ..config import RenderConfig
 from ..errors import GscacheError
 from ..records import Frame, Images, StageTimes
-from .devices import DeviceFailed, LocalDevice, ProcessDevice, ShareResult, render_share, tile_grid
+from ..stages.bin import tile_grid
+from .devices import DeviceFailed, LocalDevice, ProcessDevice, ShareResult, render_share
 from .elastic import ElasticController
 from .plan import TilePlan, plan_tiles, row_costs
 
@@ -174,7 +175,7 @@ class MultiDeviceRenderer:
         return [self.throughput[i] if self.measured[i] else guess for i in devices]
 
     def plan(self, rig: StereoRig, working: list[int]) -> TilePlan:
-        grid = tile_grid(rig, self.config.bin.tile_px)
+        grid = tile_grid(rig, self.config.bin)
         if self.last_costs is None or grid != self.grid:
             self.last_costs, self.grid = None, grid
             costs = torch.ones(2, grid[1])  # first frame (or a new resolution): no cost map yet

@@ -19,7 +19,8 @@ from ..records import DEPTH_BITS_MASK, TILE_KEY_SHIFT, Projected, TileBins
 
 
 def tile_grid(views: ViewBatch, cfg: BinConfig) -> tuple[int, int]:
-    """(tiles_x, tiles_y) covering the image."""
+    """(tiles_x, tiles_y) covering the image (``views``: anything with width and height, e.g. a
+    ViewBatch or a StereoRig)."""
     return math.ceil(views.width / cfg.tile_px), math.ceil(views.height / cfg.tile_px)
 
 

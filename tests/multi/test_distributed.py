@@ -19,38 +19,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_ranks_render_the_single_process_frames(tmp_path):
+def _launch_two_ranks(tmp_path, timeout_s: int, rank1_env: dict | None = None) -> list[subprocess.Popen]:
     path = tmp_path / "scene.ply"
     save_scene(random_scene(2000, seed=9, sh_degree=1), path)
     port = _free_port()
     procs = []
     for rank in (0, 1):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+                   MASTER_PORT=str(port), OMP_NUM_THREADS="1", **(rank1_env if rank == 1 and rank1_env else {}))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "gscache.multi.distributed", str(path), "--frames", "4", "--size", "64x48",
-             "--backend", "cpu", "--timeout", "60", "--check"],
+             "--backend", "cpu", "--timeout", str(timeout_s), "--check"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def test_two_gloo_ranks_render_the_single_process_frames(tmp_path):
+    procs = _launch_two_ranks(tmp_path, 60)
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert procs[1].returncode == 0, outs[1]
     assert procs[0].returncode == 0, outs[0]
     assert "identical to the single-process render" in outs[0] and "rank1" in outs[0]
+    assert "frames with re-rendered bands 0" in outs[0]
 
 
 def test_a_rank_that_stops_answering_is_dropped_and_its_bands_rerendered(tmp_path):
-    path = tmp_path / "scene.ply"
-    save_scene(random_scene(1500, seed=4, sh_degree=0), path)
-    port = _free_port()
-    procs = []
-    for rank in (0, 1):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        if rank == 1:
-            env.update(GSCACHE_FAULT="hang", GSCACHE_FAULT_FRAME="2")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gscache.multi.distributed", str(path), "--frames", "4", "--size", "64x48",
-             "--backend", "cpu", "--timeout", "5", "--check"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    procs = _launch_two_ranks(tmp_path, 5, {"GSCACHE_FAULT": "hang", "GSCACHE_FAULT_FRAME": "2"})
     try:
         out = procs[0].communicate(timeout=120)[0]
     finally:
