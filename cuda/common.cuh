@@ -1,5 +1,16 @@
 // gscache shared math: compiled by nvcc and NVRTC for the GPU (cuda backend) and by the host C++
-// compiler for the CPU (cpu backend), so the CPU tests exercise the GPU's arithmetic.
+// compiler for the CPU (cpu backend, and the SIMT emulation of the kernels: simt.hpp).
+//
+// One arithmetic, two kinds of host path (what the tests hold each to):
+//   * The kernels of cuda/*.cu run these device functions on the GPU, and the same code on the
+//     host under the SIMT emulation (backend "cuda-sim"), so every function here, and every
+//     kernel, executes in CI and is compared with the torch reference.
+//   * host.cpp (backend "cpu") calls the same functions for cull, shade, project and the tile
+//     rectangles, but keeps two separate, faster implementations: its rasterizer blends with a
+//     vectorised loop over pixel rows (it inlines gs_splat_alpha but re-states gs_blend's rule)
+//     and binning by a counting sort without a key sort; its derivation evaluates four anchors
+//     at once (mlp_eval4) instead of gs_mlp_eval. Those are tested against the reference as
+//     implementations of their own.
 //
 // Conventions (as gscache/camera.py and gscache/records.py):
 //   * OpenCV camera axes (x right, y down, z forward); viewmat = T_cam_world, row-major 4x4.
@@ -27,6 +38,14 @@ using std::isfinite;
 
 #define GS_TILE_KEY_SHIFT 32
 
+// Dynamic shared memory of a kernel: `extern __shared__` on the GPU; under the SIMT emulation
+// (simt.hpp) the block's buffer, allocated by the emulator per block.
+#if defined(GS_SIMT)
+#define GS_DYNAMIC_SHARED(T, name) T* name = static_cast<T*>(gs_simt::dynamic_shared())
+#else
+#define GS_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 // Real SH constants, as gscache/sh.py (basis and signs of Inria's 3DGS).
 #define GS_SH_C0 0.28209479177387814f
 #define GS_SH_C1 0.4886025119029199f
@@ -46,6 +65,10 @@ using std::isfinite;
 // The Jacobian of the projection is evaluated at most 30% beyond the image border.
 #define GS_FOV_CLAMP 1.3f
 
+// Floats per splat in rasterize_kernel's shared-memory batch (centre 2, conic 3, opacity 1,
+// colour 3, depth 1): the launch asks for tile_px^2 * GS_SPLAT_FLOATS * 4 bytes.
+#define GS_SPLAT_FLOATS 10
+
 // One view of the batch: T_cam_world (rows 0..2 of the 4x4), intrinsics and image size.
 struct GsView {
     float R[9];  // row-major rotation of T_cam_world
@@ -53,6 +76,102 @@ struct GsView {
     float fx, fy, cx, cy;
     int width, height;
     float near_m, far_m;
+};
+
+// ---- Launch parameters -------------------------------------------------------------------
+// One struct per kernel family, passed by value (as nvdiffrast's rasterize.h does), filled by
+// the cuda backend (a CuPy launch), the cpu library (host.cpp, by pointer) and the SIMT
+// emulation alike, and mirrored once in Python (gscache/backends/_params.py; a test compares
+// every field's offset and the size). Pointers are device addresses on the GPU, host ones
+// otherwise; pointers come first, then 64-bit and 32-bit scalars, so no layout has hidden padding.
+// Shapes (contiguous, row-major; E views, N scene Gaussians, V visible, K SH coefficients, I
+// intersections, T tiles per view) are in the comment of each kernel's file.
+
+struct GsCullParams {  // host.cpp only: the cuda backend culls with the torch reference
+    const float* means;
+    const float* scales;
+    const GsView* views;
+    unsigned char* keep;
+    long long N;
+    int E;
+    float eps2d, extent_sigma, margin_px;
+};
+
+struct GsShadeParams {
+    const float* means;
+    const float* quats;
+    const float* scales;
+    const float* sh;
+    const float* positions;
+    float* covars;
+    float* colors;
+    int E, V, K, degree;
+};
+
+struct GsProjectParams {
+    const float* means;
+    const float* covars;
+    const GsView* views;
+    float* means2d;
+    float* conics;
+    float* depths;
+    int* radii;
+    int E, V;
+    float eps2d, extent_sigma;
+};
+
+struct GsBinParams {
+    const float* means2d;      // [E*V,2]
+    const int* radii;          // [E*V,2]
+    const float* depths;       // [E*V]
+    int* counts;               // [E*V]: written by the count kernel, read by host.cpp's sorted binning
+    const long long* offsets;  // [E*V]: where each (view, Gaussian)'s keys start (emit)
+    long long* keys;           // [I]: written by emit, read (sorted) by tile_ranges
+    int* ids;                  // [I]: emit: flat ids eye * V + gaussian; host.cpp: gaussian ids 0..V-1
+    int* ranges;               // [E*T,2]: written by tile_ranges
+    long long n_isect;         // I
+    int E, V, tile_px, tiles_x, tiles_y;
+    int shared_depth;          // host.cpp: one depth order for every view
+};
+
+struct GsRasterParams {
+    const float* means2d;       // [E*V,2]
+    const float* conics;        // [E*V,3]
+    const float* opacities;     // [V]
+    const float* colors;        // [E*V,3]
+    const float* depths;        // [E*V]
+    const int* gaussian_ids;    // [I] in key order, 0..V-1
+    const int* ranges;          // [E*T,2]
+    const float* background;    // [3]
+    float* out_rgb;             // [E,H,W,3]
+    float* out_alpha;           // [E,H,W]
+    float* out_depth;           // [E,H,W]
+    int E, V, tile_px, tiles_x, tiles_y, width, height;
+    float alpha_max, alpha_min, t_min;
+};
+
+struct GsDeriveParams {
+    const long long* ids;       // [n] visible anchors
+    const float* anchors;       // [A,3]
+    const float* features;      // [A,F]
+    const float* levels;        // [A]
+    const float* offsets;       // [A,k,3]
+    const float* scales;        // [A,6]
+    const float* viewpoint;     // [3]
+    const int* layers;          // [L,4]
+    const int* mlps;            // [9]
+    const float* weights;       // [W]
+    float* opac;                // [n,k]: written by count, read by emit
+    int* counts;                // [n]: written by count, read by emit
+    const long long* starts;    // [n]: exclusive prefix sum of counts (emit)
+    float* means;               // [M,3]
+    float* quats;               // [M,4]
+    float* out_scales;          // [M,3]
+    float* opacities;           // [M]
+    float* sh;                  // [M,1,3]
+    long long n;
+    int F, k, add_level;
+    int n_weights, use_shared;  // cuda: copy the weights to shared memory when use_shared is 1
 };
 
 GS_HD unsigned int gs_float_bits(float f) {
@@ -213,6 +332,21 @@ GS_HD int gs_tile_rect(float mx, float my, int rx, int ry, int tile_px, int tile
     hi[1] = gs_clamp_int((int)ceilf(my * inv + (float)ry * inv), 0, tiles_y);
     if (rx <= 0 || ry <= 0) return 0;
     return (hi[0] - lo[0]) * (hi[1] - lo[1]);
+}
+
+// The first index i in keys[0, n) (sorted by tile id, the key's high bits) whose tile is >= tile;
+// n when there is none. Tile ranges are [first(t), first(t + 1)), so an empty tile gets (k, k)
+// with k the number of intersections of the tiles before it (the contract in gscache/records.py).
+GS_HD long long gs_tile_lower_bound(const long long* keys, long long n, long long tile) {
+    long long lo = 0, hi = n;
+    while (lo < hi) {
+        const long long mid = lo + (hi - lo) / 2;
+        if ((keys[mid] >> GS_TILE_KEY_SHIFT) < tile)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 // exp(x) for the blending step. On the GPU the library expf; on the host a Cephes-style

@@ -1,5 +1,7 @@
 // Host entry points of the cpu backend: the math of common.cuh in OpenMP loops, behind a C ABI
-// that gscache/backends/cpu.py calls through ctypes.
+// that gscache/backends/cpu.py calls through ctypes, each taking the kernel's parameter struct
+// of common.cuh by pointer. The rasterizer, the sorted binning and the 4-anchor MLP are this
+// backend's own implementations (see the head of common.cuh); the rest calls the device functions.
 //
 // Contract (all arrays contiguous, row-major; E views, N scene Gaussians, V visible, K SH
 // coefficients, I intersections, T tiles per view):
@@ -29,7 +31,7 @@
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 2
+#define GS_ABI_VERSION 3
 
 extern "C" {
 
@@ -38,8 +40,13 @@ int gs_abi_version() { return GS_ABI_VERSION; }
 // sizeof(GsView), so the wrapper can check that its ctypes mirror has the same layout.
 int gs_view_size() { return (int)sizeof(GsView); }
 
-void gs_cull_cpu(int E, int64_t N, const float* means, const float* scales, const GsView* views, float eps2d,
-                 float extent_sigma, float margin_px, unsigned char* keep) {
+void gs_cull_cpu(const GsCullParams* p) {
+    const int E = p->E;
+    const int64_t N = p->N;
+    const float *means = p->means, *scales = p->scales;
+    const GsView* views = p->views;
+    const float eps2d = p->eps2d, extent_sigma = p->extent_sigma, margin_px = p->margin_px;
+    unsigned char* keep = p->keep;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; ++i) {
         const float* s = scales + 3 * i;
@@ -50,22 +57,29 @@ void gs_cull_cpu(int E, int64_t N, const float* means, const float* scales, cons
     }
 }
 
-void gs_shade_cpu(int E, int V, int K, int degree, const float* means, const float* quats, const float* scales,
-                  const float* sh, const float* positions, float* covars, float* colors) {
+void gs_shade_cpu(const GsShadeParams* p) {
+    const int E = p->E, V = p->V, K = p->K, degree = p->degree;
+    const float *means = p->means, *quats = p->quats, *scales = p->scales, *sh = p->sh, *positions = p->positions;
+    float *covars = p->covars, *colors = p->colors;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < V; ++i) {
         gs_quat_scale_to_covar(quats + 4 * i, scales + 3 * i, covars + 6 * i);
         for (int e = 0; e < E; ++e) {
-            const float* p = means + 3 * i;
+            const float* m = means + 3 * i;
             const float* o = positions + 3 * e;
-            gs_eval_sh(degree, sh + (int64_t)K * 3 * i, p[0] - o[0], p[1] - o[1], p[2] - o[2],
+            gs_eval_sh(degree, sh + (int64_t)K * 3 * i, m[0] - o[0], m[1] - o[1], m[2] - o[2],
                        colors + 3 * ((int64_t)e * V + i));
         }
     }
 }
 
-void gs_project_cpu(int E, int V, const float* means, const float* covars, const GsView* views, float eps2d,
-                    float extent_sigma, float* means2d, float* conics, float* depths, int* radii) {
+void gs_project_cpu(const GsProjectParams* p) {
+    const int E = p->E, V = p->V;
+    const float *means = p->means, *covars = p->covars;
+    const GsView* views = p->views;
+    const float eps2d = p->eps2d, extent_sigma = p->extent_sigma;
+    float *means2d = p->means2d, *conics = p->conics, *depths = p->depths;
+    int* radii = p->radii;
     for (int e = 0; e < E; ++e) {
         const GsView view = views[e];
 #pragma omp parallel for simd schedule(static)
@@ -77,8 +91,12 @@ void gs_project_cpu(int E, int V, const float* means, const float* covars, const
     }
 }
 
-void gs_bin_count_cpu(int64_t EV, const float* means2d, const int* radii, int tile_px, int tiles_x, int tiles_y,
-                      int* counts) {
+void gs_bin_count_cpu(const GsBinParams* p) {
+    const int64_t EV = (int64_t)p->E * p->V;
+    const float* means2d = p->means2d;
+    const int* radii = p->radii;
+    const int tile_px = p->tile_px, tiles_x = p->tiles_x, tiles_y = p->tiles_y;
+    int* counts = p->counts;
 #pragma omp parallel for schedule(static)
     for (int64_t f = 0; f < EV; ++f) {
         int lo[2], hi[2];
@@ -113,9 +131,13 @@ static std::vector<uint32_t> depth_order(const float* z, int V) {
 // every view, as with parallel eyes), then emitted in that order into per-tile slots found by a
 // counting sort over tile ids. Each tile's run is then in depth order with ties in index order:
 // exactly the order a stable sort of the (tile, depth) keys gives.
-void gs_bin_sorted_cpu(int E, int V, const float* means2d, const int* radii, const float* depths, const int* counts,
-                       int tile_px, int tiles_x, int tiles_y, int shared_depth, int64_t* keys, int* gaussian_ids,
-                       int* ranges) {
+void gs_bin_sorted_cpu(const GsBinParams* p) {
+    const int E = p->E, V = p->V, tile_px = p->tile_px, tiles_x = p->tiles_x, tiles_y = p->tiles_y;
+    const int shared_depth = p->shared_depth;
+    const float *means2d = p->means2d, *depths = p->depths;
+    const int *radii = p->radii, *counts = p->counts;
+    int64_t* keys = reinterpret_cast<int64_t*>(p->keys);
+    int *gaussian_ids = p->ids, *ranges = p->ranges;
     const int64_t T = (int64_t)tiles_x * tiles_y;
     // Tiles per view are disjoint, so the views are binned in parallel (the two eyes of a frame).
     std::vector<int64_t> cursor(E * T + 1, 0);
@@ -208,9 +230,15 @@ static float* mlp_eval4(const int* layers, int first, int count, const float* we
 extern "C" {
 
 // Anchors go in groups of four (a short last group repeats its last anchor, computed and dropped).
-void gs_derive_count_cpu(int64_t n, const int64_t* ids, const float* anchors, const float* features,
-                         const float* levels, int F, int k, const float* viewpoint, int add_level, const int* layers,
-                         const int* mlps, const float* weights, float* opac, int* counts) {
+void gs_derive_count_cpu(const GsDeriveParams* p) {
+    const int64_t n = p->n;
+    const int64_t* ids = reinterpret_cast<const int64_t*>(p->ids);
+    const float *anchors = p->anchors, *features = p->features, *levels = p->levels, *viewpoint = p->viewpoint;
+    const int F = p->F, k = p->k, add_level = p->add_level;
+    const int *layers = p->layers, *mlps = p->mlps;
+    const float* weights = p->weights;
+    float* opac = p->opac;
+    int* counts = p->counts;
 #pragma omp parallel for schedule(dynamic, 64)
     for (int64_t g = 0; g < n; g += 4) {
         float X[4][GS_MLP_ROW], Y[4][GS_MLP_ROW];
@@ -232,11 +260,15 @@ void gs_derive_count_cpu(int64_t n, const int64_t* ids, const float* anchors, co
     }
 }
 
-void gs_derive_emit_cpu(int64_t n, const int64_t* ids, const float* anchors, const float* offsets,
-                        const float* features, const float* scales, const float* levels, int F, int k,
-                        const float* viewpoint, int add_level, const int* layers, const int* mlps,
-                        const float* weights, const float* opac, const int* counts, const int64_t* starts,
-                        float* means, float* quats, float* out_scales, float* opacities, float* sh) {
+void gs_derive_emit_cpu(const GsDeriveParams* p) {
+    const int64_t n = p->n;
+    const int64_t* ids = reinterpret_cast<const int64_t*>(p->ids);
+    const int64_t* starts = reinterpret_cast<const int64_t*>(p->starts);
+    const float *anchors = p->anchors, *offsets = p->offsets, *features = p->features, *scales = p->scales;
+    const float *levels = p->levels, *viewpoint = p->viewpoint, *weights = p->weights, *opac = p->opac;
+    const int F = p->F, k = p->k, add_level = p->add_level;
+    const int *layers = p->layers, *mlps = p->mlps, *counts = p->counts;
+    float *means = p->means, *quats = p->quats, *out_scales = p->out_scales, *opacities = p->opacities, *sh = p->sh;
 #pragma omp parallel for schedule(dynamic, 64)
     for (int64_t g = 0; g < n; g += 4) {
         bool any = false;
@@ -417,11 +449,14 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
     return evaluations;
 }
 
-extern "C" int64_t gs_rasterize_cpu(int E, int V, const float* means2d, const float* conics, const float* opacities,
-                                    const float* colors, const float* depths, const int* gaussian_ids,
-                                    const int* ranges, int tile_px, int tiles_x, int tiles_y, int width, int height,
-                                    float alpha_max, float alpha_min, float t_min, const float* background,
-                                    float* out_rgb, float* out_alpha, float* out_depth) {
+extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
+    const int E = p->E, V = p->V, tile_px = p->tile_px, tiles_x = p->tiles_x, tiles_y = p->tiles_y;
+    const int width = p->width, height = p->height;
+    const float alpha_max = p->alpha_max, alpha_min = p->alpha_min, t_min = p->t_min;
+    const float *means2d = p->means2d, *conics = p->conics, *opacities = p->opacities, *colors = p->colors;
+    const float *depths = p->depths, *background = p->background;
+    const int *gaussian_ids = p->gaussian_ids, *ranges = p->ranges;
+    float *out_rgb = p->out_rgb, *out_alpha = p->out_alpha, *out_depth = p->out_depth;
     // One view at a time: its packed splats (V records) stay small enough for the caches, where
     // both eyes' records together would not for large scenes (measured on the 500k-Gaussian scene).
     const int64_t T = (int64_t)tiles_x * tiles_y, HW = (int64_t)height * width;

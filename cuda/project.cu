@@ -1,6 +1,6 @@
 // Project: EWA splatting of every visible Gaussian into every view.
 //
-// Contract (contiguous, row-major):
+// Contract (GsProjectParams, contiguous, row-major):
 //   means    f32[V,3]      world-space centres
 //   covars   f32[V,6]      world-space covariance, upper triangle
 //   views    GsView[E]     (common.cuh) T_cam_world rotation/translation, intrinsics, size, clip
@@ -11,14 +11,10 @@
 // One thread per (view, Gaussian); grid = ceil(E * V / blockDim.x).
 #include "common.cuh"
 
-extern "C" __global__ void project_kernel(int E, int V, const float* __restrict__ means,
-                                          const float* __restrict__ covars, const GsView* __restrict__ views,
-                                          float eps2d, float extent_sigma, float* __restrict__ means2d,
-                                          float* __restrict__ conics, float* __restrict__ depths,
-                                          int* __restrict__ radii) {
+extern "C" __global__ void project_kernel(const GsProjectParams p) {
     const long long f = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (f >= (long long)E * V) return;
-    const long long e = f / V, i = f % V;
-    gs_project(means + 3 * i, covars + 6 * i, views[e], eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
-               depths + f, radii + 2 * f);
+    if (f >= (long long)p.E * p.V) return;
+    const long long e = f / p.V, i = f % p.V;
+    gs_project(p.means + 3 * i, p.covars + 6 * i, p.views[e], p.eps2d, p.extent_sigma, p.means2d + 2 * f,
+               p.conics + 3 * f, p.depths + f, p.radii + 2 * f);
 }

@@ -37,11 +37,15 @@ class BackendUnavailable(Exception):
 
 
 _FACTORIES: dict[str, Callable[[], Backend]] = {}
+_NOT_AUTO: set[str] = set()
 
 
-def register(name: str, factory: Callable[[], Backend]) -> None:
-    """Register ``factory`` under ``name``. Registration order is the "auto" preference order."""
+def register(name: str, factory: Callable[[], Backend], auto: bool = True) -> None:
+    """Register ``factory`` under ``name``. Registration order is the "auto" preference order;
+    ``auto=False`` keeps a backend out of "auto" (it is only used by name)."""
     _FACTORIES[name] = factory
+    if not auto:
+        _NOT_AUTO.add(name)
 
 
 def _torch_backend() -> Backend:
@@ -62,6 +66,12 @@ def _cuda_backend() -> Backend:
     return make_backend()
 
 
+def _cuda_sim_backend() -> Backend:
+    from .simt import make_backend
+
+    return make_backend()
+
+
 def _gsplat_backend() -> Backend:
     from .gsplat_backend import make_backend
 
@@ -73,6 +83,8 @@ register("cuda", _cuda_backend)
 register("gsplat", _gsplat_backend)
 register("cpu", _cpu_backend)
 register("torch", _torch_backend)
+# The cuda kernels under the SIMT emulation: for tests and kernel development, far slower than cpu.
+register("cuda-sim", _cuda_sim_backend, auto=False)
 
 
 def available() -> dict[str, str]:
@@ -91,6 +103,8 @@ def get(name: str, device_type: str = "cpu") -> Backend:
     """The backend called ``name`` for tensors on ``device_type`` ("auto": the fastest that fits)."""
     if name == "auto":
         for candidate in _FACTORIES:
+            if candidate in _NOT_AUTO:
+                continue
             try:
                 backend = _FACTORIES[candidate]()
             except BackendUnavailable:

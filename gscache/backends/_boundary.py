@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..camera import ViewBatch
+from ._params import GsView
 
 
 def check(t: Tensor, name: str, dtype: torch.dtype, device_type: str, shape: tuple | None = None) -> Tensor:
@@ -21,18 +22,6 @@ def check(t: Tensor, name: str, dtype: torch.dtype, device_type: str, shape: tup
     if not t.is_contiguous():
         raise ValueError(f"{name}: expected a contiguous tensor")
     return t
-
-
-class GsView(ctypes.Structure):
-    """Mirror of ``struct GsView`` in cuda/common.cuh (field order and types must match)."""
-
-    _fields_ = [
-        ("R", ctypes.c_float * 9),
-        ("t", ctypes.c_float * 3),
-        ("fx", ctypes.c_float), ("fy", ctypes.c_float), ("cx", ctypes.c_float), ("cy", ctypes.c_float),
-        ("width", ctypes.c_int), ("height", ctypes.c_int),
-        ("near_m", ctypes.c_float), ("far_m", ctypes.c_float),
-    ]
 
 
 def gs_views(views: ViewBatch) -> "ctypes.Array[GsView]":

@@ -1,5 +1,6 @@
 """Finds the kernel sources and builds them: a host library for the cpu backend (system C++
-compiler, cached by source hash) and CuPy RawModules for the cuda backend (one per file,
+compiler, cached by source hash), the SIMT emulation library of the cuda kernels (the same
+compiler, optionally with a sanitizer) and CuPy RawModules for the cuda backend (one per file,
 options and device)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -37,17 +39,16 @@ def host_compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
 
 
-@functools.lru_cache(maxsize=None)
-def host_library() -> ctypes.CDLL:
-    """Build (once per source hash) and load the cpu backend's shared library."""
+def _build(stem: str, inputs: list[bytes], flags: list[str], sources: list[str]) -> Path:
+    """The shared library built from ``sources`` with ``flags``, cached under cache_dir() by the
+    hash of ``inputs``, the command and the compiler's version."""
     cxx = host_compiler()
     if cxx is None:
         raise BuildError("no C++ compiler found (set CXX, or install g++)")
-    src = kernel_dir()
     digest = hashlib.sha256()
-    for name in HOST_SOURCES:
-        digest.update((src / name).read_bytes())
-    digest.update(" ".join((cxx,) + HOST_FLAGS).encode())
+    for data in inputs:
+        digest.update(hashlib.sha256(data).digest())
+    digest.update(" ".join([cxx, *flags]).encode())
     try:
         version = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -55,21 +56,97 @@ def host_library() -> ctypes.CDLL:
     digest.update(version.encode())
     out_dir = cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    lib = out_dir / f"libgscache_cpu-{digest.hexdigest()[:16]}.so"
+    lib = out_dir / f"{stem}-{digest.hexdigest()[:16]}.so"
     if not lib.exists():
         # Build beside the target and rename, so concurrent builds never load a half-written file.
         fd, tmp = tempfile.mkstemp(prefix=lib.stem, suffix=".so.tmp", dir=out_dir)
         os.close(fd)
-        cmd = [cxx, *HOST_FLAGS, "-o", tmp, str(src / "host.cpp")]
+        cmd = [cxx, *flags, "-o", tmp, *sources]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
             if proc.returncode != 0:
-                raise BuildError(f"compiling the cpu kernels failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
+                raise BuildError(f"compiling {stem} failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
             os.replace(tmp, lib)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+    return lib
+
+
+@functools.lru_cache(maxsize=None)
+def host_library() -> ctypes.CDLL:
+    """Build (once per source hash) and load the cpu backend's shared library."""
+    src = kernel_dir()
+    lib = _build("libgscache_cpu", [(src / name).read_bytes() for name in HOST_SOURCES], list(HOST_FLAGS),
+                 [str(src / "host.cpp")])
     return ctypes.CDLL(str(lib))
+
+
+# ---- SIMT emulation of the cuda kernels -----------------------------------------------------
+SIMT_SOURCES = ("simt.hpp", "simt.cpp", "common.cuh")
+SIMT_DEFINES = ("-D__CUDACC__", "-D__CUDA_ARCH__=800", "-DGS_SIMT")
+SIMT_FLAGS = {
+    # No -march=native and no -ffast-math: plain IEEE single precision, no contracted multiply-adds.
+    None: ("-O2",),
+    # AddressSanitizer (global and shared-memory overruns, use after free) with UBSan.
+    "address": ("-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+                "-fno-sanitize-recover=undefined"),
+    # ThreadSanitizer: races between the emulated threads of a block (free-running schedule).
+    "thread": ("-O1", "-g", "-fsanitize=thread"),
+}
+_KERNEL_RE = re.compile(r'extern "C" __global__ void (\w+)\(const (\w+) p\)')
+
+
+def simt_kernels(src: Path | None = None) -> dict[str, tuple[str, str]]:
+    """Every kernel of the .cu files: name -> (file stem, parameter struct). Every kernel takes
+    exactly one parameter struct by value (the rule of common.cuh); one that does not is an error."""
+    src = src or kernel_dir()
+    out = {}
+    for path in sorted(src.glob("*.cu")):
+        text = path.read_text()
+        found = _KERNEL_RE.findall(text)
+        if len(found) != text.count("__global__ void"):
+            raise BuildError(f"{path.name}: every kernel must take one parameter struct, `(const GsXParams p)`")
+        for name, struct in found:
+            out[name] = (path.stem, struct)
+    return out
+
+
+def _simt_launchers(kernels: dict[str, tuple[str, str]]) -> str:
+    """The generated translation unit: every .cu file, and one exported C launcher per kernel."""
+    lines = ["// Generated by gscache/backends/_loader.py: the kernels and their SIMT launchers."]
+    lines += [f'#include "{stem}.cu"' for stem in sorted({stem for stem, _ in kernels.values()})]
+    for name, (_, struct) in sorted(kernels.items()):
+        lines.append(f"static void gs_run_{name}(const void* p) {{ {name}(*static_cast<const {struct}*>(p)); }}")
+        lines.append(f'extern "C" int gs_simt_launch_{name}(const gs_simt::LaunchConfig* c, const void* p) '
+                     f"{{ return gs_simt::launch(*c, gs_run_{name}, p); }}")
+    return "\n".join(lines) + "\n"
+
+
+def simt_library(sanitize: str | None = None, src: Path | None = None) -> tuple[ctypes.CDLL, dict]:
+    """Build (once per source hash) and load the SIMT emulation of the kernels in ``src`` (the
+    installed cuda/ by default; the mutation check passes a mutated copy). Returns the library and
+    simt_kernels(src)."""
+    if sanitize not in SIMT_FLAGS:
+        raise BuildError(f"sanitize: expected one of {[k for k in SIMT_FLAGS if k]} or None, got {sanitize!r}")
+    return _simt_library(sanitize, str(src or kernel_dir()))
+
+
+@functools.lru_cache(maxsize=None)
+def _simt_library(sanitize: str | None, src_dir: str) -> tuple[ctypes.CDLL, dict]:
+    src = Path(src_dir)
+    kernels = simt_kernels(src)
+    generated = _simt_launchers(kernels)
+    inputs = [generated.encode()] + [(src / n).read_bytes() for n in SIMT_SOURCES]
+    inputs += [(src / f"{stem}.cu").read_bytes() for stem in sorted({s for s, _ in kernels.values()})]
+    with tempfile.TemporaryDirectory() as tmp:
+        gen = Path(tmp) / "simt_kernels.cpp"
+        gen.write_text(generated)
+        flags = ["-std=c++20", "-shared", "-fPIC", "-pthread", *SIMT_DEFINES, f"-I{src}", "-include",
+                 str(src / "simt.hpp"), *SIMT_FLAGS[sanitize]]
+        suffix = f"-{sanitize}" if sanitize else ""
+        lib = _build(f"libgscache_simt{suffix}", inputs, flags, [str(gen), str(src / "simt.cpp")])
+    return ctypes.CDLL(str(lib)), kernels
 
 
 @functools.lru_cache(maxsize=None)

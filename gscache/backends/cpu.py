@@ -18,28 +18,28 @@ from ..sh import sh_degree_of
 from ..stages.bin import tile_grid
 from ..stages.cull import select_visible
 from . import Backend, BackendUnavailable
-from ._boundary import GsView, check, gs_views
+from ._boundary import check, gs_views
 from ._loader import BuildError, host_library
 from ._mlp import packed_mlps
+from ._params import (GsBinParams, GsCullParams, GsDeriveParams, GsProjectParams, GsRasterParams,
+                      GsShadeParams, GsView, fill)
 
-P = ctypes.c_void_p
-I32 = ctypes.c_int
-I64 = ctypes.c_int64
-F32 = ctypes.c_float
-
+_P = ctypes.c_void_p
+# Every entry point takes its kernel's parameter struct (cuda/common.cuh) by pointer.
 _SIGNATURES = {
-    "gs_abi_version": ([], I32),
-    "gs_view_size": ([], I32),
-    "gs_cull_cpu": ([I32, I64, P, P, ctypes.POINTER(GsView), F32, F32, F32, P], None),
-    "gs_shade_cpu": ([I32, I32, I32, I32, P, P, P, P, P, P, P], None),
-    "gs_project_cpu": ([I32, I32, P, P, ctypes.POINTER(GsView), F32, F32, P, P, P, P], None),
-    "gs_bin_count_cpu": ([I64, P, P, I32, I32, I32, P], None),
-    "gs_bin_sorted_cpu": ([I32, I32, P, P, P, P, I32, I32, I32, I32, P, P, P], None),
-    "gs_rasterize_cpu": ([I32, I32, P, P, P, P, P, P, P, I32, I32, I32, I32, I32, F32, F32, F32, P, P, P, P], I64),
-    "gs_derive_count_cpu": ([I64, P, P, P, P, I32, I32, P, I32, P, P, P, P, P], None),
-    "gs_derive_emit_cpu": ([I64, P, P, P, P, P, P, I32, I32, P, I32, P, P, P, P, P, P, P, P, P, P, P], None),
+    "gs_abi_version": ([], ctypes.c_int),
+    "gs_view_size": ([], ctypes.c_int),
+    "gs_cull_cpu": ([_P], None),
+    "gs_shade_cpu": ([_P], None),
+    "gs_project_cpu": ([_P], None),
+    "gs_bin_count_cpu": ([_P], None),
+    "gs_bin_sorted_cpu": ([_P], None),
+    "gs_rasterize_cpu": ([_P], ctypes.c_int64),
+    "gs_derive_count_cpu": ([_P], None),
+    "gs_derive_emit_cpu": ([_P], None),
 }
-ABI_VERSION = 2
+ABI_VERSION = 3
+
 
 def _lib() -> ctypes.CDLL:
     """The host library with its signatures declared and its ABI checked (once per loaded library)."""
@@ -57,16 +57,18 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
-def _ptr(t: torch.Tensor) -> int:
-    return t.data_ptr()
+def _call(fn, params) -> int:
+    return fn(ctypes.addressof(params))
 
 
 def cull(scene: Scene, views: ViewBatch, cfg: CullConfig, project_cfg: ProjectConfig) -> Visible:
     check(scene.means, "scene.means", torch.float32, "cpu")
     check(scene.scales, "scene.scales", torch.float32, "cpu")
     keep = torch.empty(scene.count, dtype=torch.uint8)
-    _lib().gs_cull_cpu(views.n_views, scene.count, _ptr(scene.means), _ptr(scene.scales), gs_views(views),
-                       project_cfg.eps2d, project_cfg.extent_sigma, cfg.margin_px, _ptr(keep))
+    gs = gs_views(views)
+    _call(_lib().gs_cull_cpu, fill(GsCullParams, means=scene.means, scales=scene.scales, views=gs, keep=keep,
+                                   N=scene.count, E=views.n_views, eps2d=project_cfg.eps2d,
+                                   extent_sigma=project_cfg.extent_sigma, margin_px=cfg.margin_px))
     return select_visible(scene, keep.bool())
 
 
@@ -79,8 +81,9 @@ def shade(visible: Visible, views: ViewBatch, cfg: ShadeConfig) -> Shaded:
     positions = check(views.positions.contiguous(), "views.positions", torch.float32, "cpu", (E, 3))
     covars = torch.empty(V, 6)
     colors = torch.empty(E, V, 3)
-    _lib().gs_shade_cpu(E, V, K, degree, _ptr(visible.means), _ptr(visible.quats), _ptr(visible.scales),
-                        _ptr(visible.sh), _ptr(positions), _ptr(covars), _ptr(colors))
+    _call(_lib().gs_shade_cpu, fill(GsShadeParams, means=visible.means, quats=visible.quats, scales=visible.scales,
+                                    sh=visible.sh, positions=positions, covars=covars, colors=colors, E=E, V=V, K=K,
+                                    degree=degree))
     return Shaded(covars=covars, colors=colors)
 
 
@@ -92,8 +95,10 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
     conics = torch.empty(E, V, 3)
     depths = torch.empty(E, V)
     radii = torch.empty(E, V, 2, dtype=torch.int32)
-    _lib().gs_project_cpu(E, V, _ptr(visible.means), _ptr(shaded.covars), gs_views(views), cfg.eps2d,
-                          cfg.extent_sigma, _ptr(means2d), _ptr(conics), _ptr(depths), _ptr(radii))
+    gs = gs_views(views)
+    _call(_lib().gs_project_cpu, fill(GsProjectParams, means=visible.means, covars=shaded.covars, views=gs,
+                                      means2d=means2d, conics=conics, depths=depths, radii=radii, E=E, V=V,
+                                      eps2d=cfg.eps2d, extent_sigma=cfg.extent_sigma))
     return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
 
@@ -105,15 +110,15 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_dep
     check(projected.depths, "projected.depths", torch.float32, "cpu", (E, V))
     lib = _lib()
     counts = torch.empty(E, V, dtype=torch.int32)
-    lib.gs_bin_count_cpu(E * V, _ptr(projected.means2d), _ptr(projected.radii), cfg.tile_px, tiles_x, tiles_y,
-                         _ptr(counts))
+    grid = dict(E=E, V=V, tile_px=cfg.tile_px, tiles_x=tiles_x, tiles_y=tiles_y, shared_depth=int(shared_depth))
+    inputs = dict(means2d=projected.means2d, radii=projected.radii, depths=projected.depths, counts=counts, offsets=0)
+    _call(lib.gs_bin_count_cpu, fill(GsBinParams, **inputs, keys=0, ids=0, ranges=0, n_isect=0, **grid))
     n_isect = int(counts.sum(dtype=torch.int64))
     keys = torch.empty(n_isect, dtype=torch.int64)
     gaussian_ids = torch.empty(n_isect, dtype=torch.int32)
     ranges = torch.empty(E * tiles_x * tiles_y, 2, dtype=torch.int32)
-    lib.gs_bin_sorted_cpu(E, V, _ptr(projected.means2d), _ptr(projected.radii), _ptr(projected.depths), _ptr(counts),
-                          cfg.tile_px, tiles_x, tiles_y, int(shared_depth), _ptr(keys), _ptr(gaussian_ids),
-                          _ptr(ranges))
+    _call(lib.gs_bin_sorted_cpu, fill(GsBinParams, **inputs, keys=keys, ids=gaussian_ids, ranges=ranges,
+                                      n_isect=n_isect, **grid))
     return TileBins(
         isect_keys=keys,
         gaussian_ids=gaussian_ids,
@@ -138,11 +143,12 @@ def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: Tile
     rgb = torch.empty(E, H, W, 3)
     alpha = torch.empty(E, H, W)
     depth = torch.empty(E, H, W)
-    evaluations = _lib().gs_rasterize_cpu(
-        E, V, _ptr(projected.means2d), _ptr(projected.conics), _ptr(visible.opacities), _ptr(shaded.colors),
-        _ptr(projected.depths), _ptr(bins.gaussian_ids), _ptr(bins.tile_ranges), bins.tile_px, bins.tiles_x,
-        bins.tiles_y, W, H, cfg.alpha_max, cfg.alpha_min, cfg.transmittance_min, _ptr(background), _ptr(rgb),
-        _ptr(alpha), _ptr(depth))
+    evaluations = _call(_lib().gs_rasterize_cpu, fill(
+        GsRasterParams, means2d=projected.means2d, conics=projected.conics, opacities=visible.opacities,
+        colors=shaded.colors, depths=projected.depths, gaussian_ids=bins.gaussian_ids, ranges=bins.tile_ranges,
+        background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth, E=E, V=V, tile_px=bins.tile_px,
+        tiles_x=bins.tiles_x, tiles_y=bins.tiles_y, width=W, height=H, alpha_max=cfg.alpha_max,
+        alpha_min=cfg.alpha_min, t_min=cfg.transmittance_min))
     return Images(rgb=rgb, alpha=alpha, depth=depth, evaluations=evaluations)
 
 
@@ -158,19 +164,20 @@ def derive(scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor) ->
     lib = _lib()
     opac = torch.empty(n, k)
     counts = torch.empty(n, dtype=torch.int32)
-    tables = (_ptr(packed.layers), _ptr(packed.mlps), _ptr(packed.weights))
-    lib.gs_derive_count_cpu(n, _ptr(ids), _ptr(scene.anchors), _ptr(scene.features), _ptr(scene.levels), F, k,
-                            _ptr(viewpoint), int(scene.mlps.add_level), *tables, _ptr(opac), _ptr(counts))
+    inputs = dict(ids=ids, anchors=scene.anchors, features=scene.features, levels=scene.levels,
+                  offsets=scene.offsets, scales=scene.scales, viewpoint=viewpoint, layers=packed.layers,
+                  mlps=packed.mlps, weights=packed.weights, opac=opac, counts=counts, n=n, F=F, k=k,
+                  add_level=int(scene.mlps.add_level), n_weights=packed.weights.numel(), use_shared=0)
+    no_outputs = dict(starts=0, means=0, quats=0, out_scales=0, opacities=0, sh=0)
+    _call(lib.gs_derive_count_cpu, fill(GsDeriveParams, **inputs, **no_outputs))
     ends = torch.cumsum(counts, 0, dtype=torch.int64)
     M = int(ends[-1]) if n else 0
     starts = (ends - counts).contiguous()
     means, quats, scales = torch.empty(M, 3), torch.empty(M, 4), torch.empty(M, 3)
     opacities, sh = torch.empty(M), torch.empty(M, 1, 3)
     if M:
-        lib.gs_derive_emit_cpu(n, _ptr(ids), _ptr(scene.anchors), _ptr(scene.offsets), _ptr(scene.features),
-                               _ptr(scene.scales), _ptr(scene.levels), F, k, _ptr(viewpoint),
-                               int(scene.mlps.add_level), *tables, _ptr(opac), _ptr(counts), _ptr(starts),
-                               _ptr(means), _ptr(quats), _ptr(scales), _ptr(opacities), _ptr(sh))
+        _call(lib.gs_derive_emit_cpu, fill(GsDeriveParams, **inputs, starts=starts, means=means, quats=quats,
+                                           out_scales=scales, opacities=opacities, sh=sh))
     return Scene(means, quats, scales, opacities, sh, version=scene.version, source=f"derived from {scene.source}")
 
 

@@ -9,11 +9,11 @@ import torch
 
 from gscache import backends
 
-KERNEL_BACKENDS = ["cpu", "cuda", "gsplat"]
+KERNEL_BACKENDS = ["cpu", "cuda-sim", "cuda", "gsplat"]
 
 
 def backend_device(name: str) -> torch.device:
-    if name == "cpu":
+    if name in ("cpu", "cuda-sim"):
         return torch.device("cpu")
     # No pinned cuda:0: a random visible GPU, so multi-GPU machines exercise device handling.
     return torch.device("cuda", random.randrange(torch.cuda.device_count()))
