@@ -76,8 +76,8 @@ class SimRuntime:
         self.schedule, self.seed, self.sanitize, self.timeout_s = schedule, seed, sanitize, timeout_s
         self.lib, self.kernels = simt_library(sanitize, src)
         self.lib.gs_simt_error.restype = ctypes.c_char_p
-        self.launches: list[str] = []
-        """Names of the kernels launched, in order (tests read which kernels ran)."""
+        self.launches: list[tuple[str, tuple, tuple, int]] = []
+        """(kernel, grid, block, shared bytes) of every launch, in order."""
 
     def launch(self, file, name, device, grid, block, params, shared_mem=0):
         if name not in self.kernels or self.kernels[name][0] != file:
@@ -93,7 +93,7 @@ class SimRuntime:
         cfg.guard = int(self.sanitize != "address")
         cfg.seed = self.seed + len(self.launches)  # another order every launch, the same every run
         cfg.timeout_s = self.timeout_s
-        self.launches.append(name)
+        self.launches.append((name, tuple(cfg.grid), tuple(cfg.block), int(shared_mem)))
         if getattr(self.lib, f"gs_simt_launch_{name}")(ctypes.byref(cfg), ctypes.byref(params)) != 0:
             raise KernelFault(f"{name} (grid {tuple(cfg.grid)}, block {tuple(cfg.block)}, {shared_mem} B shared): "
                               f"{self.lib.gs_simt_error().decode()}")

@@ -1,10 +1,10 @@
-"""The Python side of the two GPU backends, exercised on the CPU.
+"""The Python side of the two GPU backends that only a GPU runs, exercised on the CPU.
 
-No GPU is needed to catch most wiring mistakes of a GPU backend:
-* cuda: every launch is checked against the kernel's C signature parsed from its .cu file
-  (argument count, pointer dtypes, scalar widths, grid and block limits, shared memory), with a
-  fake CuPy whose kernels do nothing. The arithmetic of those kernels is cuda/common.cuh, which
-  the cpu backend runs on every machine; the launches themselves run in scripts/gpu_check.sh.
+* cuda: the backend itself runs on every machine as ``cuda-sim`` (its kernels under the SIMT
+  emulation, in every backend-parametrised test); what remains GPU-only is CupyRuntime, the
+  CuPy launch. Here it runs against a stand-in CuPy that records each launch, to check that
+  the parameter struct goes by value the way CuPy passes structs (a size-one array of the
+  struct's dtype, the bytes of the C layout) on torch's stream.
 * gsplat: the adapter runs end to end on gsplat's own pure-PyTorch functions in place of its
   CUDA ones, so the conversions (key layout, flattened ids, offsets, depth channel) are checked
   against the torch reference.
@@ -13,130 +13,55 @@ No GPU is needed to catch most wiring mistakes of a GPU backend:
 from __future__ import annotations
 
 import contextlib
-import re
+import ctypes
+import sys
 import types
 
 import numpy as np
 import pytest
 import torch
 
-from gscache.backends._loader import kernel_dir
 from gscache.camera import views_of
 from gscache.config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
 from gscache.stages import bin_tiles, cull, project, rasterize, shade
 from tests._helpers import random_scene, rig
 
-_C_TYPES = {"float*": torch.float32, "int*": torch.int32, "long long*": torch.int64, "GsView*": torch.uint8}
-_SCALARS = {"int": np.int32, "long long": np.int64, "float": np.float32}
 
-
-def kernel_signatures() -> dict[str, list[str]]:
-    """kernel name -> parameter types ("float*", "int", ...) from every cuda/*.cu file."""
-    out = {}
-    for path in kernel_dir().glob("*.cu"):
-        text = path.read_text()
-        for name, params in re.findall(r'extern "C" __global__ void (\w+)\((.*?)\)\s*\{', text, flags=re.S):
-            types_ = []
-            for p in params.split(","):
-                p = re.sub(r"\b(const|__restrict__)\b", " ", p).strip()
-                base = " ".join(p.replace("*", " * ").split()[:-1])  # drop the parameter name
-                types_.append(base.replace(" *", "*"))
-            out[name] = types_
-    return out
-
-
-class _FakeArray:
-    def __init__(self, t: torch.Tensor):
-        self.tensor = t
-
-
-class _FakeKernel:
-    """Checks a launch against the kernel's signature; computes nothing, except that the count
-    kernels write counts (``fill_counts``; 2 per anchor) so that the launches after them happen too."""
-
-    fill_counts: torch.Tensor | None = None
-
-    def __init__(self, name: str, signature: list[str], calls: list):
-        self.name, self.signature, self.calls = name, signature, calls
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        assert len(args) == len(self.signature), f"{self.name}: {len(args)} args, kernel takes {len(self.signature)}"
-        for i, (arg, ctype) in enumerate(zip(args, self.signature)):
-            if ctype.endswith("*"):
-                assert isinstance(arg, _FakeArray), f"{self.name} arg {i}: expected a device array for {ctype}"
-                assert arg.tensor.dtype == _C_TYPES[ctype], f"{self.name} arg {i}: {arg.tensor.dtype} for {ctype}"
-                assert arg.tensor.is_contiguous(), f"{self.name} arg {i}: not contiguous"
-            else:
-                assert type(arg) is _SCALARS[ctype], f"{self.name} arg {i}: {type(arg).__name__} for {ctype}"
-        assert all(1 <= g < 2**31 for g in grid) and all(b >= 1 for b in block)
-        assert int(np.prod(block)) <= 1024 and shared_mem <= 48 * 1024
-        if self.name == "bin_count_kernel" and _FakeKernel.fill_counts is not None:
-            args[-1].tensor.copy_(_FakeKernel.fill_counts)
-        if self.name == "derive_count_kernel":
-            args[-1].tensor.fill_(2)  # every anchor keeps two Gaussians
-        self.calls.append(self.name)
-
-
-@pytest.fixture
-def fake_cupy(monkeypatch):
+def test_cupy_runtime_passes_the_parameter_struct_by_value(monkeypatch):
     from gscache.backends import cuda as cuda_backend
+    from gscache.backends._params import GsShadeParams, fill
 
-    sigs = kernel_signatures()
-    calls: list[str] = []
-    module = types.SimpleNamespace(get_function=lambda name: _FakeKernel(name, sigs[name], calls))
-    monkeypatch.setattr(cuda_backend, "cuda_module", lambda file, index: module)
-    monkeypatch.setattr(cuda_backend, "_arr", lambda t: _FakeArray(t.detach()))
-    monkeypatch.setattr(cuda_backend, "_on_torch_stream", lambda device: contextlib.nullcontext())
-    monkeypatch.setattr(cuda_backend, "check", lambda t, *a, **k: t)  # CPU tensors stand in for CUDA ones
-    monkeypatch.setattr(cuda_backend, "_kernel",
-                        lambda file, name, device: module.get_function(name))
-    return cuda_backend, calls
+    launched = []
 
+    class Kernel:
+        def __call__(self, grid, block, args, shared_mem=0):
+            launched.append((grid, block, args, shared_mem))
 
-def test_signatures_are_parsed():
-    sigs = kernel_signatures()
-    assert set(sigs) == {"shade_kernel", "project_kernel", "bin_count_kernel", "bin_emit_kernel",
-                         "tile_ranges_kernel", "rasterize_kernel", "derive_count_kernel", "derive_emit_kernel"}
-    assert sigs["project_kernel"][4] == "GsView*"
+    class Stream:
+        device_index, cuda_stream = 0, 1234
 
-
-def test_cuda_backend_launches_match_the_kernel_signatures(fake_cupy):
-    cuda_backend, calls = fake_cupy
-    scene = random_scene(300, seed=1, sh_degree=2)
-    views = views_of(rig(64, 48), "cpu")
-    visible = cull(scene, views, CullConfig(), ProjectConfig())
-    shaded_ref = shade(visible, views, ShadeConfig())
-    projected = project(visible, shaded_ref, views, ProjectConfig())
-    cuda_backend.shade(visible, views, ShadeConfig())
-    cuda_backend.project(visible, shaded_ref, views, ProjectConfig())
-    bins = bin_tiles(projected, views, BinConfig())
-    _FakeKernel.fill_counts = bins.tiles_per_gaussian  # what the count kernel would write
-    try:
-        out = cuda_backend.bin_tiles(projected, views, BinConfig())
-    finally:
-        _FakeKernel.fill_counts = None
-    assert out.isect_keys.shape == bins.isect_keys.shape and out.tile_ranges.shape == bins.tile_ranges.shape
-    cuda_backend.rasterize(visible, shaded_ref, projected, bins, views, RasterConfig())
-    assert calls == ["shade_kernel", "project_kernel", "bin_count_kernel", "bin_emit_kernel", "tile_ranges_kernel",
-                     "rasterize_kernel"]
-
-
-def test_cuda_derive_launches_match_the_kernel_signatures(fake_cupy):
-    from gscache.scenes import structured_demo
-    from gscache.stages.derive import lod_mask
-
-    cuda_backend, calls = fake_cupy
-    scene = structured_demo(seed=0, spacing=0.5)
-    position = torch.tensor([0.0, -2.0, -5.0])
-    ids = torch.nonzero(lod_mask(scene, position)).squeeze(1)
-    out = cuda_backend.derive(scene, ids, position)  # the fake count kernel keeps two per anchor
-    assert out.count == 2 * len(ids) and calls == ["derive_count_kernel", "derive_emit_kernel"]
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        Device=lambda index: contextlib.nullcontext(),
+        ExternalStream=lambda ptr, index: contextlib.nullcontext(("stream", ptr))))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cuda_backend, "cuda_module", lambda file, index: types.SimpleNamespace(
+        get_function=lambda name: Kernel()))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    means = torch.zeros(5, 3)
+    params = fill(GsShadeParams, means=means, quats=0, scales=0, sh=0, positions=0, covars=0, colors=0, E=2, V=5,
+                  K=4, degree=1)
+    cuda_backend.CupyRuntime().launch("shade", "shade_kernel", torch.device("cuda", 0), (1,), (256,), params, 64)
+    (grid, block, args, shared), = launched
+    assert grid == (1,) and block == (256,) and shared == 64 and len(args) == 1
+    arg = args[0]
+    assert isinstance(arg, np.ndarray) and arg.size == 1  # CuPy 13 passes size-one arrays by value
+    assert arg.dtype.itemsize == ctypes.sizeof(GsShadeParams) and arg.tobytes() == bytes(params)
+    assert int(arg["means"][0]) == means.data_ptr() and int(arg["V"][0]) == 5
 
 
 def test_views_tensor_has_the_struct_layout():
-    from gscache.backends._boundary import GsView
+    from gscache.backends._params import GsView
     from gscache.backends.cuda import _views_tensor
-    import ctypes
 
     views = views_of(rig(64, 48), "cpu")
     raw = _views_tensor(views, torch.device("cpu"))

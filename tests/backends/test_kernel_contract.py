@@ -1,6 +1,8 @@
-"""What is written twice must agree: the key layout and SH constants in cuda/common.cuh and in
-Python, and the GsView struct in C and in ctypes. Every .cu file compiles with nvcc for sm_80
-and sm_90 with warnings treated as errors."""
+"""What is written twice must agree: the constants of cuda/common.cuh and of Python (key layout,
+SH constants, FOV clamp, MLP activation codes and width, floats per splat), and every parameter
+struct in C and in its ctypes mirror (every field's offset and size, the struct's size). Every
+kernel takes one parameter struct. Every .cu file compiles with nvcc for sm_80 and sm_90 with
+warnings treated as errors."""
 
 from __future__ import annotations
 
@@ -37,15 +39,71 @@ def test_sh_constants_agree():
         assert float(d[f"GS_SH_C3_{i}"].rstrip("f")) == pytest.approx(v, rel=1e-15)
 
 
-def test_gsview_layout_agrees():
+def test_constants_agree():
+    from gscache.backends import _mlp, cuda
+    from gscache.stages.project import FOV_CLAMP
+
+    d = _defines()
+    assert float(d["GS_FOV_CLAMP"].rstrip("f")) == FOV_CLAMP
+    assert int(d["GS_MLP_MAX_WIDTH"]) == _mlp.MAX_WIDTH
+    assert {k: int(d[f"GS_ACT_{k.upper()}"]) for k in _mlp.ACTIVATIONS} == _mlp.ACTIVATIONS
+    assert int(d["GS_ACT_NONE"]) == 0 and 0 not in _mlp.ACTIVATIONS.values()
+    assert int(d["GS_SPLAT_FLOATS"]) == cuda.SPLAT_FLOATS
+    text = (kernel_dir() / "rasterize.cu").read_text()
+    assert text.count("batch + ") == cuda.SPLAT_FLOATS - 1  # the shared arrays the kernel carves out
+
+
+def test_parameter_structs_agree_with_their_mirror(tmp_path):
+    """A probe compiled against common.cuh prints every mirrored field's offset and size, and each
+    struct's size; a field missing in C fails the compile, one missing here changes the size."""
+    import ctypes
+
+    from gscache.backends._loader import host_compiler
+    from gscache.backends._params import PARAM_STRUCTS
+
+    cxx = host_compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    lines = ['#include "common.cuh"', "#include <cstddef>", "#include <cstdio>", "int main() {"]
+    expected = []
+    for cls in PARAM_STRUCTS:
+        name = cls.__name__
+        lines.append(f'  std::printf("{name} %zu\\n", sizeof({name}));')
+        expected.append(f"{name} {ctypes.sizeof(cls)}")
+        for field, _ in cls._fields_:
+            lines.append(f'  std::printf("{name}.{field} %zu %zu\\n", offsetof({name}, {field}), '
+                         f"sizeof((({name}*)0)->{field}));")
+            expected.append(f"{name}.{field} {getattr(cls, field).offset} {getattr(cls, field).size}")
+    lines.append("}")
+    src = tmp_path / "probe.cpp"
+    src.write_text("\n".join(lines) + "\n")
+    exe = tmp_path / "probe"
+    proc = subprocess.run([cxx, "-std=c++17", f"-I{kernel_dir()}", "-o", str(exe), str(src)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    printed = subprocess.run([str(exe)], capture_output=True, text=True, timeout=30).stdout.split("\n")
+    assert printed[:-1] == expected
+
+
+def test_every_kernel_takes_one_parameter_struct():
+    from gscache.backends._loader import simt_kernels
+    from gscache.backends._params import PARAM_STRUCTS
+
+    kernels = simt_kernels()
+    assert set(kernels) == {"shade_kernel", "project_kernel", "bin_count_kernel", "bin_emit_kernel",
+                            "tile_ranges_kernel", "rasterize_kernel", "derive_count_kernel", "derive_emit_kernel"}
+    assert {struct for _, struct in kernels.values()} <= {cls.__name__ for cls in PARAM_STRUCTS}
+
+
+def test_gsview_layout_agrees_in_the_cpu_library():
     from gscache import backends
 
     if backends.available()["cpu"] != "ok":
         pytest.skip(f"cpu backend unavailable: {backends.available()['cpu']}")
     import ctypes
 
-    from gscache.backends._boundary import GsView
     from gscache.backends._loader import host_library
+    from gscache.backends._params import GsView
 
     assert host_library().gs_view_size() == ctypes.sizeof(GsView)
 

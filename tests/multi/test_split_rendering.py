@@ -13,6 +13,7 @@ from gscache.multi import Band, ScheduleConfig, parse_devices
 from gscache.multi.devices import render_share
 from gscache.scenes import structured_demo
 from gscache.trajectory import default_head_pose, vr_head_motion
+from tests._backends import params
 from tests._helpers import random_scene
 
 CFG = RenderConfig(backend="cpu")
@@ -40,10 +41,12 @@ def _assemble(rig, shares):
     [[Band(0, 0, 2)], [Band(0, 2, 5), Band(1, 0, 1)], [Band(1, 1, 5)]],  # bands across the eye boundary
     [[Band(0, 0, 1), Band(1, 4, 5)], [Band(0, 1, 5), Band(1, 0, 4)]],  # several bands per device
 ])
-def test_any_split_of_the_tiles_reassembles_the_exact_frame(scene, split):
+@pytest.mark.parametrize("backend", params("cpu", "cuda-sim"))
+def test_any_split_of_the_tiles_reassembles_the_exact_frame(scene, split, backend):
+    cfg = RenderConfig(backend=backend)
     rig = _rig(scene)
-    full = Renderer(scene, CFG).render(rig)
-    shares = [render_share(Renderer(scene, CFG), rig, tuple(bands)) for bands in split]
+    full = Renderer(scene, cfg).render(rig)
+    shares = [render_share(Renderer(scene, cfg), rig, tuple(bands)) for bands in split]
     assert torch.equal(_assemble(rig, shares), full.rgb)
 
 

@@ -16,6 +16,7 @@ from gscache.camera import look_at
 from gscache.config import CacheConfig
 from gscache.scenes import demo_scene
 from gscache.trajectory import default_head_pose
+from tests._backends import device_of, params
 from tests._helpers import random_scene
 from tests.conftest import data_file
 
@@ -42,7 +43,7 @@ def _turn(deg: float, shift=(0.0, 0.0, 0.0)):
     return T
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("backend", params("torch", "cpu", "cuda-sim"))
 def test_stereo_exact_equals_no_reuse(backend):
     scene = random_scene(1500, seed=5, sh_degree=3, spread=2.0, depth=4.0)
     rig = _rig(ipd_m=0.08)
@@ -54,13 +55,13 @@ def test_stereo_exact_equals_no_reuse(backend):
     assert apart.counters.n_visible >= joint.counters.n_visible  # each eye culled on its own
 
 
-@pytest.mark.parametrize("backend", [b for b in ("torch", "cpu", "cuda", "gsplat") if backends.available()[b] == "ok"])
+@pytest.mark.parametrize("backend", params("torch", "cpu", "cuda-sim", "cuda", "gsplat"))
 def test_shared_depth_order_gives_the_same_bins(backend):
     from gscache.camera import views_of
     from gscache.config import BinConfig, CullConfig, ProjectConfig, ShadeConfig
 
-    impl = backends.get(backend, "cuda" if backend in ("cuda", "gsplat") else "cpu")
-    device = "cuda" if backend in ("cuda", "gsplat") else "cpu"
+    device = device_of(backend)
+    impl = backends.get(backend, device.type)
     ref = backends.get("torch", "cpu")
     scene = random_scene(2000, seed=6, spread=2.0, depth=4.0).to(device)
     views = views_of(_rig(ipd_m=0.1), device)
@@ -92,7 +93,7 @@ def test_approximate_stereo_colours_within_stated_psnr(scene_name):
         assert value < math.inf  # the eyes really see different colours
 
 
-@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("backend", params("torch", "cpu", "cuda-sim"))
 def test_static_head_hit_equals_a_fresh_render_bit_for_bit(backend):
     scene = random_scene(800, seed=7, sh_degree=2, spread=2.0, depth=4.0)
     rig = _rig()
