@@ -25,8 +25,10 @@ class BuildError(RuntimeError):
 
 
 def kernel_dir() -> Path:
-    """The one location of the kernel sources (the repository's cuda/, installed as gscache._cuda)."""
-    return Path(str(resources.files("gscache._cuda")))
+    """The one location of the kernel sources: the repository's cuda/, installed as gscache._cuda,
+    or $GSCACHE_KERNEL_DIR (kernel development; scripts/mutation_check.py builds mutants so)."""
+    override = os.environ.get("GSCACHE_KERNEL_DIR")
+    return Path(override) if override else Path(str(resources.files("gscache._cuda")))
 
 
 def cache_dir() -> Path:
