@@ -116,6 +116,7 @@ class Launch {
 
    private:
     bool serial() const { return cfg_.schedule != FREE; }
+    size_t guard_bytes() const { return kGuardBytes + (size_t)cfg_.shared_bytes; }
     int run_threads();
     int run_fibers();
     void switch_to(Fiber& to, ucontext_t* from, const void* stack, size_t size);
@@ -210,7 +211,8 @@ void Launch::begin_block() {
     arrived_ = exited_ = 0;
     count_ = 0;
     const size_t bytes = (size_t)cfg_.shared_bytes;
-    const size_t guard = cfg_.guard ? kGuardBytes : 0;
+    // As large as the buffer itself: an undersized launch overruns by whole arrays, not bytes.
+    const size_t guard = cfg_.guard ? guard_bytes() : 0;
     // Exactly the launch's size (plus the guard): AddressSanitizer then sees any access beyond it.
     shared_ = static_cast<unsigned char*>(std::malloc(bytes + guard ? bytes + guard : 1));
     std::memset(shared_, 0xFF, bytes);
@@ -220,7 +222,7 @@ void Launch::begin_block() {
 void Launch::end_block() {
     const size_t bytes = (size_t)cfg_.shared_bytes;
     if (cfg_.guard)
-        for (size_t i = 0; i < kGuardBytes; ++i)
+        for (size_t i = 0; i < guard_bytes(); ++i)
             if (shared_[bytes + i] != kGuardByte) {
                 fail("block " + coords(block_of(current_)) + " wrote past the end of its " + std::to_string(bytes) +
                      " bytes of dynamic shared memory (byte " + std::to_string(bytes + i) + ")");
@@ -404,7 +406,7 @@ int Launch::run_fibers() {
         }
         const size_t bytes = (size_t)cfg_.shared_bytes;
         if (!failed_ && cfg_.guard)
-            for (size_t i = 0; i < kGuardBytes; ++i)
+            for (size_t i = 0; i < guard_bytes(); ++i)
                 if (shared_[bytes + i] != kGuardByte) {
                     fail("block " + coords(block_of(current_)) + " wrote past the end of its " +
                          std::to_string(bytes) + " bytes of dynamic shared memory (byte " +

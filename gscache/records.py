@@ -111,7 +111,11 @@ class TileBins:
     gaussian_ids: Int[Tensor, "I"]
     """Visible-Gaussian index (0..V-1) of each intersection, int32, in key order."""
     tile_ranges: Int[Tensor, "E T 2"]
-    """[start, end) of each tile's intersections in the sorted arrays, int32."""
+    """[start, end) of each tile's intersections in the sorted arrays, int32. Contract (every
+    backend, tested exactly): the ranges partition [0, I) in global tile order, so a tile's start
+    is the previous tile's end (0 for the first) and an empty tile is (k, k) with k the
+    intersections of the tiles before it. (``restricted`` empties tiles to (start, start):
+    rasterizers rely only on start <= end.)"""
     tiles_per_gaussian: Int[Tensor, "E V"]
     """Number of tiles each Gaussian touches in each view, int32."""
     tile_px: int

@@ -105,10 +105,11 @@ def passes() -> dict[str, tuple[list[str], dict[str, str]]]:
     libstdcxx = _lib("libstdc++.so")  # preloaded too, so the sanitizers' C++ interceptors resolve
     return {
         "plain": (KERNEL_TESTS, {}),
-        "address": (SIM_TESTS + ["-k", "cuda-sim or schedule or derivation"],
+        # --capture=sys: a sanitizer's report goes straight to stderr, not into a capture lost at the abort.
+        "address": (SIM_TESTS + ["--capture=sys", "-k", "cuda-sim or schedule or derivation"],
                     {"LD_PRELOAD": f"{_lib('libasan.so')} {libstdcxx}", "ASAN_OPTIONS": "detect_leaks=0",
                      "GSCACHE_SIMT_SANITIZE": "address"}),
-        "thread": (SIM_TESTS + ["-k", "cuda-sim or schedule or derivation"],
+        "thread": (SIM_TESTS + ["--capture=sys", "-k", "(cuda-sim or schedule or derivation) and not plant"],
                    {"LD_PRELOAD": f"{_lib('libtsan.so')} {libstdcxx}",
                     "TSAN_OPTIONS": "ignore_noninstrumented_modules=1 halt_on_error=1 exitcode=66",
                     "GSCACHE_SIMT_SANITIZE": "thread", "GSCACHE_SIMT_SCHEDULE": "free"}),
@@ -142,7 +143,7 @@ def run(root: Path, args: list[str], extra: dict[str, str], cache: Path) -> tupl
     proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *args], cwd=root,
                           env=env, capture_output=True, text=True, timeout=1800)
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-    failed = [ln for ln in lines if ln.startswith("FAILED") or "Sanitizer" in ln or "ERROR" in ln[:5]]
+    failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR", "Fatal Python error")) or "Sanitizer:" in ln]
     return proc.returncode, (failed[0] if failed else lines[-1] if lines else "")[:200], time.perf_counter() - start
 
 
@@ -151,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="*", help="mutant names to run (default: all)")
+    ap.add_argument("--passes", nargs="*", choices=["plain", "address", "thread"],
+                    help="run only these passes (default: all, in order, up to the first that catches)")
     ap.add_argument("--list", action="store_true", help="list the mutants and exit")
     ap.add_argument("--out", type=Path, default=Path("mutation.json"), help="JSON report")
     args = ap.parse_args(argv)
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             apply(root, m)
             caught_by, detail, seconds = None, "", 0.0
             for name, (tests, extra) in passes().items():
+                if args.passes and name not in args.passes:
+                    continue
                 rc, detail, took = run(root, tests, extra, Path(tmp) / "cache")
                 seconds += took
                 if rc not in (0, 5):  # 5: nothing collected, which no pass here should be

@@ -17,7 +17,7 @@ from gscache.config import BinConfig, CullConfig, ProjectConfig, RasterConfig, S
 from gscache.scene.structured import AnchorMLPs
 from gscache.scenes import structured_demo
 from gscache.stages.derive import derive_anchors, lod_mask
-from tests._backends import params
+from tests._backends import device_of, params
 from tests._compare import assert_stage_close
 from tests._helpers import random_scene
 
@@ -26,10 +26,16 @@ TILES = [8, 16, 32]
 COUNTS = [0, 1, 257]  # 257: one past a block of 256 threads
 
 
+def _device(impl) -> torch.device:
+    return device_of(impl.name) if impl.name in ("cuda", "gsplat") else torch.device("cpu")
+
+
 def _stages(impl, scene, rig, tile_px, ref=False):
     """Every stage's record, each stage fed the reference's inputs (so each is compared alone)."""
-    torch_ = backends.get("torch", "cpu")
-    views = views_of(rig, "cpu")
+    device = _device(impl)
+    torch_ = backends.get("torch", device.type)
+    views = views_of(rig, device)
+    scene = scene.to(device)
     visible = torch_.cull(scene, views, CullConfig(), ProjectConfig())
     shaded = torch_.shade(visible, views, ShadeConfig())
     projected = torch_.project(visible, shaded, views, ProjectConfig())
@@ -47,10 +53,11 @@ def _rig(w, h):
 
 def _check_all(impl, scene, rig, tile_px):
     ours = _stages(impl, scene, rig, tile_px)
-    torch_ = backends.get("torch", "cpu")
-    views = views_of(rig, "cpu")
+    device = _device(impl)
+    torch_ = backends.get("torch", device.type)
+    views = views_of(rig, device)
     ref_shaded, ref_projected, ref_bins, _ = _stages(impl, scene, rig, tile_px, ref=True)
-    visible = torch_.cull(scene, views, CullConfig(), ProjectConfig())
+    visible = torch_.cull(scene.to(device), views, CullConfig(), ProjectConfig())
     ref_images = torch_.rasterize(visible, ref_shaded, ref_projected, ref_bins, views,
                                   RasterConfig(background=(0.2, 0.4, 0.6)))
     for record, ref, stage in zip(ours, (ref_shaded, ref_projected, ref_bins, ref_images),
@@ -59,31 +66,31 @@ def _check_all(impl, scene, rig, tile_px):
     return ours
 
 
-@pytest.mark.parametrize("backend", params("cpu", "cuda-sim"))
+@pytest.mark.parametrize("backend", params("cpu", "cuda-sim", "cuda"))
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("tile_px", TILES)
 @pytest.mark.parametrize("count", COUNTS)
 def test_stages_on_edge_shapes(backend, size, tile_px, count):
-    impl = backends.get(backend, "cpu")
+    impl = backends.get(backend, device_of(backend).type)
     scene = random_scene(count, seed=count + tile_px, sh_degree=3, spread=1.5, depth=3.0)
     _, _, bins, images = _check_all(impl, scene, _rig(*size), tile_px)
     assert images.rgb.shape == (2, size[1], size[0], 3)
     if count > 1 and size != (1, 1):
         assert bins.isect_keys.numel() > count // 4  # the scene really covers the image
     if count == 0:  # every pixel the background, every tile empty
-        assert torch.equal(images.rgb, torch.tensor([0.2, 0.4, 0.6]).expand_as(images.rgb))
+        assert torch.equal(images.rgb.cpu(), torch.tensor([0.2, 0.4, 0.6]).expand_as(images.rgb.cpu()))
         assert int(bins.tile_ranges.abs().sum()) == 0
 
 
-@pytest.mark.parametrize("backend", params("cpu", "cuda-sim"))
+@pytest.mark.parametrize("backend", params("cpu", "cuda-sim", "cuda"))
 def test_empty_tiles_after_non_empty_ones_have_exact_ranges(backend):
     """The contract of TileBins.tile_ranges: an empty tile is (k, k), k = intersections before it
     (the cuda kernel once left (0, 0) there; random_scene(3000, seed=1) at 200x150 has 22 such)."""
-    impl = backends.get(backend, "cpu")
+    impl = backends.get(backend, device_of(backend).type)
     scene = random_scene(3000, seed=1)
     rig = StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), 200, 150, fov_y_deg=60)
     _, _, bins, _ = _check_all(impl, scene, rig, 16)
-    ranges = bins.tile_ranges.reshape(-1, 2)
+    ranges = bins.tile_ranges.reshape(-1, 2).cpu()
     sizes = ranges[:, 1] - ranges[:, 0]
     empty_after = [t for t in range(1, len(ranges)) if sizes[t] == 0 and int(ranges[t, 0]) > 0]
     assert len(empty_after) >= 10
