@@ -134,6 +134,7 @@ class Launch {
     }
     void fail(const std::string& msg);  // with mu_ held
     void begin_block();                 // with mu_ held
+    void end_shared();                  // checks the guard bytes, frees the block's shared memory
     void end_block();                   // with mu_ held
     void complete_phase();              // with mu_ held
     void new_order();                   // serial schedules
@@ -219,9 +220,9 @@ void Launch::begin_block() {
     std::memset(shared_ + bytes, kGuardByte, guard);
 }
 
-void Launch::end_block() {
+void Launch::end_shared() {
     const size_t bytes = (size_t)cfg_.shared_bytes;
-    if (cfg_.guard)
+    if (!failed_ && cfg_.guard)
         for (size_t i = 0; i < guard_bytes(); ++i)
             if (shared_[bytes + i] != kGuardByte) {
                 fail("block " + coords(block_of(current_)) + " wrote past the end of its " + std::to_string(bytes) +
@@ -230,6 +231,10 @@ void Launch::end_block() {
             }
     std::free(shared_);
     shared_ = nullptr;
+}
+
+void Launch::end_block() {
+    end_shared();
     if (failed_) return;
     if (++current_ < n_blocks_ && !serial()) {
         begin_block();
@@ -404,17 +409,7 @@ int Launch::run_fibers() {
             if (failed_ || exited_ == n_) break;
             complete_phase();  // every thread waits or has exited: release the barrier, or report divergence
         }
-        const size_t bytes = (size_t)cfg_.shared_bytes;
-        if (!failed_ && cfg_.guard)
-            for (size_t i = 0; i < guard_bytes(); ++i)
-                if (shared_[bytes + i] != kGuardByte) {
-                    fail("block " + coords(block_of(current_)) + " wrote past the end of its " +
-                         std::to_string(bytes) + " bytes of dynamic shared memory (byte " +
-                         std::to_string(bytes + i) + ")");
-                    break;
-                }
-        std::free(shared_);
-        shared_ = nullptr;
+        end_shared();
     }
 #if defined(__SANITIZE_THREAD__)
     for (auto& f : fibers_) __tsan_destroy_fiber(f.tsan);

@@ -205,7 +205,7 @@ class Viewer:
         device_type = self.renderer.device.type
         usable = []
         for name, status in backends.available().items():
-            if status == "ok":
+            if status == "ok" and not backends.by_name_only(name):
                 try:
                     backends.get(name, device_type)
                     usable.append(name)

@@ -87,6 +87,12 @@ register("torch", _torch_backend)
 register("cuda-sim", _cuda_sim_backend, auto=False)
 
 
+def by_name_only(name: str) -> bool:
+    """True for a backend that "auto", the benchmark's ladder and the viewer's backend cycle leave
+    out (registered with ``auto=False``: cuda-sim, a test tool)."""
+    return name in _NOT_AUTO
+
+
 def available() -> dict[str, str]:
     """Every registered backend with "ok" or the reason it cannot run here."""
     out = {}
@@ -103,7 +109,7 @@ def get(name: str, device_type: str = "cpu") -> Backend:
     """The backend called ``name`` for tensors on ``device_type`` ("auto": the fastest that fits)."""
     if name == "auto":
         for candidate in _FACTORIES:
-            if candidate in _NOT_AUTO:
+            if by_name_only(candidate):
                 continue
             try:
                 backend = _FACTORIES[candidate]()
@@ -123,4 +129,4 @@ def get(name: str, device_type: str = "cpu") -> Backend:
     return backend
 
 
-__all__ = ["Backend", "BackendUnavailable", "register", "available", "get"]
+__all__ = ["Backend", "BackendUnavailable", "register", "available", "by_name_only", "get"]

@@ -166,7 +166,7 @@ def ladder(device_type: str, backend: str = "auto", structured: bool = False) ->
         return rungs
     rungs = [named_config("torch/none", device_type)]
     for name, status in backends.available().items():
-        if name == "torch" or status != "ok":
+        if name == "torch" or status != "ok" or backends.by_name_only(name):
             continue
         try:
             rungs.append(named_config(f"{name}/none", device_type))

@@ -137,4 +137,8 @@ def test_serial_schedules_shuffle_the_blocks(_sim, probe_src):
 def test_the_registered_backend_uses_the_emulator(_sim):
     impl = backends.get("cuda-sim", "cpu")
     assert impl.name == "cuda-sim" and impl.device_types == ("cpu",)
-    assert "cuda-sim" not in {backends.get("auto", "cpu").name}  # never picked by "auto"
+    from gscache.bench.runner import ladder
+
+    assert backends.get("auto", "cpu").name != "cuda-sim"  # never picked by "auto"
+    assert backends.by_name_only("cuda-sim") and not backends.by_name_only("cpu")
+    assert not any(name.startswith("cuda-sim") for name, _ in ladder("cpu"))  # nor by the ladder
