@@ -1,9 +1,12 @@
-"""Shape, dtype and device checks shared by every record's ``validate()``."""
+"""Shape, dtype and device checks shared by every record's ``validate()`` (a record that breaks its
+contract raises GscacheError naming the record, the field and what was expected)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .errors import GscacheError
 
 
 class ShapeChecker:
@@ -20,22 +23,22 @@ class ShapeChecker:
     def check(self, name: str, t: Tensor, shape: tuple, dtype: torch.dtype) -> None:
         where = f"{self.owner}.{name}"
         if not isinstance(t, Tensor):
-            raise AssertionError(f"{where}: expected a tensor, got {type(t).__name__}")
+            raise GscacheError(f"{where}: expected a tensor, got {type(t).__name__}")
         if t.dtype != dtype:
-            raise AssertionError(f"{where}: expected dtype {dtype}, got {t.dtype}")
+            raise GscacheError(f"{where}: expected dtype {dtype}, got {t.dtype}")
         if t.dim() != len(shape):
-            raise AssertionError(f"{where}: expected {len(shape)} dims {shape}, got shape {tuple(t.shape)}")
+            raise GscacheError(f"{where}: expected {len(shape)} dims {shape}, got shape {tuple(t.shape)}")
         for axis, (want, got) in enumerate(zip(shape, t.shape)):
             if isinstance(want, int):
                 if want != got:
-                    raise AssertionError(f"{where}: axis {axis} expected {want}, got {got}")
+                    raise GscacheError(f"{where}: axis {axis} expected {want}, got {got}")
             elif self.dims.setdefault(want, got) != got:
-                raise AssertionError(
+                raise GscacheError(
                     f"{where}: axis {axis} is {want}={self.dims[want]} elsewhere, got {got}"
                 )
         if not t.is_contiguous():
-            raise AssertionError(f"{where}: expected a contiguous tensor")
+            raise GscacheError(f"{where}: expected a contiguous tensor")
         if self.device is None:
             self.device = t.device
         elif t.device != self.device:
-            raise AssertionError(f"{where}: on {t.device}, other fields on {self.device}")
+            raise GscacheError(f"{where}: on {t.device}, other fields on {self.device}")

@@ -12,7 +12,6 @@ import warnings
 import torch
 
 from .backends import Backend
-from .backends._mlp import unfusable_reason
 from .cache import CacheStats, DerivedCache, FrameCache, cache_key
 from .camera import ViewBatch
 from .config import RenderConfig
@@ -112,7 +111,7 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     projected = backend.project(visible, shaded, views, cfg.project)
     clock.lap("project")
     # bin: tile lists sorted by depth (one depth order for parallel eyes)
-    bins = backend.bin(projected, views, cfg.bin, views.shared_depth)
+    bins = backend.bin(projected, views, cfg.bin)
     clock.lap("bin")
     tile_costs = bins.tile_costs()
     # rasterize: per tile, front to back (only the tiles of tile_mask)
@@ -150,24 +149,6 @@ def _timed(device: torch.device, fn):
     return out, (time.perf_counter() - start) * 1e3
 
 
-_WARNED_UNFUSABLE: set[int] = set()
-
-
-def _derive_fn(backend: Backend, cfg: RenderConfig, scene: StructuredScene):
-    """The backend's fused derivation when configured and present and the scene's MLPs are a
-    chain it can run (else, with one warning per scene, the torch reference)."""
-    if not cfg.derive.fused or backend.derive is None:
-        return derive_anchors
-    reason = unfusable_reason(scene.mlps)
-    if reason is None:
-        return backend.derive
-    if id(scene.mlps) not in _WARNED_UNFUSABLE:
-        _WARNED_UNFUSABLE.add(id(scene.mlps))
-        warnings.warn(f"{scene.source}: {reason}; deriving with the torch reference instead", GscacheWarning,
-                      stacklevel=3)
-    return derive_anchors
-
-
 def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
                       cache: DerivedCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
     """Render a structured scene: derive its Gaussians, then the ordinary pipeline.
@@ -178,7 +159,8 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     (the exact baseline of the original renderers).
     """
     device = scene.device
-    derive_fn = _derive_fn(backend, cfg, scene)
+    # The backend's derivation (a fused kernel, or the reference), or the reference when asked for.
+    derive_fn = backend.derive if cfg.derive.fused else derive_anchors
     if views.n_views > 1 and not cfg.cache.shared_derivation:
         frames = []
         for e in range(views.n_views):

@@ -1,40 +1,17 @@
-"""Backends: named tables of the five stage functions, and the registry that lists them.
+"""Backends: named tables of the six stage functions (:class:`~gscache.backends.table.Backend`),
+and the registry that lists them.
 
-A backend is a :class:`Backend`; a mixed backend is ``dataclasses.replace(TORCH,
-rasterize=other.rasterize)``, which is also how a single kernel is tested inside the reference
-pipeline. Backends register a factory by name at import of this module; factories probe for
-their libraries and devices only when called, so ``import gscache`` stays light.
+Backends register a factory by name at import of this module; factories probe for their
+libraries and devices only when called, so ``import gscache`` stays light. The backend modules
+import the table from ``.table``, never this package, so the registry's lazy imports make no cycle.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import GscacheError
-
-
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """The five stages of one implementation (signatures as in ``gscache.stages``), and optionally
-    the fused derivation of structured scenes."""
-
-    name: str
-    cull: Callable
-    shade: Callable
-    project: Callable
-    bin: Callable
-    rasterize: Callable
-    device_types: tuple[str, ...] = ("cpu", "cuda")
-    """torch device types whose tensors the stages accept."""
-    derive: Callable | None = None
-    """Structured scenes: a fused derivation kernel with the signature of
-    ``gscache.stages.derive.derive_anchors``; None: the backend has none (the reference is used)."""
-
-
-class BackendUnavailable(Exception):
-    """Raised by a factory that cannot run here; the message says why."""
-
+from .table import Backend, BackendUnavailable
 
 _FACTORIES: dict[str, Callable[[], Backend]] = {}
 _NOT_AUTO: set[str] = set()

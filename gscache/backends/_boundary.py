@@ -8,19 +8,20 @@ import torch
 from torch import Tensor
 
 from ..camera import ViewBatch
+from ..errors import GscacheError
 from ._params import GsView
 
 
 def check(t: Tensor, name: str, dtype: torch.dtype, device_type: str, shape: tuple | None = None) -> Tensor:
     """One check of dtype, device, shape and contiguity before a pointer is handed to a kernel."""
     if t.dtype != dtype:
-        raise ValueError(f"{name}: expected {dtype}, got {t.dtype}")
+        raise GscacheError(f"{name}: expected {dtype}, got {t.dtype}")
     if t.device.type != device_type:
-        raise ValueError(f"{name}: expected a {device_type} tensor, got one on {t.device}")
+        raise GscacheError(f"{name}: expected a {device_type} tensor, got one on {t.device}")
     if shape is not None and tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
+        raise GscacheError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
     if not t.is_contiguous():
-        raise ValueError(f"{name}: expected a contiguous tensor")
+        raise GscacheError(f"{name}: expected a contiguous tensor")
     return t
 
 

@@ -16,11 +16,13 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
+from ..errors import GscacheRuntimeError
+
 HOST_SOURCES = ("common.cuh", "host.cpp")
 HOST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++17")
 
 
-class BuildError(RuntimeError):
+class BuildError(GscacheRuntimeError):
     """The kernels could not be built here; the message says why."""
 
 

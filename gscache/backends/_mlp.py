@@ -5,14 +5,19 @@ activations (what Scaffold-GS and Octree-GS train) can be packed."""
 
 from __future__ import annotations
 
+import functools
+import warnings
 import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..errors import GscacheError
-from ..scene.structured import AnchorMLPs
+from ..errors import GscacheError, GscacheWarning
+from ..scene.record import Scene
+from ..scene.structured import AnchorMLPs, StructuredScene
+from ..stages.derive import derive_anchors
+from ..stages.protocols import DeriveFn
 
 ACTIVATIONS = {"ReLU": 1, "Tanh": 2, "Sigmoid": 3}
 MAX_WIDTH = 256  # GS_MLP_MAX_WIDTH in cuda/common.cuh
@@ -99,3 +104,19 @@ def packed_mlps(mlps: AnchorMLPs, device: torch.device) -> PackedMLPs:
     if device not in per_device:
         per_device[device] = (per_device.get(torch.device("cpu")) or _pack(mlps)).to(device)
     return per_device[device]
+
+
+def with_reference_fallback(kernel: DeriveFn) -> DeriveFn:
+    """The fused derivation ``kernel``, or, for MLPs it cannot run, the torch reference with a
+    GscacheWarning that names the scene and why (Python's warning filters show it once per scene)."""
+
+    @functools.wraps(kernel)
+    def derive(scene: StructuredScene, ids: Tensor, position: Tensor) -> Scene:
+        reason = unfusable_reason(scene.mlps)
+        if reason is not None:
+            warnings.warn(f"{scene.source}: {reason}; deriving with the torch reference instead", GscacheWarning,
+                          stacklevel=2)
+            return derive_anchors(scene, ids, position)
+        return kernel(scene, ids, position)
+
+    return derive

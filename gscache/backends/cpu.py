@@ -17,10 +17,10 @@ from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages.bin import tile_grid
 from ..stages.cull import select_visible
-from . import Backend, BackendUnavailable
+from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import BuildError, host_library
-from ._mlp import packed_mlps
+from ._mlp import packed_mlps, with_reference_fallback
 from ._params import (GsBinParams, GsCullParams, GsDeriveParams, GsProjectParams, GsRasterParams,
                       GsShadeParams, GsView, fill)
 
@@ -102,7 +102,7 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
     return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
 
-def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
     E, V = projected.depths.shape
     tiles_x, tiles_y = tile_grid(views, cfg)
     check(projected.means2d, "projected.means2d", torch.float32, "cpu", (E, V, 2))
@@ -110,7 +110,7 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_dep
     check(projected.depths, "projected.depths", torch.float32, "cpu", (E, V))
     lib = _lib()
     counts = torch.empty(E, V, dtype=torch.int32)
-    grid = dict(E=E, V=V, tile_px=cfg.tile_px, tiles_x=tiles_x, tiles_y=tiles_y, shared_depth=int(shared_depth))
+    grid = dict(E=E, V=V, tile_px=cfg.tile_px, tiles_x=tiles_x, tiles_y=tiles_y, shared_depth=int(views.shared_depth))
     inputs = dict(means2d=projected.means2d, radii=projected.radii, depths=projected.depths, counts=counts, offsets=0)
     _call(lib.gs_bin_count_cpu, fill(GsBinParams, **inputs, keys=0, ids=0, ranges=0, n_isect=0, **grid))
     n_isect = int(counts.sum(dtype=torch.int64))
@@ -187,4 +187,5 @@ def make_backend() -> Backend:
         _lib()
     except (BuildError, OSError) as exc:
         raise BackendUnavailable(str(exc)) from None
-    return Backend("cpu", cull, shade, project, bin_tiles, rasterize, device_types=("cpu",), derive=derive)
+    return Backend("cpu", cull, shade, project, bin_tiles, rasterize, device_types=("cpu",),
+                   derive=with_reference_fallback(derive))

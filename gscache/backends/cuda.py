@@ -29,10 +29,10 @@ from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages import cull
 from ..stages.bin import tile_grid
-from . import Backend, BackendUnavailable
+from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import cuda_module
-from ._mlp import packed_mlps
+from ._mlp import packed_mlps, with_reference_fallback
 from ._params import (GsBinParams, GsDeriveParams, GsProjectParams, GsRasterParams, GsShadeParams, as_kernel_arg,
                       fill)
 
@@ -121,7 +121,7 @@ class CudaKernels:
                 depths=depths, radii=radii, E=E, V=V, eps2d=cfg.eps2d, extent_sigma=cfg.extent_sigma))
         return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
 
-    def bin_tiles(self, projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
+    def bin_tiles(self, projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
         E, V = projected.depths.shape
         dev = projected.depths.device
         tiles_x, tiles_y = tile_grid(views, cfg)
@@ -137,7 +137,7 @@ class CudaKernels:
                 counts=counts, offsets=0, keys=0, ids=0, ranges=0, n_isect=0, **grid))
         means2d, radii, depths, emit_counts = projected.means2d, projected.radii, projected.depths, counts
         depth_order = None
-        if shared_depth and E > 1:
+        if views.shared_depth and E > 1:
             # One depth sort for every view; the emit kernel then walks the Gaussians in that order
             # and the keys only need a stable partition by tile (a radix sort of the tile bits).
             depth_order = torch.argsort(projected.depths[0], stable=True)
@@ -248,7 +248,7 @@ def backend_on(runtime: KernelRuntime) -> Backend:
     """The cuda kernels as a backend on ``runtime``."""
     k = CudaKernels(runtime)
     return Backend(runtime.name, cull, k.shade, k.project, k.bin_tiles, k.rasterize,
-                   device_types=(runtime.device_type,), derive=k.derive)
+                   device_types=(runtime.device_type,), derive=with_reference_fallback(k.derive))
 
 
 def make_backend() -> Backend:

@@ -17,7 +17,7 @@ from ..records import DEPTH_BITS_MASK, TILE_KEY_SHIFT, Images, Projected, Shaded
 from ..sh import sh_degree_of
 from ..stages import cull
 from ..stages.bin import tile_grid
-from . import Backend, BackendUnavailable
+from .table import Backend, BackendUnavailable
 
 
 def _gs():
@@ -46,7 +46,7 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
                      radii=radii.to(torch.int32).contiguous())
 
 
-def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
     # gsplat sorts (image, tile, depth) keys itself; a shared depth order cannot be handed to it.
     gs = _gs()
     E, V = projected.depths.shape

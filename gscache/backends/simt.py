@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from . import Backend, BackendUnavailable
+from .table import Backend, BackendUnavailable
+from ..errors import GscacheError, GscacheRuntimeError
 from ._loader import BuildError, simt_library
 
 SCHEDULES = {"free": 0, "forward": 1, "reverse": 2, "random": 3}
@@ -36,7 +37,7 @@ SHARED_LIMIT = 48 * 1024  # dynamic shared memory a kernel may ask for without o
 _SANITIZER_RUNTIME = {"address": "libasan", "thread": "libtsan"}
 
 
-class KernelFault(RuntimeError):
+class KernelFault(GscacheRuntimeError):
     """An emulated kernel launch broke a rule of the GPU; the message names the kernel and what."""
 
 
@@ -72,7 +73,7 @@ class SimRuntime:
     def __init__(self, schedule: str = "free", seed: int = 0, sanitize: str | None = None, timeout_s: float = 60.0,
                  src: Path | None = None):
         if schedule not in SCHEDULES:
-            raise ValueError(f"schedule: expected one of {sorted(SCHEDULES)}, got {schedule!r}")
+            raise GscacheError(f"schedule: expected one of {sorted(SCHEDULES)}, got {schedule!r}")
         self.schedule, self.seed, self.sanitize, self.timeout_s = schedule, seed, sanitize, timeout_s
         self.lib, self.kernels = simt_library(sanitize, src)
         self.lib.gs_simt_error.restype = ctypes.c_char_p

@@ -161,7 +161,7 @@ def ladder(device_type: str, backend: str = "auto", structured: bool = False) ->
     if structured:
         rungs = [named_config(f"{best.name}/{mode}{REFERENCE_DERIVE}", device_type)
                  for mode in ("none", "stereo", "D2", "D4", "D8", "dynamic")]
-        if best.derive is not None:
+        if best.fused_derive:
             rungs.append(named_config(f"{best.name}/dynamic", device_type))
         return rungs
     rungs = [named_config("torch/none", device_type)]

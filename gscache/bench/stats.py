@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..errors import GscacheError
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default)."""
     if not values:
-        raise ValueError("percentile of no values")
+        raise GscacheError("percentile of no values")
     if not 0 <= q <= 100:
-        raise ValueError(f"q must be in [0, 100], got {q}")
+        raise GscacheError(f"percentile: q must be in [0, 100], got {q}")
     ordered = sorted(values)
     pos = (len(ordered) - 1) * q / 100
     lo = math.floor(pos)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..errors import GscacheError
+
 
 @dataclass
 class ElasticController:
@@ -28,7 +30,9 @@ class ElasticController:
 
     def __post_init__(self) -> None:
         if self.n_max < 1 or self.target_ms <= 0 or not 0 < self.headroom < 1 or self.hysteresis < 1:
-            raise ValueError("ElasticController: n_max >= 1, target_ms > 0, headroom in (0, 1), hysteresis >= 1")
+            raise GscacheError(f"ScheduleConfig / ElasticController: expected n_max >= 1, target_ms > 0, headroom in "
+                               f"(0, 1) and hysteresis >= 1; got {self.n_max}, {self.target_ms}, {self.headroom}, "
+                               f"{self.hysteresis}")
         self.active = min(max(1, self.active), self.n_max)
 
     @property

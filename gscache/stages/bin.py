@@ -41,17 +41,17 @@ def depth_bits(depths: Tensor) -> Tensor:
     return depths.contiguous().view(torch.int32).to(torch.int64) & DEPTH_BITS_MASK
 
 
-def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_depth: bool = False) -> TileBins:
+def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
     """Sorted tile intersections of all E views.
 
     Args:
         projected: E x V screen-space Gaussians.
-        views: the views (image size).
+        views: the views (image size; ``views.shared_depth``: every Gaussian has the same depth in
+            every view, so the Gaussians are sorted by depth once, every view's intersections
+            emitted in that order and partitioned by tile with a stable sort of the tile ids alone,
+            what a counting sort computes, instead of sorting (tile, depth) keys; the result is
+            identical).
         cfg: tile size.
-        shared_depth: every Gaussian has the same depth in every view (``views.shared_depth``):
-            sort the Gaussians by depth once, emit every view's intersections in that order, and
-            partition them by tile with a stable sort of the tile ids alone (what a counting sort
-            computes) instead of sorting (tile, depth) keys. The result is identical.
 
     Returns:
         TileBins with I intersections.
@@ -68,6 +68,7 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig, shared_dep
     # The order in which (view, Gaussian) pairs emit their tiles: by index, or by the shared depth
     # order (a stable sort, so equal depths keep index order, as the key sort breaks its ties).
     flat_index = torch.arange(E * V, device=device).reshape(E, V)
+    shared_depth = views.shared_depth
     if shared_depth and E > 1:
         depth_order = torch.argsort(projected.depths[0], stable=True)  # [V], once for all views
         flat_index = flat_index[:, depth_order]

@@ -163,3 +163,14 @@ def test_derivation_with_weights_in_shared_and_in_global_memory(hidden, shared, 
         torch.testing.assert_close(getattr(ours, name), getattr(ref, name), rtol=1e-5, atol=2e-6, msg=name)
     shared_bytes = {s for name, _, _, s in rt.launches if name.startswith("derive")}
     assert (shared_bytes != {0}) == shared and all(s <= SHARED_MEM_LIMIT for s in shared_bytes)
+
+
+@pytest.mark.parametrize("backend", params("cpu", "cuda-sim", "cuda"))
+@pytest.mark.parametrize("tile_px", TILES)
+def test_converging_eyes_bin_with_the_key_sort(backend, tile_px):
+    """Eyes that converge see different depths: no shared depth order, the (tile, depth) key sort."""
+    impl = backends.get(backend, device_of(backend).type)
+    rig = StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), 60, 45, fov_y_deg=70, ipd_m=0.1,
+                              convergence_m=1.5)
+    assert not views_of(rig).shared_depth
+    _check_all(impl, random_scene(257, seed=9, sh_degree=1, spread=1.5), rig, tile_px)

@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+
+from gscache import GscacheError
 import torch
 
 from gscache import save_scene
@@ -26,7 +28,7 @@ def test_percentile_matches_numpy():
         assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)), rel=1e-12)
     s = summarize([10.0, 20.0, 30.0])
     assert s["median_ms"] == 20.0 and s["fps"] == 50.0 and s["p95_ms"] == pytest.approx(29.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(GscacheError, match="no values"):
         percentile([], 50)
 
 

@@ -94,7 +94,7 @@ def test_elastic_never_exceeds_its_bounds():
     assert c.active == 2
     _run(c, [1.0] * 20, lambda n: 0.1)
     assert c.active == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(GscacheError, match="n_max >= 1"):
         ElasticController(n_max=0, target_ms=5.0)
 
 

@@ -1,0 +1,38 @@
+"""What a backend is: a named table of the six stage functions (signatures in
+``gscache.stages.protocols``), and the error a backend factory raises when it cannot run here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import GscacheRuntimeError
+from ..stages.derive import derive_anchors
+from ..stages.protocols import BinFn, CullFn, DeriveFn, ProjectFn, RasterizeFn, ShadeFn
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """The stages of one implementation. A mixed backend is ``dataclasses.replace(torch_backend,
+    rasterize=other.rasterize)``, which is also how a single kernel is tested inside the
+    reference pipeline."""
+
+    name: str
+    cull: CullFn
+    shade: ShadeFn
+    project: ProjectFn
+    bin: BinFn
+    rasterize: RasterizeFn
+    device_types: tuple[str, ...] = ("cpu", "cuda")
+    """torch device types whose tensors the stages accept."""
+    derive: DeriveFn = derive_anchors
+    """Structured scenes: the derivation of anchors' Gaussians; the torch reference unless the
+    backend has a fused kernel (which falls back to the reference for MLPs it cannot run)."""
+
+    @property
+    def fused_derive(self) -> bool:
+        """The backend derives with a kernel of its own rather than the reference."""
+        return self.derive is not derive_anchors
+
+
+class BackendUnavailable(GscacheRuntimeError):
+    """Raised by a factory that cannot run here; the message says why."""

@@ -1,0 +1,50 @@
+"""The signature of each stage, as ``typing.Protocol``: every backend's functions have these (the
+torch reference in this package is the specification).
+
+Shapes (E views, N scene Gaussians, V visible, I intersections, T tiles per view) are documented
+on the records in ``gscache.records``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from torch import Tensor
+
+from ..camera import ViewBatch
+from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
+from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..scene.record import Scene
+from ..scene.structured import StructuredScene
+
+
+class CullFn(Protocol):
+    def __call__(self, scene: Scene, views: ViewBatch, cfg: CullConfig, project: ProjectConfig) -> Visible:
+        """The N -> V Gaussians that may reach any view. ``project`` is the projection whose
+        footprint (eps2d, extent_sigma) the conservative bound must contain."""
+
+
+class ShadeFn(Protocol):
+    def __call__(self, visible: Visible, views: ViewBatch, cfg: ShadeConfig) -> Shaded:
+        """3D covariances [V, 6] and colours per view [E, V, 3]."""
+
+
+class ProjectFn(Protocol):
+    def __call__(self, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConfig) -> Projected:
+        """Screen-space centres, conics, depths and radii per view [E, V, ...]."""
+
+
+class BinFn(Protocol):
+    def __call__(self, projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
+        """Sorted tile intersections; one depth order for all views when ``views.shared_depth``."""
+
+
+class RasterizeFn(Protocol):
+    def __call__(self, visible: Visible, shaded: Shaded, projected: Projected, bins: TileBins, views: ViewBatch,
+                 cfg: RasterConfig) -> Images:
+        """Front-to-back blending per tile: images [E, H, W, ...]."""
+
+
+class DeriveFn(Protocol):
+    def __call__(self, scene: StructuredScene, ids: Tensor, position: Tensor) -> Scene:
+        """The Gaussians of anchors ``ids`` [A'] int64 seen from ``position`` [3] (SH degree 0)."""
