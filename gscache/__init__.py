@@ -9,11 +9,15 @@ from .camera import Camera, Intrinsics, StereoRig
 from .config import CacheConfig, RenderConfig
 from .errors import GscacheError
 from .records import Frame
+from .api import open_renderer, open_scene
+from .errors import GscacheRuntimeError
 from .renderer import Renderer, render
 from .scene import Scene, load_scene, save_scene
 
 __all__ = [
     "render",
+    "open_renderer",
+    "open_scene",
     "Renderer",
     "RenderConfig",
     "CacheConfig",
@@ -25,5 +29,6 @@ __all__ = [
     "StereoRig",
     "Frame",
     "GscacheError",
+    "GscacheRuntimeError",
     "trajectories",
 ]

@@ -1,13 +1,18 @@
 """Reuse across frames: the temporal cache, its refresh rules, the dynamic cache depth, CacheStats.
 
-What is cached, and how exact each reuse is (ARCHITECTURE §5):
+One cache, :class:`TemporalCache`, with one entry type and one key builder, serves explicit and
+structured scenes alike (gscache.pipeline decides what goes into an entry). What is cached, and
+how exact each reuse is (ARCHITECTURE §5):
 
 * the visible set, culled with ``CacheConfig.margin_px`` of extra border. Exact while no Gaussian
   outside it can have reached the views: the cache refreshes before the views could have moved
   that far (a bound on how far anything in front of the eyes moves on screen, below);
 * the 3D covariances: exact (view independent);
 * the SH colours, evaluated at the refresh: approximate, as the eyes move on (the benchmark
-  reports the image error).
+  reports the image error);
+* structured scenes: the derived Gaussians (and their culled set, covariances and colours,
+  which are degree 0 and so view independent), refreshed also when the level of detail changes
+  for more than ``CacheConfig.lod_tolerance`` of the selected anchors ("lod").
 
 A refresh happens when the scene, the configuration, the resolution or intrinsics, or the
 backend changed ("invalidated: ..."), when the cache is D frames old ("age"), when an eye moved
@@ -24,8 +29,6 @@ import torch
 
 from .camera import ViewBatch
 from .config import CacheConfig, RenderConfig
-from .records import Shaded, Visible
-from .scene.record import Scene
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,32 +115,44 @@ def _rotation_angle(Ra: torch.Tensor, Rb: torch.Tensor) -> float:
 
 
 @dataclass
-class _Entry:
+class CacheEntry:
+    """What one refresh computed and the frames after it reuse (one kind for both paths: the
+    explicit path keeps the culled set and its shading, the structured path also the derived
+    Gaussians and the level of detail they were derived at)."""
+
     key: tuple
-    visible: Visible
-    shaded: Shaded
-    poses: list[torch.Tensor]  # T_world_cam of each view at the refresh, float64
-    nearest_depth: list[float]  # per view: the nearest Gaussian in front of it at the refresh
-    saved_ms: float  # cull + shade time at the refresh
-    scene_ptrs: frozenset[int]  # storage of the scene's tensors, which a visible set may share
+    """cache_key() at the refresh."""
+    payload: dict
+    """The reused records: "visible" and "shaded", and for structured scenes "derived"."""
+    poses: list[torch.Tensor]
+    """T_world_cam of each view at the refresh, float64."""
+    nearest_depth: list[float]
+    """Per view: the nearest Gaussian in front of it at the refresh."""
+    saved_ms: float
+    """Time of the stages a hit skips, measured at the refresh."""
+    nbytes: int
+    """Memory the entry holds beyond the scene itself."""
+    lod: torch.Tensor | None = None
+    """Structured scenes: [A] bool, the anchors the level of detail selected at the refresh."""
     age: int = 0
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the cache holds beyond the scene (a visible set of everything shares its tensors)."""
-        v, s = self.visible, self.shaded
-        held = [v.ids, s.covars, s.colors]
-        held += [t for t in (v.means, v.quats, v.scales, v.opacities, v.sh) if t.data_ptr() not in self.scene_ptrs]
-        return sum(t.numel() * t.element_size() for t in held)
+    """Frames served since the refresh."""
 
 
-def cache_key(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend_name: str) -> tuple:
-    """Everything whose change invalidates the cached culled set, covariances or colours."""
+def held_bytes(tensors: list[torch.Tensor], scene_tensors: tuple[torch.Tensor, ...] = ()) -> int:
+    """Bytes of ``tensors``, not counting those that share storage with the scene (a visible set
+    of everything is the scene's own tensors)."""
+    shared = {t.data_ptr() for t in scene_tensors}
+    return sum(t.numel() * t.element_size() for t in tensors if t.data_ptr() not in shared)
+
+
+def cache_key(scene, views: ViewBatch, cfg: RenderConfig, backend_name: str) -> tuple:
+    """Everything whose change invalidates a cache entry. The scene is keyed by its identity token
+    (gscache.scene.identity), which is never reused for another scene, and its version."""
     c = cfg.cache
     return (
-        ("scene", id(scene.means), scene.version, scene.count),
+        ("scene", scene.token, scene.version, scene.count),
         ("backend", backend_name),
-        ("config", cfg.cull, cfg.shade, cfg.project, c.stereo, c.approx_stereo_colors, c.margin_px),
+        ("config", cfg.cull, cfg.shade, cfg.project, cfg.derive, c.stereo, c.approx_stereo_colors, c.margin_px),
         ("views", views.n_views, views.width, views.height, views.near_m, views.far_m,
          tuple(views.Ks.reshape(-1).tolist())),
     )
@@ -150,15 +165,22 @@ def _describe_change(old: tuple, new: tuple) -> str:
     return "invalidated"
 
 
-class FrameCache:
-    """The temporal cache of one Renderer (one entry: memory bounded by one frame's visible set)."""
+class TemporalCache:
+    """The temporal cache of one Renderer: one entry (memory bounded by one frame's records), its
+    refresh rules, the cache depth (fixed, or a DepthController's) and the totals.
+
+    A frame calls :meth:`begin`, which gives the entry to reuse (its age advanced) or None and the
+    reason to refresh; on a refresh it :meth:`store`s the new entry; at its end it calls
+    :meth:`end` with its CacheStats and time, which feed the totals and the depth controller.
+    """
 
     def __init__(self) -> None:
-        self.entry: _Entry | None = None
+        self.entry: CacheEntry | None = None
         self.controller: DepthController | None = None
         self.totals = CacheTotals()
 
     def depth(self, cfg: CacheConfig) -> int:
+        """The cache depth D in force (the controller's, with dynamic_depth)."""
         if not cfg.dynamic_depth:
             self.controller = None
             return cfg.depth
@@ -166,8 +188,11 @@ class FrameCache:
             self.controller = DepthController(cfg)
         return self.controller.depth
 
-    def lookup(self, key: tuple, views: ViewBatch, cfg: CacheConfig) -> tuple[_Entry | None, str | None]:
-        """The entry to reuse for this frame, or (None, the reason to refresh)."""
+    def begin(self, key: tuple, views: ViewBatch, cfg: CacheConfig,
+              lod: torch.Tensor | None = None) -> tuple[CacheEntry | None, str | None]:
+        """The entry to reuse for this frame (its age advanced), or (None, the reason to refresh).
+        ``lod``: structured scenes, the anchors the level of detail selects now; more than
+        ``cfg.lod_tolerance`` of them changed is a refresh ("lod")."""
         e = self.entry
         if e is None:
             return None, "first"
@@ -175,15 +200,28 @@ class FrameCache:
             return None, _describe_change(e.key, key)
         if e.age + 1 >= self.depth(cfg):
             return None, "age"
+        if lod is not None and e.lod is not None:
+            if int((lod != e.lod).sum()) > cfg.lod_tolerance * max(1, int(e.lod.sum())):
+                return None, "lod"
         reason = motion_reason(e.poses, e.nearest_depth, views, cfg)
-        return (None, reason) if reason else (e, None)
+        if reason:
+            return None, reason
+        e.age += 1
+        return e, None
 
-    def store(self, key: tuple, scene: Scene, views: ViewBatch, visible: Visible, shaded: Shaded,
-              saved_ms: float) -> _Entry:
-        self.entry = _Entry(key, visible, shaded, [c.T_world_cam for c in views.cameras],
-                            nearest_depths(scene.means, views), saved_ms,
-                            frozenset(t.data_ptr() for t in scene.tensors()))
+    def store(self, key: tuple, payload: dict, views: ViewBatch, points: torch.Tensor, saved_ms: float, nbytes: int,
+              lod: torch.Tensor | None = None) -> CacheEntry:
+        """A new entry from a refresh; ``points`` [P, 3] are the cached Gaussians' centres (the
+        nearest of them bounds how far anything can move on screen)."""
+        self.entry = CacheEntry(key, payload, [c.T_world_cam for c in views.cameras], nearest_depths(points, views),
+                                saved_ms, nbytes, lod)
         return self.entry
+
+    def end(self, stats: CacheStats, frame_ms: float) -> None:
+        """The frame's statistics into the totals, and its time into the depth controller."""
+        if self.controller is not None:
+            self.controller.update(frame_ms)
+        self.totals.add(stats)
 
 
 def nearest_depths(points: torch.Tensor, views: ViewBatch) -> list[float]:
@@ -217,46 +255,3 @@ def motion_reason(poses: list[torch.Tensor], nearest: list[float], views: ViewBa
         lim = max(intr.width - intr.cx, intr.cx) / intr.fx + max(intr.height - intr.cy, intr.cy) / intr.fy
         motion_px = max(motion_px, 1.1 * f * (angle * (1 + lim * lim) + shift * (1 + lim) / nearest[i]))
     return "frustum" if motion_px > cfg.margin_px else None
-
-
-@dataclass
-class _DerivedEntry:
-    key: tuple
-    scene: Scene  # the derived Gaussians
-    lod: torch.Tensor  # [A] bool: the anchors the LOD selected at the derivation
-    poses: list[torch.Tensor]
-    nearest_depth: list[float]
-    derive_ms: float
-    age: int = 0
-
-
-class DerivedCache:
-    """Structured scenes: the Gaussians derived for a frame, reused for later frames (up to the
-    cache depth D). Refreshes as FrameCache does, and also when the level of detail selected at
-    the viewpoint differs for more than ``CacheConfig.lod_tolerance`` of the selected anchors
-    ("lod"). Holds one derived scene."""
-
-    def __init__(self) -> None:
-        self.entry: _DerivedEntry | None = None
-        self.frames = FrameCache()  # the cache depth controller and the totals
-        self.gaussians = FrameCache()  # culled set and covariances of the derived Gaussians
-
-    def lookup(self, key: tuple, lod: torch.Tensor, views: ViewBatch, cfg: CacheConfig):
-        e = self.entry
-        if e is None:
-            return None, "first"
-        if e.key != key:
-            return None, _describe_change(e.key, key)
-        if e.age + 1 >= self.frames.depth(cfg):
-            return None, "age"
-        changed = int((lod != e.lod).sum())
-        if changed > cfg.lod_tolerance * max(1, int(e.lod.sum())):
-            return None, "lod"
-        reason = motion_reason(e.poses, e.nearest_depth, views, cfg)
-        return (None, reason) if reason else (e, None)
-
-    def store(self, key: tuple, derived: Scene, lod: torch.Tensor, views: ViewBatch, derive_ms: float) -> _DerivedEntry:
-        self.entry = _DerivedEntry(key, derived, lod, [c.T_world_cam for c in views.cameras],
-                                   nearest_depths(derived.means, views), derive_ms)
-        return self.entry
-

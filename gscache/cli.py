@@ -12,27 +12,10 @@ import time
 import warnings
 from pathlib import Path
 
+from .api import open_renderer, open_scene
 from .errors import GscacheError, GscacheWarning
+from .presets import RESOLUTION_PRESETS, UP_AXES, parse_size
 from .scene import detect_format
-
-RESOLUTION_PRESETS = {"quest3": (2064, 2208), "2k": (2048, 2048), "1k": (1024, 1024)}
-UP_AXES = {"-y": (0, -1, 0), "+y": (0, 1, 0), "-z": (0, 0, -1), "+z": (0, 0, 1)}
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x384' or a preset name -> (width, height)."""
-    if text in RESOLUTION_PRESETS:
-        return RESOLUTION_PRESETS[text]
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise GscacheError(
-            f"--size: expected WxH (e.g. 512x512) or one of {sorted(RESOLUTION_PRESETS)}, got {text!r}"
-        ) from None
-    if w < 1 or h < 1:
-        raise GscacheError(f"--size: width and height must be >= 1, got {text!r}")
-    return w, h
-
 
 def parse_color(text: str) -> tuple[float, float, float]:
     try:
@@ -42,17 +25,6 @@ def parse_color(text: str) -> tuple[float, float, float]:
     if len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
         raise GscacheError(f"--background: expected three numbers in [0, 1] like 0,0,0, got {text!r}")
     return rgb
-
-
-def open_scene(path: str | None):
-    """The scene at ``path``, or the embedded demo scene when None."""
-    if path is None:
-        from .scenes import demo_scene
-
-        return demo_scene()
-    from .scene import load_scene
-
-    return load_scene(path)
 
 
 def _write_png(rgb, path: Path) -> None:
@@ -87,7 +59,6 @@ def cmd_render(args) -> int:
 
     from .camera import Camera, Intrinsics, StereoRig, rigid_inverse
     from .config import RasterConfig, RenderConfig
-    from .renderer import Renderer
     from .scene.structured import StructuredScene
     from .trajectory import named_trajectory
 
@@ -98,7 +69,7 @@ def cmd_render(args) -> int:
     scene = open_scene(args.scene)
     config = RenderConfig(backend=args.backend, device=args.device,
                           raster=RasterConfig(background=parse_color(args.background)))
-    renderer = Renderer(scene, config)
+    renderer = open_renderer(scene, config)
     traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=up, distance=args.distance,
                             elevation_deg=args.elevation)
     intr = Intrinsics.from_fov(args.fov, width, height)
@@ -174,7 +145,7 @@ def cmd_bench(args) -> int:
 
     from .bench.report import build_report, format_table, write_json, write_plot
     from .bench.runner import BenchSettings, ladder, named_config, run_bench
-    from .renderer import default_device
+    from .api import default_device
     from .scene.structured import StructuredScene
     from .trajectory import named_trajectory
 

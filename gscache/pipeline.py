@@ -1,22 +1,23 @@
-"""The one place where the stages are wired together: cull -> shade -> project -> bin -> rasterize,
-with the stereo and temporal reuse of gscache.cache between them."""
+"""The one place where the stages are wired together: (derive ->) cull -> shade -> project -> bin
+-> rasterize, with the stereo and temporal reuse of gscache.cache between them.
+
+A frame is a front (cull and shade: what a temporal cache entry holds, with the derived
+Gaussians of a structured scene) and a back (project, bin, rasterize: every frame). Both scene
+kinds go through one TemporalCache.begin / store / end."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
-import warnings
 
 import torch
 
-from .backends import Backend
-from .cache import CacheStats, DerivedCache, FrameCache, cache_key
+from .backends.table import Backend
+from .cache import CacheStats, TemporalCache, cache_key, held_bytes
 from .camera import ViewBatch
 from .config import RenderConfig
-from .errors import GscacheWarning
-from .records import Frame, Shaded, StageTimes, Visible, WorkCounters
+from .records import Frame, Images, Shaded, StageTimes, TileBins, Visible, WorkCounters
 from .scene.record import Scene
 from .scene.structured import StructuredScene
 from .stages.derive import derive, derive_anchors, lod_mask
@@ -65,8 +66,51 @@ def _shade(backend: Backend, visible: Visible, views: ViewBatch, cfg: RenderConf
     return backend.shade(visible, views, cfg.shade)
 
 
+def _front(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend, margin_px: float,
+           clock: _Clock) -> tuple[Visible, Shaded]:
+    """cull (the union of the view frusta, ``margin_px`` wider for a temporal cache) and shade
+    (covariances once, colours per view or once between the eyes)."""
+    cull_cfg = dataclasses.replace(cfg.cull, margin_px=cfg.cull.margin_px + margin_px) if margin_px else cfg.cull
+    visible = backend.cull(scene, views, cull_cfg, cfg.project)
+    clock.lap("cull")
+    shaded = _shade(backend, visible, views, cfg)
+    clock.lap("shade")
+    return visible, shaded
+
+
+def _back(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
+          tile_mask: torch.Tensor | None, clock: _Clock) -> tuple[Images, TileBins]:
+    """project (per view), bin (tile lists by depth, one depth order for parallel eyes) and
+    rasterize (per tile, front to back; only the tiles of ``tile_mask``)."""
+    projected = backend.project(visible, shaded, views, cfg.project)
+    clock.lap("project")
+    bins = backend.bin(projected, views, cfg.bin)
+    clock.lap("bin")
+    raster_bins = bins if tile_mask is None else bins.restricted(tile_mask)
+    images = backend.rasterize(visible, shaded, projected, raster_bins, views, cfg.raster)
+    clock.lap("rasterize")
+    if checks_enabled(cfg):
+        for record in (scene, visible, shaded, projected, bins, images):
+            record.validate()
+    return images, bins
+
+
+def _front_bytes(visible: Visible, shaded: Shaded, scene: Scene) -> int:
+    """Memory of a cached front beyond the scene (a visible set of everything shares its tensors)."""
+    own = held_bytes([visible.ids, shaded.covars, shaded.colors])
+    return own + held_bytes([visible.means, visible.quats, visible.scales, visible.opacities, visible.sh],
+                            scene.tensors())
+
+
+def _stats(cache: TemporalCache, cfg: RenderConfig, entry, reason: str | None, reused: tuple[str, ...]) -> CacheStats:
+    depth = cache.depth(cfg.cache)
+    if reason is not None:
+        return CacheStats(True, False, reason, 0, depth, (), 0.0, entry.nbytes)
+    return CacheStats(True, True, None, entry.age, depth, reused, entry.saved_ms, entry.nbytes)
+
+
 def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                 cache: FrameCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
+                 cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
     """Render the E views of ``views`` with ``backend``'s stages, reusing what ``cfg.cache`` allows.
 
     Args:
@@ -86,56 +130,29 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         return Frame.concat([render_views(scene, views.select(e), cfg, backend, None,
                                           None if tile_mask is None else tile_mask[e:e + 1])
                              for e in range(views.n_views)])
-    check = checks_enabled(cfg)
     clock = _Clock(scene.device)
     temporal = cache is not None and cfg.cache.temporal
-    key = cache_key(scene, views, cfg, backend.name) if temporal else None
-    entry, reason = cache.lookup(key, views, cfg.cache) if temporal else (None, None)
+    entry, reason = None, None
+    if temporal:
+        key = cache_key(scene, views, cfg, backend.name)
+        entry, reason = cache.begin(key, views, cfg.cache)
     if entry is not None:
-        # cull and shade: reused from the cache
-        visible, shaded = entry.visible, entry.shaded
-        entry.age += 1
+        visible, shaded = entry.payload["visible"], entry.payload["shaded"]
         clock.lap("cull")
         clock.lap("shade")
     else:
-        # cull: union of the view frusta (with the temporal cache's margin)
-        cull_cfg = cfg.cull
-        if temporal:
-            cull_cfg = dataclasses.replace(cull_cfg, margin_px=cull_cfg.margin_px + cfg.cache.margin_px)
-        visible = backend.cull(scene, views, cull_cfg, cfg.project)
-        clock.lap("cull")
-        # shade: covariances once, colours per view (or once, between the eyes)
-        shaded = _shade(backend, visible, views, cfg)
-        clock.lap("shade")
-    # project: per view
-    projected = backend.project(visible, shaded, views, cfg.project)
-    clock.lap("project")
-    # bin: tile lists sorted by depth (one depth order for parallel eyes)
-    bins = backend.bin(projected, views, cfg.bin)
-    clock.lap("bin")
-    tile_costs = bins.tile_costs()
-    # rasterize: per tile, front to back (only the tiles of tile_mask)
-    raster_bins = bins if tile_mask is None else bins.restricted(tile_mask)
-    images = backend.rasterize(visible, shaded, projected, raster_bins, views, cfg.raster)
-    clock.lap("rasterize")
-    if check:
-        for record in (scene, visible, shaded, projected, bins, images):
-            record.validate()
+        visible, shaded = _front(scene, views, cfg, backend, cfg.cache.margin_px if temporal else 0.0, clock)
+    images, bins = _back(scene, visible, shaded, views, cfg, backend, tile_mask, clock)
     times = clock.times()
     stats = None
     if temporal:
-        depth = cache.depth(cfg.cache)
         if entry is None:
-            entry = cache.store(key, scene, views, visible, shaded, times.cull_ms + times.shade_ms)
-            stats = CacheStats(True, False, reason, 0, depth, (), 0.0, entry.nbytes)
-        else:
-            stats = CacheStats(True, True, None, entry.age, depth, ("cull", "covariances", "colors"), entry.saved_ms,
-                               entry.nbytes)
-        if cache.controller is not None:
-            cache.controller.update(times.total_ms)
-        cache.totals.add(stats)
+            entry = cache.store(key, {"visible": visible, "shaded": shaded}, views, scene.means,
+                                times.cull_ms + times.shade_ms, _front_bytes(visible, shaded, scene))
+        stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
+        cache.end(stats, times.total_ms)
     counters = WorkCounters(scene.count, visible.count, bins.n_intersections, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=tile_costs)
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs())
 
 
 def _timed(device: torch.device, fn):
@@ -150,13 +167,14 @@ def _timed(device: torch.device, fn):
 
 
 def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                      cache: DerivedCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
+                      cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
     """Render a structured scene: derive its Gaussians, then the ordinary pipeline.
 
     With ``cfg.cache.shared_derivation`` (default) the Gaussians are derived once per frame from
     the point between the eyes against the union of the frusta and serve both eyes, and, with a
-    temporal cache depth D > 1, up to D frames; otherwise every eye derives its own, every frame
-    (the exact baseline of the original renderers).
+    temporal cache depth D > 1, up to D frames together with their culled set and shading;
+    otherwise every eye derives its own, every frame (the exact baseline of the original
+    renderers).
     """
     device = scene.device
     # The backend's derivation (a fused kernel, or the reference), or the reference when asked for.
@@ -174,41 +192,30 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     entry, reason, lod = None, None, None
     if temporal:
         lod = lod_mask(scene, centre)
-        key = (("scene", id(scene.anchors), scene.version, scene.count),
-               ("config", cfg.cull, cfg.project, cfg.cache.margin_px),
-               ("views", views.n_views, views.width, views.height, views.near_m, views.far_m,
-                tuple(views.Ks.reshape(-1).tolist())))
-        entry, reason = cache.lookup(key, lod, views, cfg.cache)
+        key = cache_key(scene, views, cfg, backend.name)
+        entry, reason = cache.begin(key, views, cfg.cache, lod=lod)
     if entry is not None:
-        derived, derive_ms = entry.scene, 0.0
-        entry.age += 1
+        derived, visible, shaded = (entry.payload[k] for k in ("derived", "visible", "shaded"))
+        derive_ms = 0.0
+        clock = _Clock(device)
+        clock.lap("cull")
+        clock.lap("shade")
     else:
         margin = cfg.cache.margin_px if temporal else 0.0
         derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn))
-        if temporal:
-            entry = cache.store(key, derived, lod, views, derive_ms)
-    if temporal:
-        # The derived Gaussians' culled set and covariances (and colours: degree 0, so view
-        # independent) are reused with them: an inner frame cache keyed by the derived tensors,
-        # whose own limits never trigger first (the derived cache above decides).
-        inner = dataclasses.replace(cfg, cache=dataclasses.replace(
-            cfg.cache, depth=cfg.cache.depth_max, dynamic_depth=False, max_translation_m=math.inf,
-            max_rotation_deg=math.inf, translation_per_depth=0.0))
-        frame = render_views(derived, views, inner, backend, cache.gaussians, tile_mask)
-    else:
-        frame = render_views(derived, views, cfg, backend, None, tile_mask)
-    times = dataclasses.replace(frame.times, derive_ms=derive_ms)
+        clock = _Clock(device)
+        # The derived Gaussians reach the views by construction of the anchor cull; the cull
+        # stage still drops those whose own footprint cannot (with the same margin).
+        visible, shaded = _front(derived, views, cfg, backend, margin, clock)
+    images, bins = _back(derived, visible, shaded, views, cfg, backend, tile_mask, clock)
+    times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
     stats = None
     if temporal:
-        depth = cache.frames.depth(cfg.cache)
-        hit = reason is None
-        reused, saved = ("derive",) if hit else (), entry.derive_ms if hit else 0.0
-        if hit and frame.cache is not None and frame.cache.hit:
-            reused, saved = reused + frame.cache.stage_hits, saved + frame.cache.time_saved_ms
-        stats = CacheStats(True, hit, reason, entry.age, depth, reused, saved,
-                           derived.nbytes + entry.lod.numel() + (frame.cache.cache_bytes if frame.cache else 0))
-        if cache.frames.controller is not None:
-            cache.frames.controller.update(times.total_ms)
-        cache.frames.totals.add(stats)
-    return dataclasses.replace(frame, times=times, cache=stats)
-
+        if entry is None:
+            entry = cache.store(key, {"derived": derived, "visible": visible, "shaded": shaded}, views, derived.means,
+                                derive_ms + times.cull_ms + times.shade_ms,
+                                derived.nbytes + lod.numel() + _front_bytes(visible, shaded, derived), lod=lod)
+        stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
+        cache.end(stats, times.total_ms)
+    counters = WorkCounters(derived.count, visible.count, bins.n_intersections, images.evaluations)
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs())

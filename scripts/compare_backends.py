@@ -49,7 +49,7 @@ def _scene(spec: str):
 
 def main(argv=None) -> int:
     from gscache import RenderConfig, Renderer, StereoRig
-    from gscache.cli import parse_size
+    from gscache.presets import parse_size
     from gscache.trajectory import default_head_pose, vr_head_motion
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

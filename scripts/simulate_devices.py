@@ -18,7 +18,8 @@ from pathlib import Path
 
 
 from gscache import Renderer, RenderConfig, StereoRig
-from gscache.cli import open_scene, parse_size
+from gscache.api import open_scene
+from gscache.presets import parse_size
 from gscache.multi import plan_tiles, row_costs
 from gscache.trajectory import named_trajectory
 

@@ -2,7 +2,7 @@
 side by side (or as a red/cyan anaglyph, or mono), fly and orbit controls, a statistics overlay,
 run-time switches of the reuse mode and backend, screenshots and camera-path recording.
 
-It uses only the public API (gscache.Renderer, StereoRig, ...). Keys (also printed by --help):
+It uses only the public API (gscache.open_renderer, StereoRig, ...). Keys (also printed by --help):
 
     W A S D / Q E   fly forward, left, back, right / down, up (orbit: W S zoom)
     mouse + button  look around (fly) or turn the orbit; wheel: fly speed, or orbit distance
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gscache import RenderConfig, Renderer, StereoRig, backends
+from gscache import RenderConfig, StereoRig, backends, open_renderer
 from gscache.atomic import atomic_write
-from gscache.bench.runner import REUSE_MODES
+from gscache.presets import REUSE_MODES
 from gscache.camera import Camera, Intrinsics, rigid_inverse
 from gscache.errors import GscacheError
 from gscache.scene.structured import StructuredScene
@@ -60,7 +60,7 @@ class ViewerOptions:
     backend: str = "auto"
     device: str | None = None
     reuse: str = "stereo"
-    """A reuse mode of the benchmark (gscache.bench.runner.REUSE_MODES)."""
+    """A reuse mode (gscache.presets.REUSE_MODES)."""
     resolution_scale: float = 1.0
     """Rendered pixels per window pixel (< 1 renders smaller and stretches)."""
     target_ms: float | None = None
@@ -186,7 +186,7 @@ class Viewer:
                            cache=REUSE_MODES[self.reuse])
         if getattr(self, "renderer", None) is not None:
             self.renderer.close()  # stops its worker processes
-        self.renderer = Renderer(self.scene, cfg, devices=list(self.options.devices) or None)
+        self.renderer = open_renderer(self.scene, cfg, devices=list(self.options.devices) or None)
         self.backend_name = self.renderer.backend.name
         self.stats.reset()
 

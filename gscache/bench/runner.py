@@ -12,7 +12,8 @@ from .. import backends
 from ..camera import StereoRig
 from ..config import CacheConfig, DeriveConfig, RenderConfig
 from ..errors import GscacheError
-from ..renderer import Renderer, default_device
+from ..api import default_device, open_renderer
+from ..presets import REUSE_MODES
 from ..scene.record import Scene
 from ..trajectory import Trajectory
 from .memory import PeakMemory
@@ -107,18 +108,6 @@ class ConfigResult:
 
 def config_to_dict(cfg: RenderConfig) -> dict:
     return dataclasses.asdict(cfg)
-
-
-# Reuse modes of the ladder, cumulative as in ARCHITECTURE §5: each adds to the one before.
-REUSE_MODES: dict[str, CacheConfig] = {
-    "none": CacheConfig(stereo=False, shared_derivation=False),  # structured scenes: derive per eye
-    "stereo": CacheConfig(stereo=True),
-    "approx": CacheConfig(stereo=True, approx_stereo_colors=True),
-    "D2": CacheConfig(stereo=True, approx_stereo_colors=True, depth=2),
-    "D4": CacheConfig(stereo=True, approx_stereo_colors=True, depth=4),
-    "D8": CacheConfig(stereo=True, approx_stereo_colors=True, depth=8),
-    "dynamic": CacheConfig(stereo=True, approx_stereo_colors=True, dynamic_depth=True, depth_max=8),
-}
 
 
 REFERENCE_DERIVE = "-ref"
@@ -220,7 +209,7 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
     bar = tqdm(total=total, desc="bench", unit="frame", disable=not progress)
     for name, cfg, devices in runs:
         cfg = dataclasses.replace(cfg, device=str(device))
-        renderer = Renderer(scene, cfg, devices=list(devices) or None)
+        renderer = open_renderer(scene, cfg, devices=list(devices) or None)
         res = ConfigResult(name, cfg, devices=tuple(devices))
         for i in range(settings.warmup):
             renderer.render(rigs[i % len(rigs)])
@@ -260,7 +249,7 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
     # the default stage settings, else a separate (untimed) reference render of the samples.
     reference = next((r.samples for r in results if is_exact(r.config)), None)
     if reference is None and samples:
-        ref_renderer = Renderer(scene, RenderConfig(backend="torch", device=str(device),
+        ref_renderer = open_renderer(scene, RenderConfig(backend="torch", device=str(device),
                                                     cache=REUSE_MODES["none"]))
         reference = {i: ref_renderer.render(rigs[i]).rgb.detach().cpu() for i in samples}
     for res in results:

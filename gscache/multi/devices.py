@@ -1,6 +1,10 @@
-"""The devices of a multi-device frame. Each holds a replica of the scene and its own Renderer
+"""The devices of a multi-device frame. Each holds a replica of the scene and its own renderer
 (with its own cache), renders the frame's views up to the binning in full (so its records are
-exactly the single-device ones) and rasterizes only the tiles of its bands.
+exactly the single-device ones) and rasterizes only the tiles of its bands. Renderers come from
+the factory the caller injects (gscache.api passes gscache.Renderer); nothing here imports them.
+
+A device has ``name``, ``failed``, ``submit(rig, bands) -> token``, ``result(token, timeout_s)
+-> ShareResult`` (or DeviceFailed), ``reset_cache()`` and ``close()``.
 
 * LocalDevice: in this process, on a torch device (the presenting device, or another CUDA GPU),
   run on a worker thread (the kernels release the GIL).
@@ -23,14 +27,14 @@ import torch
 
 from ..camera import StereoRig
 from ..config import RenderConfig
-from ..errors import GscacheError
+from ..errors import GscacheRuntimeError
 from ..scene.record import Scene
 from ..scene.structured import AnchorMLPs, StructuredScene
 from ..stages.bin import tile_grid
 from .plan import Band, band_mask
 
 
-class DeviceFailed(GscacheError):
+class DeviceFailed(GscacheRuntimeError):
     """A device raised, stopped answering or died; its tiles must be rendered elsewhere."""
 
 
@@ -57,7 +61,7 @@ def render_share(renderer, rig: StereoRig, bands: tuple[Band, ...]) -> ShareResu
     start = time.perf_counter()
     tile_px = renderer.config.bin.tile_px
     tiles_x, tiles_y = tile_grid(rig, renderer.config.bin)
-    frame = renderer.render(rig, tile_mask=band_mask(bands, 2, tiles_x, tiles_y))
+    frame = renderer.render(rig, tile_mask=band_mask(bands, len(rig.eyes()), tiles_x, tiles_y))
     rows = []
     for b in bands:
         y0, y1 = b.row0 * tile_px, min(b.row1 * tile_px, rig.height)
@@ -115,7 +119,7 @@ def pack_scene(scene) -> dict:
             torch.jit.save(scripted, buf)
         mlps[name] = buf.getvalue()
     flags = {f.name: getattr(scene.mlps, f.name) for f in dataclasses.fields(AnchorMLPs) if f.type in ("bool", bool)}
-    fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(StructuredScene) if f.name != "mlps"}
+    fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(StructuredScene) if f.name != "mlps" and f.init}
     fields = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in fields.items()}
     return {"kind": "structured", "fields": fields, "mlps": mlps, "flags": flags}
 
@@ -166,13 +170,14 @@ class SharedRows:
         return out
 
 
-def worker_main(conn, payload: dict, config: RenderConfig) -> None:
-    """A worker process: build the scene and a Renderer, then answer frames until told to stop.
-    Fault injection (tests): a frame message may ask it to raise or to hang."""
-    from ..renderer import Renderer
-
+def worker_main(conn, payload: dict, config: RenderConfig, threads: int, factory) -> None:
+    """A worker process: its thread count, the scene and a renderer (``factory``), then frames
+    until told to stop."""
+    # Before the kernels' OpenMP runtime starts in this process (it reads the variable once).
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
     try:
-        renderer = Renderer(unpack_scene(payload), dataclasses.replace(config, device="cpu"))
+        renderer = factory(unpack_scene(payload), dataclasses.replace(config, device="cpu"))
         conn.send(("ready", os.getpid()))
     except Exception as exc:
         conn.send(("error", None, f"{type(exc).__name__}: {exc}"))
@@ -188,12 +193,8 @@ def worker_main(conn, payload: dict, config: RenderConfig) -> None:
         if msg[0] == "reset":
             renderer.reset_cache()
             continue
-        _, frame_id, rig_msg, bands, fault = msg
+        _, frame_id, rig_msg, bands = msg
         try:
-            if fault == "raise":
-                raise RuntimeError("injected fault")
-            if fault == "hang":
-                time.sleep(3600)
             rig = rig_from_message(rig_msg)
             res = render_share(renderer, rig, bands)
             new_buffers = shared is None or shared.key != (rig.height, rig.width)
@@ -208,34 +209,26 @@ def worker_main(conn, payload: dict, config: RenderConfig) -> None:
 
 
 class ProcessDevice:
-    """A worker process on the CPU with ``threads`` threads of its own."""
+    """A worker process on the CPU with ``threads`` threads of its own, rendering with a renderer
+    that ``factory(scene, config)`` builds there (it must pickle: a class or a module-level
+    function)."""
 
     START_TIMEOUT_S = 120.0
 
-    def __init__(self, scene, config: RenderConfig, threads: int = 1, name: str | None = None) -> None:
+    def __init__(self, scene, config: RenderConfig, threads: int = 1, name: str | None = None, *, factory) -> None:
         import torch.multiprocessing as mp
 
         self.name = name or f"proc:{threads}t"
         self.threads = threads
         self.failed = False
-        self.fault: str | None = None
         self.frame_id = 0
         self.shared: SharedRows | None = None
         self.tile_px = config.bin.tile_px
         ctx = mp.get_context("spawn")  # fork would copy a process whose OpenMP threads are live
         self.conn, child = ctx.Pipe()
-        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)  # read at the child's start
-        try:
-            self.process = ctx.Process(target=worker_main, args=(child, pack_scene(scene), config), daemon=True,
-                                       name=self.name)
-            self.process.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        self.process = ctx.Process(target=worker_main, args=(child, pack_scene(scene), config, threads, factory),
+                                   daemon=True, name=self.name)
+        self.process.start()
         child.close()
         if not self.conn.poll(self.START_TIMEOUT_S):
             self.close()
@@ -248,15 +241,10 @@ class ProcessDevice:
     def reset_cache(self) -> None:
         self.conn.send(("reset",))
 
-    def inject(self, fault: str | None) -> None:
-        """Tests: make the next frame raise ("raise") or never answer ("hang")."""
-        self.fault = fault
-
     def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> int:
         self.frame_id += 1
-        fault, self.fault = self.fault, None
         try:
-            self.conn.send(("frame", self.frame_id, rig_message(rig), bands, fault))
+            self.conn.send(("frame", self.frame_id, rig_message(rig), bands))
         except (BrokenPipeError, OSError) as exc:
             self.failed = True
             raise DeviceFailed(f"{self.name}: the worker is gone ({exc})") from None

@@ -1,9 +1,5 @@
-"""The multi-device protocol across machines, over torch.distributed (gloo on CPUs, NCCL-capable
-groups on GPUs): rank 0 presents (plans, gathers, recovers), every other rank is a device that
-holds a replica of the scene and renders its bands. Messages are pickled objects: rank 0 sends
-("frame", id, rig, bands), ("reset",) or ("stop",), a rank answers ("result", id, ShareResult) or
-("error", id, text). A rank that does not answer within the group's timeout fails the receive;
-its bands are then re-rendered on rank 0 and the rank is dropped.
+"""Render a VR trajectory with the tiles spread over torchrun's ranks (the entry point of the
+protocol in gscache.multi.ranks; rank 0 presents, every other rank is a device).
 
 Run (one machine, two ranks; on several machines give each torchrun the same --rdzv endpoint):
 
@@ -16,8 +12,6 @@ Run (one machine, two ranks; on several machines give each torchrun the same --r
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
 import statistics
 import sys
 import time
@@ -25,94 +19,20 @@ import time
 import torch
 import torch.distributed as dist
 
+from ..api import open_renderer, open_scene
 from ..camera import StereoRig
 from ..config import RenderConfig
 from ..errors import GscacheError
-from .devices import DeviceFailed, ShareResult, render_share
-from .plan import Band
+from ..presets import parse_size
+from ..renderer import Renderer
+from ..trajectory import named_trajectory
+from .ranks import RankDevice, init_group, serve
+from .scheduler import MultiDeviceRenderer, ScheduleConfig
 
 
-class RankDevice:
-    """Rank ``rank`` of the default process group, seen from rank 0."""
-
-    def __init__(self, rank: int) -> None:
-        self.rank = rank
-        self.name = f"rank{rank}"
-        self.failed = False
-        self.frame_id = 0
-
-    def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> int:
-        self.frame_id += 1
-        try:
-            dist.send_object_list([("frame", self.frame_id, rig, bands)], dst=self.rank)
-        except RuntimeError as exc:
-            self.failed = True
-            raise DeviceFailed(f"{self.name}: send failed ({exc})") from None
-        return self.frame_id
-
-    def result(self, frame_id: int, timeout_s: float) -> ShareResult:
-        box = [None]
-        try:
-            dist.recv_object_list(box, src=self.rank)  # bounded by the group's timeout
-        except RuntimeError as exc:
-            self.failed = True
-            raise DeviceFailed(f"{self.name}: no answer ({exc})") from None
-        kind, fid, body = box[0]
-        if kind == "error" or fid != frame_id:
-            self.failed = True
-            raise DeviceFailed(f"{self.name}: {body if kind == 'error' else 'answered another frame'}")
-        return body
-
-    def reset_cache(self) -> None:
-        dist.send_object_list([("reset",)], dst=self.rank)
-
-    def close(self) -> None:
-        if not self.failed:
-            try:
-                dist.send_object_list([("stop",)], dst=self.rank)
-            except RuntimeError:
-                pass
-
-
-def serve(renderer) -> None:
-    """A device rank's loop: render the frames rank 0 sends until it says stop.
-
-    Fault injection (tests): GSCACHE_FAULT=raise|hang with GSCACHE_FAULT_FRAME=N makes frame N
-    fail or never be answered."""
-    fault = os.environ.get("GSCACHE_FAULT")
-    fault_frame = int(os.environ.get("GSCACHE_FAULT_FRAME", "0"))
-    while True:
-        box = [None]
-        dist.recv_object_list(box, src=0)
-        msg = box[0]
-        if msg[0] == "stop":
-            return
-        if msg[0] == "reset":
-            renderer.reset_cache()
-            continue
-        _, frame_id, rig, bands = msg
-        try:
-            if fault and frame_id == fault_frame:
-                if fault == "hang":
-                    time.sleep(3600)
-                raise RuntimeError("injected fault")
-            reply = ("result", frame_id, render_share(renderer, rig, bands))
-        except Exception as exc:  # reported to rank 0, which re-renders the bands
-            reply = ("error", frame_id, f"{type(exc).__name__}: {exc}")
-        dist.send_object_list([reply], dst=0)
-
-
-def init_group(timeout_s: float) -> None:
-    """The default group from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR/PORT)."""
-    backend = "nccl" if torch.cuda.is_available() and os.environ.get("GSCACHE_DIST_BACKEND") == "nccl" else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ..cli import open_scene, parse_size
-    from ..renderer import Renderer
-    from ..trajectory import named_trajectory
-    from .scheduler import MultiDeviceRenderer, ScheduleConfig
+def main(argv: list[str] | None = None, factory=Renderer) -> int:
+    """The entry point; ``factory(scene, config)`` builds each rank's renderer (tests pass one that
+    misbehaves)."""
 
     p = argparse.ArgumentParser(prog="python -m gscache.multi.distributed",
                                 description="Render a VR trajectory with the tiles spread over torchrun's ranks.")
@@ -131,16 +51,15 @@ def main(argv: list[str] | None = None) -> int:
         scene = open_scene(args.scene)
         cfg = RenderConfig(backend=args.backend)
         if rank != 0:
-            serve(Renderer(scene, cfg))
+            serve(factory(scene, cfg))
             return 0
         width, height = parse_size(args.size)
         traj = named_trajectory("vr", scene, args.frames)
         template = StereoRig.symmetric(traj.T_world_head[0], width, height, args.fov)
-        presenter = Renderer(scene, cfg)
         multi = MultiDeviceRenderer(scene, cfg, [] if args.no_local else ["local"],
-                                    ScheduleConfig(timeout_s=args.timeout), presenter=presenter)
+                                    ScheduleConfig(timeout_s=args.timeout), factory=factory)
         multi.add_devices([RankDevice(r) for r in range(1, world)])
-        single = Renderer(scene, cfg) if args.check else None
+        single = open_renderer(scene, cfg) if args.check else None
         names = multi.names
         times, balance, identical, recovered = [], [], True, 0
         try:

@@ -3,6 +3,11 @@ frame's tile costs and each device's measured throughput, send every device the 
 bands, gather their pixel rows into the frame on the presenting device, and re-render the bands
 of a device that failed or timed out there (within the same frame). An elastic controller decides
 how many devices work when a frame-time target is set.
+
+It composes single-device renderers built by an injected ``factory`` (gscache.api.open_renderer
+passes gscache.Renderer) and has their protocol: ``render``, ``reset_cache``, ``cache_totals``,
+``close``. A multi-device frame is a stereo frame: the tiles of both eyes of a StereoRig are
+planned together; a mono Camera is refused with a GscacheError (render it on one device).
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..cache import CacheTotals
-from ..camera import StereoRig
+from ..camera import Camera, StereoRig
 from ..config import RenderConfig
-from ..errors import GscacheError
+from ..errors import GscacheError, GscacheRuntimeError
 from ..records import Frame, Images, StageTimes
 from ..stages.bin import tile_grid
 from .devices import DeviceFailed, LocalDevice, ProcessDevice, ShareResult, render_share
@@ -99,27 +104,29 @@ def parse_devices(specs: list[str]) -> list[tuple[str, dict]]:
 
 
 class MultiDeviceRenderer:
-    """Renders stereo rigs with their tiles spread over ``devices`` (see parse_devices). The
-    presenting device (config.device) assembles every frame and renders failed devices' bands."""
+    """Renders stereo rigs with their tiles spread over ``devices`` (see parse_devices; may be
+    empty when devices are added later with :meth:`add_devices`). The presenting renderer
+    (``factory(scene, config)``, on config.device) assembles every frame and renders the bands of
+    devices that failed. Public state: ``devices``, ``throughput`` (measured intersections per
+    raster millisecond of each), ``working()``, ``plan(rig, working)``."""
 
     def __init__(self, scene, config: RenderConfig, devices: list[str], schedule: ScheduleConfig | None = None,
-                 presenter=None) -> None:
-        from ..renderer import Renderer
-
+                 *, factory) -> None:
         self.config = config
         self.schedule = schedule or ScheduleConfig()
-        self.presenter = presenter or Renderer(scene, config)
+        self.presenter = factory(scene, config)
         self.devices: list = []
         try:
             for kind, args in (parse_devices(devices) if devices else []):
                 if kind == "local":
                     self.devices.append(LocalDevice(self.presenter, f"local:{self.presenter.device}"))
                 elif kind == "cuda":
-                    replica = Renderer(scene, dataclasses.replace(config, device=args["device"]))
+                    replica = factory(scene, dataclasses.replace(config, device=args["device"]))
                     self.devices.append(LocalDevice(replica, args["device"]))
                 else:
                     self.devices.append(ProcessDevice(scene, config, args["threads"],
-                                                      name=f"proc{len(self.devices)}:{args['threads']}t"))
+                                                      name=f"proc{len(self.devices)}:{args['threads']}t",
+                                                      factory=factory))
         except BaseException:
             self.close()
             raise
@@ -136,8 +143,32 @@ class MultiDeviceRenderer:
                                           self.schedule.warmup_frames)
                         if self.schedule.target_ms is not None else None)
 
+    # The renderer protocol: what the presenting renderer is on, and the frames' cache totals.
+    @property
+    def device(self) -> torch.device:
+        return self.presenter.device
+
+    @property
+    def backend(self):
+        return self.presenter.backend
+
+    @property
+    def scene(self):
+        return self.presenter.scene
+
+    @property
+    def cache_totals(self) -> CacheTotals:
+        return self.totals
+
+    def __enter__(self) -> "MultiDeviceRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def reset_cache(self) -> None:
         """Every device forgets its cache (and the totals start again)."""
+        self.presenter.reset_cache()
         for dev in self.devices:
             if not dev.failed:
                 dev.reset_cache()
@@ -156,7 +187,8 @@ class MultiDeviceRenderer:
     def names(self) -> list[str]:
         return [d.name for d in self.devices]
 
-    def _working(self) -> list[int]:
+    def working(self) -> list[int]:
+        """Indices of the devices that take tiles now (alive, and chosen by the elastic controller)."""
         alive = [i for i, d in enumerate(self.devices) if not d.failed]
         if self.elastic is None:
             return alive
@@ -178,26 +210,31 @@ class MultiDeviceRenderer:
         grid = tile_grid(rig, self.config.bin)
         if self.last_costs is None or grid != self.grid:
             self.last_costs, self.grid = None, grid
-            costs = torch.ones(2, grid[1])  # first frame (or a new resolution): no cost map yet
+            costs = torch.ones(len(rig.eyes()), grid[1])  # first frame (or a new resolution): no cost map yet
         else:
             costs = row_costs(self.last_costs, *grid)
         return plan_tiles(costs, self._weights(working))
 
     def predict_ms(self, n: int) -> float:
         """Predicted frame time with the first ``n`` working devices (from the last cost map)."""
-        working = self._working()[:n]
+        working = self.working()[:n]
         if not working or self.last_costs is None:
             return float("inf")
         plan = plan_tiles(row_costs(self.last_costs, *self.grid), self._weights(working))
         return max(self.front_ms[i] + t for i, t in zip(working, plan.predicted_times()))
 
     def render(self, rig: StereoRig) -> Frame:
+        """One stereo frame with its tiles spread over the working devices."""
+        if isinstance(rig, Camera):
+            raise GscacheError("camera_or_rig: multi-device rendering plans the tiles of both eyes of a StereoRig; "
+                               "render a mono Camera with a single-device renderer (gscache.open_renderer without "
+                               "devices)")
         if not isinstance(rig, StereoRig):
-            raise GscacheError("multi-device rendering takes a StereoRig (both eyes)")
+            raise GscacheError(f"camera_or_rig: expected a StereoRig, got {type(rig).__name__}")
         start = time.perf_counter()
-        working = self._working()
+        working = self.working()
         if not working:
-            raise GscacheError("multi-device rendering: every device has failed")
+            raise GscacheRuntimeError("multi-device rendering: every device has failed")
         plan = self.plan(rig, working)
         shares = {i: plan.bands[k] for k, i in enumerate(working)}
         for i in self._warming():
@@ -228,33 +265,32 @@ class MultiDeviceRenderer:
         return Frame(frame.images, frame.times, frame.counters, frame.cache, frame.tile_costs, stats)
 
     def _assemble(self, rig: StereoRig, results: dict[int, ShareResult]) -> Frame:
+        if not results:  # the presenter re-renders every lost band, so some device always answers
+            raise GscacheRuntimeError("multi-device rendering: no device returned the frame")
         device = self.presenter.device
-        H, W = rig.height, rig.width
+        E, H, W = len(rig.eyes()), rig.height, rig.width
         bg = torch.tensor(self.config.raster.background, dtype=torch.float32, device=device)
-        rgb = bg.expand(2, H, W, 3).clone()
-        alpha = torch.zeros(2, H, W, device=device)
-        depth = torch.zeros(2, H, W, device=device)
+        rgb = bg.expand(E, H, W, 3).clone()
+        alpha = torch.zeros(E, H, W, device=device)
+        depth = torch.zeros(E, H, W, device=device)
         tile_px = self.config.bin.tile_px
-        first = None
+        first = next(iter(results.values()))
         for res in results.values():
-            first = first or res
             for band, (r, a, d) in zip(res.bands, res.rows):
                 y0 = band.row0 * tile_px
                 rgb[band.eye, y0:y0 + r.shape[0]] = r.to(device)
                 alpha[band.eye, y0:y0 + r.shape[0]] = a.to(device)
                 depth[band.eye, y0:y0 + r.shape[0]] = d.to(device)
-        costs = first.tile_costs if first is not None else None
-        times = StageTimes(rasterize_ms=max((r.raster_ms for r in results.values()), default=0.0))
-        return Frame(Images(rgb, alpha, depth), times, first.counters if first else None,
-                     first.cache if first else None, costs)
+        times = StageTimes(rasterize_ms=max(r.raster_ms for r in results.values()))
+        return Frame(Images(rgb, alpha, depth), times, first.counters, first.cache, first.tile_costs)
 
     def _update(self, shares, results, failed, plan: TilePlan, wall_ms: float, recovered_ms: float) -> ScheduleStats:
         costs = next((r.tile_costs for r in results.values()), None)
         if costs is not None:
-            self.last_costs = costs.reshape(2, -1).double()
+            self.last_costs = costs.reshape(costs.shape[0], -1).double()
         tiles_x, tiles_y = self.grid
-        per_tile = self.last_costs.reshape(2, tiles_y, tiles_x) if self.last_costs is not None else None
-        stats = ScheduleStats(wall_ms, plan.kind, len(self._working()), recovered_ms=recovered_ms)
+        per_tile = self.last_costs.reshape(-1, tiles_y, tiles_x) if self.last_costs is not None else None
+        stats = ScheduleStats(wall_ms, plan.kind, len(self.working()), recovered_ms=recovered_ms)
         warming = set(self._warming())
         a = self.schedule.ema
         for i, dev in enumerate(self.devices):
@@ -276,7 +312,7 @@ class MultiDeviceRenderer:
                                              res.device_ms if res else 0.0, res.raster_ms if res else 0.0, state))
         if self.elastic is not None:
             stats.elastic = self.elastic.update(wall_ms, self.predict_ms)
-        stats.active = len(self._working())
+        stats.active = len(self.working())
         return stats
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from torch import Tensor
 from .._validate import ShapeChecker
 from ..errors import GscacheError, GscacheWarning
 from ..sh import sh_degree_of
+from .identity import assign_token, keep_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,11 @@ class Scene:
     """Edit counter: every edit gives a new Scene with version + 1."""
     source: str = ""
     """Where the scene came from (a path or a generator name), for messages and reports."""
+    token: int = field(init=False, repr=False, compare=False)
+    """Identity for caches (gscache.scene.identity): new for every scene built, kept by ``to()``."""
+
+    def __post_init__(self) -> None:
+        assign_token(self)
 
     @property
     def count(self) -> int:
@@ -65,7 +71,7 @@ class Scene:
         if self.device == device:
             return self
         moved = [t.to(device) for t in self.tensors()]
-        return Scene(*moved, version=self.version, source=self.source)
+        return keep_token(Scene(*moved, version=self.version, source=self.source), self)
 
     def edited(self, **fields: Tensor) -> "Scene":
         """A new scene with some tensors replaced and ``version`` bumped."""

@@ -19,7 +19,7 @@ import functools
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from torch import Tensor
 from ..atomic import atomic_write
 from ..errors import GscacheError
 from .ply import _read_vertices
+from .identity import assign_token, keep_token
 
 MLP_FILES = ("opacity_mlp.pt", "cov_mlp.pt", "color_mlp.pt")
 
@@ -76,6 +77,11 @@ class StructuredScene:
     """How the continuous level becomes an integer: "round" (Octree-GS's default) or "floor"."""
     version: int = 0
     source: str = ""
+    token: int = field(init=False, repr=False, compare=False)
+    """Identity for caches (gscache.scene.identity): new for every scene built, kept by ``to()``."""
+
+    def __post_init__(self) -> None:
+        assign_token(self)
 
     @property
     def count(self) -> int:
@@ -121,10 +127,10 @@ class StructuredScene:
             return self
         mlps = dataclasses.replace(self.mlps, opacity=self.mlps.opacity.to(device), cov=self.mlps.cov.to(device),
                                    color=self.mlps.color.to(device))
-        return dataclasses.replace(
+        return keep_token(dataclasses.replace(
             self, anchors=self.anchors.to(device), offsets=self.offsets.to(device), features=self.features.to(device),
             scales=self.scales.to(device), levels=self.levels.to(device), extra_levels=self.extra_levels.to(device),
-            mlps=mlps)
+            mlps=mlps), self)
 
 
 def _first_linear_in(module: torch.nn.Module, where: str) -> int:

@@ -9,7 +9,10 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from gscache.scene import save_scene
+from tests.conftest import REPO
 from tests._helpers import random_scene
 
 
@@ -19,19 +22,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two_ranks(tmp_path, timeout_s: int, rank1_env: dict | None = None) -> list[subprocess.Popen]:
+def _launch_two_ranks(tmp_path, timeout_s: int, rank1_module: str = "gscache.multi.distributed") -> list:
     path = tmp_path / "scene.ply"
     save_scene(random_scene(2000, seed=9, sh_degree=1), path)
     port = _free_port()
     procs = []
     for rank in (0, 1):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), OMP_NUM_THREADS="1", **(rank1_env if rank == 1 and rank1_env else {}))
+                   MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        module = rank1_module if rank == 1 else "gscache.multi.distributed"
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gscache.multi.distributed", str(path), "--frames", "4", "--size", "64x48",
+            [sys.executable, "-m", module, str(path), "--frames", "4", "--size", "64x48",
              "--backend", "cpu", "--timeout", str(timeout_s), "--check"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO))
     return procs
+
+
+pytestmark = pytest.mark.slow
 
 
 def test_two_gloo_ranks_render_the_single_process_frames(tmp_path):
@@ -44,7 +51,7 @@ def test_two_gloo_ranks_render_the_single_process_frames(tmp_path):
 
 
 def test_a_rank_that_stops_answering_is_dropped_and_its_bands_rerendered(tmp_path):
-    procs = _launch_two_ranks(tmp_path, 5, {"GSCACHE_FAULT": "hang", "GSCACHE_FAULT_FRAME": "2"})
+    procs = _launch_two_ranks(tmp_path, 5, "tests.multi._faulty_rank")  # rank 1 hangs at frame 2
     try:
         out = procs[0].communicate(timeout=120)[0]
     finally:

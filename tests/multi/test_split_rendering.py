@@ -8,13 +8,15 @@ import time
 import pytest
 import torch
 
-from gscache import CacheConfig, GscacheError, Renderer, RenderConfig, StereoRig
-from gscache.multi import Band, ScheduleConfig, parse_devices
+from gscache import CacheConfig, GscacheError, Renderer, RenderConfig, StereoRig, open_renderer
+from gscache.camera import Camera
+from gscache.multi import Band, ProcessDevice, ScheduleConfig, parse_devices
 from gscache.multi.devices import render_share
 from gscache.scenes import structured_demo
 from gscache.trajectory import default_head_pose, vr_head_motion
 from tests._backends import params
 from tests._helpers import random_scene
+from tests.multi._faults import FaultyDevice
 
 CFG = RenderConfig(backend="cpu")
 
@@ -66,34 +68,35 @@ def test_worker_processes_render_exactly_and_recover_from_faults(scene):
     traj = vr_head_motion(default_head_pose(scene), 6, seed=2)
     template = _rig(scene)
     single = Renderer(scene, CFG)
-    with Renderer(scene, CFG, devices=["local", "proc", "proc"], schedule=ScheduleConfig(timeout_s=5.0)) as multi:
+    with open_renderer(scene, CFG, devices=["local"], schedule=ScheduleConfig(timeout_s=5.0)) as multi:
+        workers = [FaultyDevice(ProcessDevice(scene, CFG, 1, name=f"proc{i}", factory=Renderer)) for i in (1, 2)]
+        multi.add_devices(workers)
         for pose in traj.T_world_head[:3]:  # plans change as throughputs are measured
             rig = template.with_pose(pose)
             frame = multi.render(rig)
             assert torch.equal(frame.rgb, single.render(rig).rgb)
             assert frame.schedule.wall_ms > 0 and frame.schedule.active == 3
-        workers = multi.multi.devices
         rig = template.with_pose(traj.T_world_head[3])
-        while not multi.multi.plan(rig, [0, 1, 2]).bands[1]:  # make sure the worker has tiles to lose
-            multi.multi.throughput[1] *= 2
-        workers[1].inject("raise")
+        while not multi.plan(rig, [0, 1, 2]).bands[1]:  # make sure the worker has tiles to lose
+            multi.throughput[1] *= 2
+        workers[0].fail_next("raise")
         frame = multi.render(rig)
         assert torch.equal(frame.rgb, single.render(rig).rgb)  # its bands re-rendered by the presenter
         states = [d.state for d in frame.schedule.devices]
-        assert states[1].startswith("failed") and "injected fault" in states[1]
+        assert states[1].startswith("failed") and "IndexError" in states[1]  # the worker's own error
         assert frame.schedule.recovered_ms > 0 and frame.schedule.active == 2
         # A hung worker: dropped after the timeout, its tiles re-rendered, no hang.
         rig = template.with_pose(traj.T_world_head[4])
-        while not multi.multi.plan(rig, [0, 2]).bands[1]:
-            multi.multi.throughput[2] *= 2
-        workers[2].inject("hang")
+        while not multi.plan(rig, [0, 2]).bands[1]:
+            multi.throughput[2] *= 2
+        workers[1].fail_next("hang")
         start = time.perf_counter()
         frame = multi.render(rig)
         took = time.perf_counter() - start
         assert torch.equal(frame.rgb, single.render(rig).rgb)
         assert 5.0 <= took < 5.0 + 10.0  # the timeout, then the recovery
-        assert frame.schedule.devices[2].state.startswith("failed") and not workers[2].process.is_alive()
-        assert multi.multi._working() == [0]
+        assert frame.schedule.devices[2].state.startswith("failed") and not workers[1].process.is_alive()
+        assert multi.working() == [0]
         frame = multi.render(template.with_pose(traj.T_world_head[5]))  # goes on with the presenter alone
         assert torch.equal(frame.rgb, single.render(template.with_pose(traj.T_world_head[5])).rgb)
 
@@ -103,7 +106,7 @@ def test_structured_scene_and_temporal_cache_on_workers():
     cfg = RenderConfig(backend="cpu", cache=CacheConfig(depth=3))
     rig = StereoRig.symmetric(default_head_pose(scene), 64, 48, 80.0)
     single = Renderer(scene, cfg)
-    with Renderer(scene, cfg, devices=["proc", "proc"]) as multi:
+    with open_renderer(scene, cfg, devices=["proc", "proc"]) as multi:
         for _ in range(3):  # D = 3: a refresh, then hits, on every device as on one
             a, b = multi.render(rig), single.render(rig)
             assert torch.equal(a.rgb, b.rgb)
@@ -122,7 +125,7 @@ def test_elastic_schedule_grows_with_a_warm_up_when_frames_miss_the_target(scene
     rig = _rig(scene)
     single = Renderer(scene, CFG).render(rig)
     schedule = ScheduleConfig(target_ms=1e-3, hysteresis=2, warmup_frames=1)  # every frame misses
-    with Renderer(scene, CFG, devices=["local", "local"], schedule=schedule) as r:
+    with open_renderer(scene, CFG, devices=["local", "local"], schedule=schedule) as r:
         states = []
         for _ in range(5):
             frame = r.render(rig)
@@ -131,3 +134,11 @@ def test_elastic_schedule_grows_with_a_warm_up_when_frames_miss_the_target(scene
         assert states[0] == ["working", "idle"]
         assert ["working", "warming"] in states  # the new device renders a frame without tiles first
         assert states[-1] == ["working", "working"] and frame.schedule.active == 2
+
+
+def test_a_mono_camera_is_refused_with_a_clear_error(scene):
+    with open_renderer(scene, CFG, devices=["local"]) as multi:
+        with pytest.raises(GscacheError, match="mono Camera.*single-device"):
+            multi.render(Camera.from_pose(default_head_pose(scene), _rig(scene).left))
+        frame = multi.render(_rig(scene))  # the same renderer goes on with stereo rigs
+        assert frame.counters is not None and frame.schedule.active == 1

@@ -1,0 +1,39 @@
+"""Named settings the faces (CLI, viewer, benchmark, torchrun entry point) offer, kept in the
+library so that every face offers the same ones: resolutions, reuse modes and up axes."""
+
+from __future__ import annotations
+
+from .config import CacheConfig
+from .errors import GscacheError
+
+RESOLUTION_PRESETS = {"quest3": (2064, 2208), "2k": (2048, 2048), "1k": (1024, 1024)}
+"""Per-eye resolutions by name (quest3: Meta Quest 3's per-eye panel)."""
+
+UP_AXES = {"-y": (0, -1, 0), "+y": (0, 1, 0), "-z": (0, 0, -1), "+z": (0, 0, 1)}
+"""A scene's up axis by name (OpenCV worlds: -y)."""
+
+# Reuse modes of the ladder, cumulative as in ARCHITECTURE §5: each adds to the one before.
+REUSE_MODES: dict[str, CacheConfig] = {
+    "none": CacheConfig(stereo=False, shared_derivation=False),  # structured scenes: derive per eye
+    "stereo": CacheConfig(stereo=True),
+    "approx": CacheConfig(stereo=True, approx_stereo_colors=True),
+    "D2": CacheConfig(stereo=True, approx_stereo_colors=True, depth=2),
+    "D4": CacheConfig(stereo=True, approx_stereo_colors=True, depth=4),
+    "D8": CacheConfig(stereo=True, approx_stereo_colors=True, depth=8),
+    "dynamic": CacheConfig(stereo=True, approx_stereo_colors=True, dynamic_depth=True, depth_max=8),
+}
+
+
+def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
+    """'512x384' or a preset name -> (width, height)."""
+    if text in RESOLUTION_PRESETS:
+        return RESOLUTION_PRESETS[text]
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise GscacheError(
+            f"{what}: expected WxH (e.g. 512x512) or one of {sorted(RESOLUTION_PRESETS)}, got {text!r}"
+        ) from None
+    if w < 1 or h < 1:
+        raise GscacheError(f"{what}: width and height must be >= 1, got {text!r}")
+    return w, h

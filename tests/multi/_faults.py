@@ -1,0 +1,58 @@
+"""Fault injection for the multi-device tests, outside the product: wrappers that make a real
+device fail the way devices do, with nothing in the protocol or the environment for it.
+
+* FaultyDevice(device).fail_next("raise"): the next frame is sent with a band of an eye that does
+  not exist, so the worker's own rendering raises and it answers with an error.
+* FaultyDevice(device).fail_next("hang"): the worker process is stopped (SIGSTOP) before the next
+  frame, so it never answers: the timeout path, then the kill.
+* HangingRenderer: a renderer factory for torch.distributed ranks whose renderer stops answering
+  at a given frame (tests/multi/_faulty_rank.py runs a rank with it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from gscache import Renderer
+from gscache.multi import Band
+
+
+class FaultyDevice:
+    """A device that behaves like ``device`` until told to fail its next frame."""
+
+    def __init__(self, device) -> None:
+        self._device = device
+        self._fault: str | None = None
+
+    def fail_next(self, fault: str) -> None:
+        assert fault in ("raise", "hang")
+        self._fault = fault
+
+    def submit(self, rig, bands):
+        fault, self._fault = self._fault, None
+        if fault == "raise":
+            bands = tuple(bands) + (Band(eye=7, row0=0, row1=1),)  # no such eye: the worker's render raises
+        elif fault == "hang":
+            os.kill(self._device.process.pid, signal.SIGSTOP)
+        return self._device.submit(rig, bands)
+
+    def __getattr__(self, name):
+        return getattr(self._device, name)
+
+
+class HangingRenderer(Renderer):
+    """A Renderer that stops answering (sleeps an hour) when asked for frame ``HANG_AT`` (1-based)."""
+
+    HANG_AT = 2
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.frames = 0
+
+    def render(self, camera_or_rig, tile_mask=None):
+        self.frames += 1
+        if self.frames == self.HANG_AT:
+            time.sleep(3600)
+        return super().render(camera_or_rig, tile_mask)
