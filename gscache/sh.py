@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .errors import GscacheError
+
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
@@ -36,7 +38,7 @@ def sh_degree_of(k: int) -> int:
     for d in range(MAX_SH_DEGREE + 1):
         if num_sh_coeffs(d) == k:
             return d
-    raise ValueError(f"{k} SH coefficients per channel is not (d+1)^2 for a degree d in 0..3")
+    raise GscacheError(f"sh: {k} SH coefficients per channel is not (d+1)^2 for a degree d in 0..3")
 
 
 def sh_basis(dirs: Tensor, degree: int) -> Tensor:

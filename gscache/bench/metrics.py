@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import GscacheError
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -14,7 +16,7 @@ SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 def _as_images(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     if a.shape != b.shape:
-        raise ValueError(f"image shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+        raise GscacheError(f"image shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     return a.detach().double().clamp(0, 1).cpu(), b.detach().double().clamp(0, 1).cpu()
 
 
@@ -51,7 +53,7 @@ def ssim(a: Tensor, b: Tensor) -> float:
     x = a.reshape(-1, *a.shape[-3:]).permute(0, 3, 1, 2)  # [B, 3, H, W]
     y = b.reshape(-1, *b.shape[-3:]).permute(0, 3, 1, 2)
     if x.shape[-1] < SSIM_WINDOW or x.shape[-2] < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
+        raise GscacheError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
     taps = _gaussian_taps()
     total, count = 0.0, 0
     for xi, yi in zip(x, y):  # one image at a time bounds the memory

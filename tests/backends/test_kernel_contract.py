@@ -108,6 +108,7 @@ def test_gsview_layout_agrees_in_the_cpu_library():
     assert host_library().gs_view_size() == ctypes.sizeof(GsView)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_every_cu_file_compiles_with_nvcc(tmp_path, arch):
     nvcc = shutil.which("nvcc")

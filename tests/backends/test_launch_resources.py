@@ -86,6 +86,7 @@ def largest_launches() -> dict[str, tuple[int, int]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 def test_kernel_resources_fit_the_launches(arch):
     usage = resource_usage(arch)

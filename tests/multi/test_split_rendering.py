@@ -63,6 +63,7 @@ def test_tile_mask_leaves_other_tiles_at_the_background(scene):
     assert frame.counters.n_intersections == full.counters.n_intersections  # binning ran in full
     assert frame.images.evaluations < full.images.evaluations
 
+@pytest.mark.slow
 
 def test_worker_processes_render_exactly_and_recover_from_faults(scene):
     traj = vr_head_motion(default_head_pose(scene), 6, seed=2)
@@ -100,6 +101,7 @@ def test_worker_processes_render_exactly_and_recover_from_faults(scene):
         frame = multi.render(template.with_pose(traj.T_world_head[5]))  # goes on with the presenter alone
         assert torch.equal(frame.rgb, single.render(template.with_pose(traj.T_world_head[5])).rgb)
 
+@pytest.mark.slow
 
 def test_structured_scene_and_temporal_cache_on_workers():
     scene = structured_demo(seed=0, spacing=0.4)

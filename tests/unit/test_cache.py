@@ -196,3 +196,20 @@ def test_dynamic_depth_in_the_renderer_follows_the_budget():
     depths = [r.render(_rig()).cache.depth for _ in range(5)]
     assert depths[-1] > depths[0]  # every frame misses a 1 us budget: D grows to its bound
     assert max(depths) <= 4
+
+
+def test_cache_keys_are_scene_identities_that_are_never_reused():
+    """A scene built after another was freed, with the same count and version, is another scene
+    to the cache (keys once were tensor id()s, which Python recycles); moving one keeps it."""
+    import gc
+
+    r = Renderer(random_scene(300, seed=1, spread=2.0, depth=4.0), _config("torch", depth=8))
+    rig = _rig()
+    r.render(rig)
+    assert r.render(rig).cache.hit
+    r.set_scene(random_scene(300, seed=2, spread=2.0, depth=4.0))  # the first scene is freed
+    gc.collect()
+    assert r.render(rig).cache.refresh_reason == "invalidated: scene"
+    r.set_scene(r.scene.to("cpu"))
+    assert r.render(rig).cache.hit
+    assert r.scene.edited(opacities=r.scene.opacities).token != r.scene.token

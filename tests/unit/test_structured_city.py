@@ -24,6 +24,7 @@ UP = torch.tensor([0.0, -1.0, 0.0], dtype=torch.float64)
 def small_city():
     return structured_city(blocks=2, levels=3, finest_spacing_m=2.0)
 
+@pytest.mark.slow
 
 def test_default_city_is_city_scale():
     city = structured_city()
