@@ -126,8 +126,9 @@ class CacheEntry:
     """The reused records: "visible" and "shaded", and for structured scenes "derived"."""
     poses: list[torch.Tensor]
     """T_world_cam of each view at the refresh, float64."""
-    nearest_depth: list[float]
-    """Per view: the nearest Gaussian in front of it at the refresh."""
+    nearest: list[float]
+    """Per view: how near the eye any of the scene's Gaussians came at the refresh (distance
+    minus its extent; in front, behind or beside), the bound of how far anything moves on screen."""
     saved_ms: float
     """Time of the stages a hit skips, measured at the refresh."""
     nbytes: int
@@ -145,12 +146,29 @@ def held_bytes(tensors: list[torch.Tensor], scene_tensors: tuple[torch.Tensor, .
     return sum(t.numel() * t.element_size() for t in tensors if t.data_ptr() not in shared)
 
 
+def scene_tensors(scene) -> list[torch.Tensor]:
+    """Every tensor a frame of ``scene`` reads: a Scene's Gaussians; a structured scene's anchors
+    and the parameters of its MLPs."""
+    if hasattr(scene, "mlps"):
+        tensors = [scene.anchors, scene.offsets, scene.features, scene.scales, scene.levels, scene.extra_levels]
+        for module in (scene.mlps.opacity, scene.mlps.cov, scene.mlps.color):
+            tensors += list(module.parameters())
+        return tensors
+    return list(scene.tensors())
+
+
 def cache_key(scene, views: ViewBatch, cfg: RenderConfig, backend_name: str) -> tuple:
-    """Everything whose change invalidates a cache entry. The scene is keyed by its identity token
-    (gscache.scene.identity), which is never reused for another scene, and its version."""
+    """Everything whose change invalidates a cache entry.
+
+    The scene is keyed by its identity token (gscache.scene.identity: new for every scene built,
+    edited or ``dataclasses.replace``d, never reused), its version and the version counters of
+    its tensors, which every in-place torch operation on them bumps (``scene.means[0] = ...``,
+    ``scene.sh.mul_(2)``). Writes that bypass torch (through a NumPy view, DLPack or a raw
+    pointer) are not seen: make such edits with ``scene.edited(...)`` (or call
+    ``Renderer.set_scene``, which always refreshes)."""
     c = cfg.cache
     return (
-        ("scene", scene.token, scene.version, scene.count),
+        ("scene", scene.token, scene.version, scene.count, tuple(t._version for t in scene_tensors(scene))),
         ("backend", backend_name),
         ("config", cfg.cull, cfg.shade, cfg.project, cfg.derive, c.stereo, c.approx_stereo_colors, c.margin_px),
         ("views", views.n_views, views.width, views.height, views.near_m, views.far_m,
@@ -178,6 +196,11 @@ class TemporalCache:
         self.entry: CacheEntry | None = None
         self.controller: DepthController | None = None
         self.totals = CacheTotals()
+        self._dropped: str | None = None
+
+    def invalidate(self, reason: str) -> None:
+        """Drop the entry: the next frame refreshes with "invalidated: <reason>"."""
+        self.entry, self._dropped = None, f"invalidated: {reason}"
 
     def depth(self, cfg: CacheConfig) -> int:
         """The cache depth D in force (the controller's, with dynamic_depth)."""
@@ -195,7 +218,8 @@ class TemporalCache:
         ``cfg.lod_tolerance`` of them changed is a refresh ("lod")."""
         e = self.entry
         if e is None:
-            return None, "first"
+            reason, self._dropped = self._dropped or "first", None
+            return None, reason
         if e.key != key:
             return None, _describe_change(e.key, key)
         if e.age + 1 >= self.depth(cfg):
@@ -203,18 +227,19 @@ class TemporalCache:
         if lod is not None and e.lod is not None:
             if int((lod != e.lod).sum()) > cfg.lod_tolerance * max(1, int(e.lod.sum())):
                 return None, "lod"
-        reason = motion_reason(e.poses, e.nearest_depth, views, cfg)
+        reason = motion_reason(e.poses, e.nearest, views, cfg)
         if reason:
             return None, reason
         e.age += 1
         return e, None
 
-    def store(self, key: tuple, payload: dict, views: ViewBatch, points: torch.Tensor, saved_ms: float, nbytes: int,
-              lod: torch.Tensor | None = None) -> CacheEntry:
-        """A new entry from a refresh; ``points`` [P, 3] are the cached Gaussians' centres (the
-        nearest of them bounds how far anything can move on screen)."""
-        self.entry = CacheEntry(key, payload, [c.T_world_cam for c in views.cameras], nearest_depths(points, views),
-                                saved_ms, nbytes, lod)
+    def store(self, key: tuple, payload: dict, views: ViewBatch, points: torch.Tensor, extents: torch.Tensor,
+              saved_ms: float, nbytes: int, lod: torch.Tensor | None = None) -> CacheEntry:
+        """A new entry from a refresh. ``points`` [P, 3] and ``extents`` [P] are every Gaussian of
+        the scene (not only the culled ones: what lies outside the views, behind the eyes
+        included, is what motion can bring in) with the radius it can reach."""
+        self.entry = CacheEntry(key, payload, [c.T_world_cam for c in views.cameras],
+                                nearest_distances(points, extents, views), saved_ms, nbytes, lod)
         return self.entry
 
     def end(self, stats: CacheStats, frame_ms: float) -> None:
@@ -224,34 +249,43 @@ class TemporalCache:
         self.totals.add(stats)
 
 
-def nearest_depths(points: torch.Tensor, views: ViewBatch) -> list[float]:
-    """Per view, the depth of the nearest of ``points`` [P, 3] in front of it (near_m at least)."""
+def nearest_distances(points: torch.Tensor, extents: torch.Tensor, views: ViewBatch) -> list[float]:
+    """Per view, the distance from its eye to the nearest of ``points`` [P, 3] less that point's
+    ``extents`` [P] (in any direction; at least near_m; far_m when there are none)."""
     out = []
     for e in range(views.n_views):
-        z = points @ views.viewmats[e, 2, :3] + views.viewmats[e, 2, 3]
-        z = z[z > views.near_m]
-        out.append(max(float(z.min()), views.near_m) if z.numel() else views.far_m)
+        if points.shape[0] == 0:
+            out.append(views.far_m)
+            continue
+        d = (points - views.positions[e]).norm(dim=1) - extents
+        out.append(max(float(d.min()), views.near_m))
     return out
 
 
 def motion_reason(poses: list[torch.Tensor], nearest: list[float], views: ViewBatch, cfg: CacheConfig) -> str | None:
-    """Why views that were at ``poses`` (T_world_cam) at the refresh need a refresh now, or None."""
+    """Why views that were at ``poses`` (T_world_cam) at the refresh need a refresh now, or None.
+
+    The bound: a point at distance r from an eye sees its direction turn by at most
+    asin(shift / r) <= shift / (r - shift) when the eye moves by ``shift``, and by ``angle`` when
+    it turns; a direction at tan-angle t from the axis moves on screen by f (1 + t^2) per radian,
+    and the views reach t = lim at most. Every Gaussian of the scene is at least ``nearest`` away
+    (less its extent), whatever its direction: content behind or beside the eyes, which a step
+    back or aside brings into view, is bounded too. A refresh happens before anything could have
+    moved more than the cache's margin on screen (10% slack covers the first-order terms)."""
     motion_px = 0.0
     for i, cam in enumerate(views.cameras):
         T_now, T_then = cam.T_world_cam, poses[i]
         shift = float((T_now[:3, 3] - T_then[:3, 3]).norm())
         angle = _rotation_angle(T_then[:3, :3], T_now[:3, :3])
-        if shift > max(cfg.max_translation_m, cfg.translation_per_depth * nearest[i]):
+        if shift > cfg.max_translation_m and shift > cfg.translation_per_depth * nearest[i]:
             return "translation"
         if angle > math.radians(cfg.max_rotation_deg):
             return "rotation"
-        # How far anything in front of this eye can have moved on screen: a turn by `angle` moves
-        # a point at tan-angle t from the axis by about f * angle * (1 + t^2) pixels, and the
-        # cached set reaches t = lim at most; a shift moves a point at depth z by at most
-        # f * shift * (1 + lim) / z, and nothing in front was nearer than nearest_depth. 10%
-        # slack covers the first-order approximation for angles of a few degrees.
+        if shift >= 0.5 * nearest[i]:
+            return "translation"  # the near content could come from anywhere: no first-order bound
         intr = cam.intrinsics
         f = max(intr.fx, intr.fy)
         lim = max(intr.width - intr.cx, intr.cx) / intr.fx + max(intr.height - intr.cy, intr.cy) / intr.fy
-        motion_px = max(motion_px, 1.1 * f * (angle * (1 + lim * lim) + shift * (1 + lim) / nearest[i]))
+        turn = angle + shift / (nearest[i] - shift)
+        motion_px = max(motion_px, 1.1 * f * turn * (1 + lim * lim))
     return "frustum" if motion_px > cfg.margin_px else None

@@ -148,6 +148,7 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     if temporal:
         if entry is None:
             entry = cache.store(key, {"visible": visible, "shaded": shaded}, views, scene.means,
+                                cfg.project.extent_sigma * scene.scales.amax(dim=1) if scene.count else scene.opacities,
                                 times.cull_ms + times.shade_ms, _front_bytes(visible, shaded, scene))
         stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
@@ -212,8 +213,9 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     stats = None
     if temporal:
         if entry is None:
-            entry = cache.store(key, {"derived": derived, "visible": visible, "shaded": shaded}, views, derived.means,
-                                derive_ms + times.cull_ms + times.shade_ms,
+            # Every anchor with the radius its Gaussians can reach bounds the motion.
+            entry = cache.store(key, {"derived": derived, "visible": visible, "shaded": shaded}, views,
+                                scene.anchors, scene.reach, derive_ms + times.cull_ms + times.shade_ms,
                                 derived.nbytes + lod.numel() + _front_bytes(visible, shaded, derived), lod=lod)
         stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)

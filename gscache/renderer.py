@@ -72,8 +72,10 @@ class Renderer:
         return self.cache.totals
 
     def set_scene(self, scene: Scene | StructuredScene) -> None:
-        """Replace the scene (e.g. after an edit); the cache notices by the scene's identity and version."""
+        """Replace the scene (e.g. after an edit, in place or not): the next frame refreshes the cache."""
         self.scene = scene.to(self.device)
+        # Whatever the caller changed (in place or not), the next frame is a fresh one.
+        self.cache.invalidate("scene")
 
     def render(self, camera_or_rig: Camera | StereoRig, tile_mask: torch.Tensor | None = None) -> Frame:
         """Render a Camera (E = 1) or a StereoRig (E = 2, left then right), reusing what

@@ -210,6 +210,13 @@ def test_cache_keys_are_scene_identities_that_are_never_reused():
     r.set_scene(random_scene(300, seed=2, spread=2.0, depth=4.0))  # the first scene is freed
     gc.collect()
     assert r.render(rig).cache.refresh_reason == "invalidated: scene"
-    r.set_scene(r.scene.to("cpu"))
     assert r.render(rig).cache.hit
-    assert r.scene.edited(opacities=r.scene.opacities).token != r.scene.token
+    r.scene.opacities.mul_(0.5)  # an in-place edit, without telling anyone: the tensor's version moves
+    assert r.render(rig).cache.refresh_reason == "invalidated: scene"
+    assert r.render(rig).cache.hit
+    r.set_scene(r.scene)  # set_scene always refreshes, whatever changed
+    assert r.render(rig).cache.refresh_reason == "invalidated: scene"
+    scene = r.scene
+    assert scene.to("meta").token == scene.token  # the same content elsewhere
+    assert scene.edited(opacities=scene.opacities).token != scene.token
+    assert dataclasses.replace(scene, sh=scene.sh * 2).token != scene.token
