@@ -4,7 +4,7 @@ exactly the single-device ones) and rasterizes only the tiles of its bands. Rend
 the factory the caller injects (gscache.api passes gscache.Renderer); nothing here imports them.
 
 A device has ``name``, ``failed``, ``submit(rig, bands) -> token``, ``result(token, timeout_s)
--> ShareResult`` (or DeviceFailed), ``reset_cache()`` and ``close()``.
+-> ShareResult`` (or DeviceFailed), ``set_scene(scene)``, ``reset_cache()`` and ``close()``.
 
 * LocalDevice: in this process, on a torch device (the presenting device, or another CUDA GPU),
   run on a worker thread (the kernels release the GIL).
@@ -19,8 +19,10 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import threading
 import time
 import warnings
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -86,6 +88,9 @@ class LocalDevice:
 
     def reset_cache(self) -> None:
         self.renderer.reset_cache()
+
+    def set_scene(self, scene) -> None:
+        self.renderer.set_scene(scene)
 
     def result(self, future: concurrent.futures.Future, timeout_s: float) -> ShareResult:
         try:
@@ -170,9 +175,23 @@ class SharedRows:
         return out
 
 
-def worker_main(conn, payload: dict, config: RenderConfig, threads: int, factory) -> None:
+HEARTBEAT_S = 0.05
+"""How often a worker process stamps its heartbeat."""
+HEARTBEAT_LOST_S = 0.75
+"""A worker whose heartbeat is older than this is stopped or dead (a stopped process's threads
+all stop; a busy one still beats: the kernels release the GIL)."""
+
+
+def _beat(heartbeat: torch.Tensor) -> None:
+    while True:
+        heartbeat[0] = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+        time.sleep(HEARTBEAT_S)
+
+
+def worker_main(conn, payload: dict, config: RenderConfig, threads: int, factory, heartbeat: torch.Tensor) -> None:
     """A worker process: its thread count, the scene and a renderer (``factory``), then frames
-    until told to stop."""
+    until told to stop, stamping ``heartbeat`` (shared memory) from a thread of its own."""
+    threading.Thread(target=_beat, args=(heartbeat,), daemon=True, name="heartbeat").start()
     # Before the kernels' OpenMP runtime starts in this process (it reads the variable once).
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
@@ -192,6 +211,9 @@ def worker_main(conn, payload: dict, config: RenderConfig, threads: int, factory
             return
         if msg[0] == "reset":
             renderer.reset_cache()
+            continue
+        if msg[0] == "scene":
+            renderer.set_scene(unpack_scene(msg[1]))
             continue
         _, frame_id, rig_msg, bands = msg
         try:
@@ -226,10 +248,14 @@ class ProcessDevice:
         self.tile_px = config.bin.tile_px
         ctx = mp.get_context("spawn")  # fork would copy a process whose OpenMP threads are live
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, pack_scene(scene), config, threads, factory),
+        self.heartbeat = torch.zeros(1, dtype=torch.float64).share_memory_()
+        self.process = ctx.Process(target=worker_main,
+                                   args=(child, pack_scene(scene), config, threads, factory, self.heartbeat),
                                    daemon=True, name=self.name)
         self.process.start()
         child.close()
+        # Reaped when this device is dropped without close(), or at exit: no zombie workers.
+        self._finalizer = weakref.finalize(self, _reap, self.process, self.conn)
         if not self.conn.poll(self.START_TIMEOUT_S):
             self.close()
             raise DeviceFailed(f"{self.name}: the worker did not start within {self.START_TIMEOUT_S:.0f} s")
@@ -240,6 +266,13 @@ class ProcessDevice:
 
     def reset_cache(self) -> None:
         self.conn.send(("reset",))
+
+    def set_scene(self, scene) -> None:
+        try:
+            self.conn.send(("scene", pack_scene(scene)))
+        except (BrokenPipeError, OSError) as exc:
+            self.failed = True
+            raise DeviceFailed(f"{self.name}: the worker is gone ({exc})") from None
 
     def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> int:
         self.frame_id += 1
@@ -254,10 +287,15 @@ class ProcessDevice:
         deadline = time.perf_counter() + timeout_s
         while True:
             left = deadline - time.perf_counter()
-            if left <= 0 or not self.conn.poll(left):
-                self.failed = True
-                self.close()  # a hung worker is stopped, not waited for
+            if left <= 0:
+                self._lost()
                 raise DeviceFailed(f"{self.name}: no answer within {timeout_s:.1f} s")
+            if not self.conn.poll(min(left, HEARTBEAT_LOST_S / 3)):
+                silent = time.monotonic() - float(self.heartbeat[0])
+                if silent > HEARTBEAT_LOST_S or not self.process.is_alive():
+                    self._lost()
+                    raise DeviceFailed(f"{self.name}: the worker stopped (no heartbeat for {silent:.2f} s)")
+                continue
             try:
                 kind, fid, body = self.conn.recv()
             except (EOFError, OSError) as exc:
@@ -276,14 +314,27 @@ class ProcessDevice:
             res.tile_costs = torch.from_numpy(res.tile_costs)
             return res
 
-    def close(self) -> None:
+    def _lost(self) -> None:
+        """A worker that stopped answering is killed, not waited for."""
+        self.failed = True
         if self.process.is_alive():
-            try:
-                self.conn.send(("stop",))
-            except (BrokenPipeError, OSError):
-                pass
+            self.process.kill()
             self.process.join(timeout=2.0)
-            if self.process.is_alive():
-                self.process.kill()
-                self.process.join(timeout=2.0)
-        self.conn.close()
+        self.close()
+
+    def close(self) -> None:
+        self._finalizer()
+
+
+def _reap(process, conn) -> None:
+    """Stop a worker process: ask, then kill; join it either way (no zombie)."""
+    if process.is_alive():
+        try:
+            conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        process.join(timeout=2.0)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=2.0)
+    conn.close()

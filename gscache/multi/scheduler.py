@@ -13,6 +13,7 @@ planned together; a mono Camera is refused with a GscacheError (render it on one
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -139,6 +140,8 @@ class MultiDeviceRenderer:
         self.grid = (0, 0)
         self.totals = CacheTotals()
         """The cache statistics of the frames (as reported by the first device that answered)."""
+        # One frame at a time: a second thread waits (the devices' pipes carry one frame each).
+        self._lock = threading.RLock()
         self.elastic = (ElasticController(n, self.schedule.target_ms, self.schedule.headroom, self.schedule.hysteresis,
                                           self.schedule.warmup_frames)
                         if self.schedule.target_ms is not None else None)
@@ -168,11 +171,26 @@ class MultiDeviceRenderer:
 
     def reset_cache(self) -> None:
         """Every device forgets its cache (and the totals start again)."""
-        self.presenter.reset_cache()
-        for dev in self.devices:
-            if not dev.failed:
+        with self._lock:
+            self.presenter.reset_cache()
+            for dev in self._alive_others():
                 dev.reset_cache()
-        self.totals = CacheTotals()
+            self.totals = CacheTotals()
+
+    def set_scene(self, scene) -> None:
+        """Replace the scene on the presenting renderer and on every device (their next frames
+        refresh their caches)."""
+        with self._lock:
+            self.presenter.set_scene(scene)
+            for dev in self._alive_others():
+                try:
+                    dev.set_scene(scene)
+                except DeviceFailed:
+                    pass  # marked failed: its tiles go elsewhere from the next frame on
+
+    def _alive_others(self) -> list:
+        """The devices that are alive, except those that render with the presenting renderer."""
+        return [d for d in self.devices if not d.failed and getattr(d, "renderer", None) is not self.presenter]
 
     def add_devices(self, devices: list) -> None:
         """Devices built elsewhere (e.g. torch.distributed ranks), after the others."""
@@ -224,7 +242,12 @@ class MultiDeviceRenderer:
         return max(self.front_ms[i] + t for i, t in zip(working, plan.predicted_times()))
 
     def render(self, rig: StereoRig) -> Frame:
-        """One stereo frame with its tiles spread over the working devices."""
+        """One stereo frame with its tiles spread over the working devices (thread safe: frames
+        from several threads are rendered one after the other)."""
+        with self._lock:
+            return self._render(rig)
+
+    def _render(self, rig: StereoRig) -> Frame:
         if isinstance(rig, Camera):
             raise GscacheError("camera_or_rig: multi-device rendering plans the tiles of both eyes of a StereoRig; "
                                "render a mono Camera with a single-device renderer (gscache.open_renderer without "
@@ -234,7 +257,7 @@ class MultiDeviceRenderer:
         start = time.perf_counter()
         working = self.working()
         if not working:
-            raise GscacheRuntimeError("multi-device rendering: every device has failed")
+            return self._render_alone(rig, start)
         plan = self.plan(rig, working)
         shares = {i: plan.bands[k] for k, i in enumerate(working)}
         for i in self._warming():
@@ -263,6 +286,16 @@ class MultiDeviceRenderer:
         if frame.cache is not None:
             self.totals.add(frame.cache)
         return Frame(frame.images, frame.times, frame.counters, frame.cache, frame.tile_costs, stats)
+
+    def _render_alone(self, rig: StereoRig, start: float) -> Frame:
+        """Every device is gone: the presenting renderer renders the whole frame."""
+        frame = self.presenter.render(rig)
+        if frame.cache is not None:
+            self.totals.add(frame.cache)
+        wall_ms = (time.perf_counter() - start) * 1e3
+        stats = ScheduleStats(wall_ms, "presenter alone (every device failed)", 0,
+                              [DeviceStats(d.name, 0, 0.0, 0.0, 0.0, "failed") for d in self.devices])
+        return dataclasses.replace(frame, schedule=stats)
 
     def _assemble(self, rig: StereoRig, results: dict[int, ShareResult]) -> Frame:
         if not results:  # the presenter re-renders every lost band, so some device always answers
@@ -316,6 +349,7 @@ class MultiDeviceRenderer:
         return stats
 
     def close(self) -> None:
-        for dev in self.devices:
-            dev.close()
-        self.devices = []
+        with self._lock:
+            for dev in self.devices:
+                dev.close()
+            self.devices = []

@@ -3,10 +3,11 @@ device fail the way devices do, with nothing in the protocol or the environment 
 
 * FaultyDevice(device).fail_next("raise"): the next frame is sent with a band of an eye that does
   not exist, so the worker's own rendering raises and it answers with an error.
-* FaultyDevice(device).fail_next("hang"): the worker process is stopped (SIGSTOP) before the next
-  frame, so it never answers: the timeout path, then the kill.
-* HangingRenderer: a renderer factory for torch.distributed ranks whose renderer stops answering
-  at a given frame (tests/multi/_faulty_rank.py runs a rank with it).
+* FaultyDevice(device).fail_next("stop"): the worker process is stopped (SIGSTOP) before the
+  next frame: its heartbeat stops, and it is found and killed within a second.
+* HangingRenderer: a renderer factory whose renderer stops answering (but stays alive: a worker
+  process keeps its heartbeat) at a given frame: the timeout path. tests/multi/_faulty_rank.py
+  runs a torch.distributed rank with it; HangAtFifth serves a worker process.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ class FaultyDevice:
         self._fault: str | None = None
 
     def fail_next(self, fault: str) -> None:
-        assert fault in ("raise", "hang")
+        assert fault in ("raise", "stop")
         self._fault = fault
 
     def submit(self, rig, bands):
         fault, self._fault = self._fault, None
         if fault == "raise":
             bands = tuple(bands) + (Band(eye=7, row0=0, row1=1),)  # no such eye: the worker's render raises
-        elif fault == "hang":
+        elif fault == "stop":
             os.kill(self._device.process.pid, signal.SIGSTOP)
         return self._device.submit(rig, bands)
 
@@ -56,3 +57,7 @@ class HangingRenderer(Renderer):
         if self.frames == self.HANG_AT:
             time.sleep(3600)
         return super().render(camera_or_rig, tile_mask)
+
+
+class HangAtFifth(HangingRenderer):
+    HANG_AT = 5

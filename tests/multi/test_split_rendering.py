@@ -16,7 +16,7 @@ from gscache.scenes import structured_demo
 from gscache.trajectory import default_head_pose, vr_head_motion
 from tests._backends import params
 from tests._helpers import random_scene
-from tests.multi._faults import FaultyDevice
+from tests.multi._faults import FaultyDevice, HangAtFifth
 
 CFG = RenderConfig(backend="cpu")
 
@@ -70,7 +70,9 @@ def test_worker_processes_render_exactly_and_recover_from_faults(scene):
     template = _rig(scene)
     single = Renderer(scene, CFG)
     with open_renderer(scene, CFG, devices=["local"], schedule=ScheduleConfig(timeout_s=5.0)) as multi:
-        workers = [FaultyDevice(ProcessDevice(scene, CFG, 1, name=f"proc{i}", factory=Renderer)) for i in (1, 2)]
+        # Worker 2 stays alive but stops answering at its fifth frame (the timeout path).
+        workers = [FaultyDevice(ProcessDevice(scene, CFG, 1, name=f"proc{i}", factory=factory))
+                   for i, factory in ((1, Renderer), (2, HangAtFifth))]
         multi.add_devices(workers)
         for pose in traj.T_world_head[:3]:  # plans change as throughputs are measured
             rig = template.with_pose(pose)
@@ -90,7 +92,6 @@ def test_worker_processes_render_exactly_and_recover_from_faults(scene):
         rig = template.with_pose(traj.T_world_head[4])
         while not multi.plan(rig, [0, 2]).bands[1]:
             multi.throughput[2] *= 2
-        workers[1].fail_next("hang")
         start = time.perf_counter()
         frame = multi.render(rig)
         took = time.perf_counter() - start
@@ -144,3 +145,57 @@ def test_a_mono_camera_is_refused_with_a_clear_error(scene):
             multi.render(Camera.from_pose(default_head_pose(scene), _rig(scene).left))
         frame = multi.render(_rig(scene))  # the same renderer goes on with stereo rigs
         assert frame.counters is not None and frame.schedule.active == 1
+
+
+@pytest.mark.slow
+def test_scene_changes_reach_workers_and_the_presenter_goes_on_alone(scene):
+    rig = _rig(scene)
+    other = random_scene(3000, seed=6, sh_degree=2)
+    with open_renderer(scene, CFG, devices=["local", "proc"]) as multi:
+        multi.render(rig)
+        multi.set_scene(other)
+        for _ in range(2):  # the worker renders the new scene too (its bands are exact)
+            assert torch.equal(multi.render(rig).rgb, Renderer(other, CFG).render(rig).rgb)
+        worker = multi.devices[1]
+        worker.process.kill()
+        worker.process.join()
+        multi.render(rig)  # the worker's loss is found and its bands re-rendered
+        multi.devices[0].failed = True  # and the local device marked gone: nothing left but the presenter
+        frame = multi.render(rig)
+        assert frame.schedule.active == 0 and "alone" in frame.schedule.plan
+        assert torch.equal(frame.rgb, Renderer(other, CFG).render(rig).rgb)
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_is_found_by_its_heartbeat_in_under_a_second(scene):
+    rig = _rig(scene)
+    with open_renderer(scene, CFG, devices=["local", "proc"], schedule=ScheduleConfig(timeout_s=30.0)) as multi:
+        multi.render(rig)
+        while not multi.plan(rig, [0, 1]).bands[1]:
+            multi.throughput[1] *= 2
+        multi.devices[1] = FaultyDevice(multi.devices[1])
+        multi.devices[1].fail_next("stop")  # SIGSTOP: every thread of the worker stops
+        start = time.perf_counter()
+        frame = multi.render(rig)
+        stalled = time.perf_counter() - start
+        assert "no heartbeat" in frame.schedule.devices[1].state
+        assert stalled < 1.0 + frame.schedule.recovered_ms / 1e3  # detection well under the 30 s timeout
+        assert torch.equal(frame.rgb, Renderer(scene, CFG).render(rig).rgb)
+
+
+@pytest.mark.slow
+def test_concurrent_frames_from_two_threads_and_workers_reaped_without_close(scene):
+    import concurrent.futures
+    import gc
+
+    rig = _rig(scene)
+    multi = open_renderer(scene, CFG, devices=["local", "proc"])
+    expected = Renderer(scene, CFG).render(rig).rgb
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        frames = list(pool.map(lambda _: multi.render(rig), range(6)))
+    assert all(torch.equal(f.rgb, expected) for f in frames)
+    process = multi.devices[1].process
+    del multi, frames
+    gc.collect()
+    process.join(timeout=5)
+    assert not process.is_alive() and process.exitcode is not None  # reaped, no zombie
