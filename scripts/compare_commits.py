@@ -24,12 +24,16 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = "cpu/none,cpu/stereo,cpu/approx,cpu/D2,cpu/D4,cpu/D8,cpu/dynamic"
 
 
-def _package_links(root: Path) -> None:
-    """A checkout imported through PYTHONPATH needs the folders that pyproject maps into gscache."""
+def _package_links(root: Path) -> list[Path]:
+    """A checkout imported through PYTHONPATH needs the folders that pyproject maps into gscache:
+    links made for the run (ignored by git) and removed after it."""
+    made = []
     for name, target in (("_cuda", "cuda"), ("scenes", "scenes"), ("viewer", "viewer")):
         link = root / "gscache" / name
         if not link.exists():
             link.symlink_to(Path("..") / target)
+            made.append(link)
+    return made
 
 
 def bench(root: Path, frames: int, out: Path) -> dict[str, float]:
@@ -50,15 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=24)
     args = ap.parse_args(argv)
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
-    for root in trees.values():
-        _package_links(root)
+    links = [link for root in trees.values() for link in _package_links(root)]
     runs: dict[str, list[dict]] = {k: [] for k in trees}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            order = list(trees) if r % 2 == 0 else list(trees)[::-1]
-            for name in order:
-                runs[name].append(bench(trees[name], args.frames, Path(tmp) / f"{name}{r}"))
-                print(f"round {r + 1}/{args.rounds}: {name} done", file=sys.stderr)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(args.rounds):
+                order = list(trees) if r % 2 == 0 else list(trees)[::-1]
+                for name in order:
+                    runs[name].append(bench(trees[name], args.frames, Path(tmp) / f"{name}{r}"))
+                    print(f"round {r + 1}/{args.rounds}: {name} done", file=sys.stderr)
+    finally:
+        for link in links:
+            link.unlink()
     print(f"{'config':16s} {'before ms':>10s} {'after ms':>10s} {'after/before':>13s}")
     for cfg in runs["before"][0]:
         b = statistics.median(run[cfg] for run in runs["before"])
