@@ -13,9 +13,37 @@ import warnings
 from pathlib import Path
 
 from .api import open_renderer, open_scene
-from .errors import GscacheError, GscacheWarning
+from .errors import GscacheError, GscacheRuntimeError, GscacheWarning
 from .presets import RESOLUTION_PRESETS, UP_AXES, parse_size
 from .scene import detect_format
+
+def _at_least(low, kind):
+    """An argparse type: a number of ``kind`` that is >= low (argparse prints the message)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"expected a value >= {low}, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _positive(kind):
+    """An argparse type: a finite number of ``kind`` that is > 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not (value > 0 and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"expected a finite value > 0, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
 
 def parse_color(text: str) -> tuple[float, float, float]:
     try:
@@ -270,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trajectory", default="still",
                    help="still, vr (seeded head motion), orbit, fly, altitude (street level to an aerial view), or a "
                         "trajectory file (gscache JSON or Inria cameras.json)")
-    r.add_argument("--frames", type=int, default=1, help="frames along the trajectory")
-    r.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")
-    r.add_argument("--distance", type=float, default=2.2, help="viewing distance in scene radii")
+    r.add_argument("--frames", type=_at_least(1, int), default=1, help="frames along the trajectory")
+    r.add_argument("--seed", type=_at_least(0, int), default=0, help="seed of the vr trajectory")
+    r.add_argument("--distance", type=_positive(float), default=2.2, help="viewing distance in scene radii")
     r.add_argument("--elevation", type=float, default=20.0, help="viewing elevation, degrees")
     r.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis (OpenCV worlds: -y)")
     r.add_argument("--background", default="0,0,0", help="background colour r,g,b in [0, 1]")
@@ -285,10 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--trajectory", default="vr",
                    help="vr (seeded head motion), orbit, fly, still, altitude (street level to an aerial view), "
                         "or a trajectory file (gscache JSON or cameras.json)")
-    b.add_argument("--distance", type=float, default=2.2, help="viewing distance of vr/still/orbit/fly in scene radii")
+    b.add_argument("--distance", type=_positive(float), default=2.2, help="viewing distance of vr/still/orbit/fly in scene radii")
     b.add_argument("--elevation", type=float, default=20.0, help="viewing elevation of vr/still/orbit/fly, degrees")
-    b.add_argument("--frames", type=int, default=60, help="timed stereo frames (a file trajectory has its own)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed frames rendered first")
+    b.add_argument("--frames", type=_at_least(1, int), default=60, help="timed stereo frames (a file trajectory has its own)")
+    b.add_argument("--warmup", type=_at_least(0, int), default=3, help="untimed frames rendered first")
     b.add_argument("--size", default="512x512", help="per-eye WxH, or a preset: " + ", ".join(RESOLUTION_PRESETS))
     b.add_argument("--fov", type=float, default=90.0, help="vertical field of view per eye, degrees")
     b.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
@@ -307,9 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run every configuration once per set of devices, e.g. --devices single proc proc,proc "
                         "local,proc: 'single' is one device without the scheduler; a set lists local (the "
                         "presenting device), cuda:N, proc or proc:THREADS (a CPU worker process)")
-    b.add_argument("--quality-frames", type=int, default=4, help="frames compared with the exact reference render")
+    b.add_argument("--quality-frames", type=_at_least(0, int), default=4, help="frames compared with the exact reference render")
     b.add_argument("--device", default=None, help="torch device (default: cuda if present)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the vr trajectory")
+    b.add_argument("--seed", type=_at_least(0, int), default=0, help="seed of the vr trajectory")
     b.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis")
     b.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -332,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--target-ms", type=float, default=None, help="frame-time target: the resolution scale adapts")
     v.add_argument("--cameras", default=None, help="an Inria cameras.json to snap to with N and P")
     v.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis")
-    v.add_argument("--frames", type=int, default=None, help="render this many frames and exit (scripted use)")
+    v.add_argument("--frames", type=_at_least(1, int), default=None, help="render this many frames and exit (scripted use)")
     v.add_argument("--devices", default=None, help="spread the tiles over devices, e.g. local,proc (see bench --devices)")
     v.add_argument("--screenshots", default=".", help="folder of the F12 screenshots")
     v.add_argument("--record", default="viewer_path.json", help="file the K key records the camera path to")
@@ -344,10 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("kind", choices=GENERATORS, help="structured-city: a city of streets and buildings (~470k "
                    "anchors, 4 levels of detail by default); structured-demo: the demo square as ~4k anchors")
     g.add_argument("out", help="the checkpoint folder to create (must not exist, or be empty)")
-    g.add_argument("--blocks", type=int, default=6, help="structured-city: blocks per side (40 m each)")
-    g.add_argument("--levels", type=int, default=4, help="structured-city: levels of detail")
-    g.add_argument("--spacing", type=float, default=1.0, help="structured-city: anchor spacing of the finest level, m")
-    g.add_argument("--seed", type=int, default=0, help="layout, features and MLP weights")
+    g.add_argument("--blocks", type=_at_least(1, int), default=6, help="structured-city: blocks per side (40 m each)")
+    g.add_argument("--levels", type=_at_least(1, int), default=4, help="structured-city: levels of detail")
+    g.add_argument("--spacing", type=_positive(float), default=1.0, help="structured-city: anchor spacing of the finest level, m")
+    g.add_argument("--seed", type=_at_least(0, int), default=0, help="layout, features and MLP weights")
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("info", help="print a scene's counts, SH degree, bounds and memory")
@@ -357,7 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line message (or the help)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         with warnings.catch_warnings():  # restores showwarning and the filters afterwards
             warnings.simplefilter("always", GscacheWarning)
@@ -366,6 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     except GscacheError as exc:
         print(f"gscache {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path that cannot be read or written: the user's to fix
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gscache {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except GscacheRuntimeError as exc:
+        print(f"gscache {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"gscache {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

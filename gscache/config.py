@@ -5,7 +5,8 @@ Every field has a docstring; units are in the names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 
 from .errors import GscacheError
 
@@ -139,8 +140,32 @@ class RenderConfig:
         check_config(self)
 
 
+# Thresholds where infinity means "never" (a trigger switched off); every other float is finite.
+_INFINITY_ALLOWED = {"cache.max_translation_m", "cache.max_rotation_deg", "cache.frame_budget_ms"}
+
+
+def _check_numbers(cfg: RenderConfig) -> None:
+    """Every number of every stage config is a number: no NaN anywhere, no infinity but where
+    it means "never", and the integer fields integers."""
+    for group in ("cull", "shade", "project", "bin", "raster", "cache", "derive"):
+        sub = getattr(cfg, group)
+        for f in fields(sub):
+            value, name = getattr(sub, f.name), f"{group}.{f.name}"
+            values = value if isinstance(value, tuple) else (value,)
+            for v in values:
+                if isinstance(v, bool) or v is None:
+                    continue
+                if not isinstance(v, (int, float)):
+                    raise GscacheError(f"{name}: expected a number, got {v!r}")
+                if math.isnan(v) or (math.isinf(v) and name not in _INFINITY_ALLOWED):
+                    raise GscacheError(f"{name}: expected a finite number, got {v!r}")
+                if f.type in ("int", int) and not float(v).is_integer():
+                    raise GscacheError(f"{name}: expected an integer, got {v!r}")
+
+
 def check_config(cfg: RenderConfig) -> None:
     """Raise GscacheError naming the first invalid field."""
+    _check_numbers(cfg)
     if cfg.shade.sh_degree is not None and cfg.shade.sh_degree not in (0, 1, 2, 3):
         raise GscacheError(f"shade.sh_degree: expected None or 0..3, got {cfg.shade.sh_degree!r}")
     if not cfg.project.eps2d >= 0:
@@ -155,6 +180,8 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError(f"raster.alpha_max: expected a value in (0, 1], got {cfg.raster.alpha_max!r}")
     if not 1e-8 <= cfg.raster.alpha_min < cfg.raster.alpha_max:
         raise GscacheError(f"raster.alpha_min: expected a value in [1e-8, alpha_max), got {cfg.raster.alpha_min!r}")
+    if not 0.0 <= cfg.raster.transmittance_min < 1.0:
+        raise GscacheError(f"raster.transmittance_min: expected a value in [0, 1), got {cfg.raster.transmittance_min!r}")
     if cfg.raster.chunk_elems < 1 or cfg.raster.batch_gaussians < 1:
         raise GscacheError("raster.chunk_elems and raster.batch_gaussians must be >= 1")
     if cfg.cull.margin_px < 0:

@@ -50,6 +50,8 @@ class Renderer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise GscacheError(f"config.device: {self.config.device!r} asked for, but torch sees no CUDA device here")
         self.backend = backends.get(self.config.backend, self.device.type)
+        if isinstance(scene, Scene):
+            scene.check_values()
         self.scene = scene.to(self.device)
         self.reset_cache()
 
@@ -73,6 +75,8 @@ class Renderer:
 
     def set_scene(self, scene: Scene | StructuredScene) -> None:
         """Replace the scene (e.g. after an edit, in place or not): the next frame refreshes the cache."""
+        if isinstance(scene, Scene):
+            scene.check_values()
         self.scene = scene.to(self.device)
         # Whatever the caller changed (in place or not), the next frame is a fresh one.
         self.cache.invalidate("scene")

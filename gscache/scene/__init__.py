@@ -11,7 +11,7 @@ from .npz import read_npz_cameras, read_npz_points
 from .ply import looks_like_ply, read_ply, write_ply
 from .record import Scene, empty_scene, make_scene
 from .sog import read_sog
-from .splat import SPLAT_DTYPE, read_splat, write_splat
+from .splat import SPLAT_DTYPE, looks_like_splat, read_splat, write_splat
 from .structured import StructuredScene, read_structured, write_structured
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -56,8 +56,12 @@ def detect_format(path: str | os.PathLike) -> str:
             return "npz"
         raise GscacheError(f"{path}: a zip archive with neither meta.json (SOG) nor .npy arrays (npz)")
     if size % SPLAT_DTYPE.itemsize == 0:
-        return "splat"
-    if path.suffix.lower() == ".splat":
+        plausible, why = looks_like_splat(path)
+        if plausible:
+            return "splat"
+        if path.suffix.lower() == ".splat":
+            raise GscacheError(f"{path}: not an antimatter15 .splat: {why}")
+    elif path.suffix.lower() == ".splat":
         raise GscacheError(f"{path}: size {size} bytes is not a multiple of 32, so this .splat is truncated or damaged")
     raise GscacheError(
         f"{path}: unrecognised scene format (expected an Inria PLY, .splat, SOG folder or .sog, or a point-cloud .npz)"
@@ -72,12 +76,19 @@ _WRITERS = {"ply": write_ply, "splat": write_splat}
 def load_scene(path: str | os.PathLike) -> Scene | StructuredScene:
     """Load any supported scene file or folder; the reader is chosen from the content. A
     Scaffold-GS / Octree-GS checkpoint (folder, or its point_cloud.ply) gives a StructuredScene."""
+    fmt = None
     try:
-        return _READERS[detect_format(path)](path)
-    except (IsADirectoryError, PermissionError, FileNotFoundError) as exc:
-        raise GscacheError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        fmt = detect_format(path)
+        return _READERS[fmt](path)
+    except GscacheError:
+        raise
     except MemoryError:
         raise GscacheError(f"{path}: the file claims more data than fits in memory") from None
+    except OSError as exc:  # unreadable paths: missing, a folder, permissions, too long, I/O errors
+        raise GscacheError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any other failure of a reader is a damaged file, said as such
+        what = f"{fmt} file" if fmt else "file"
+        raise GscacheError(f"{path}: damaged or unsupported {what}: {type(exc).__name__}: {exc}") from None
 
 
 def save_scene(scene: Scene, path: str | os.PathLike) -> None:

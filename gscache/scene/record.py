@@ -80,6 +80,23 @@ class Scene:
             raise GscacheError(f"Scene.edited: unknown fields {sorted(unknown)}")
         return dataclasses.replace(self, version=self.version + 1, **fields)
 
+    def check_values(self) -> None:
+        """Raise GscacheError naming the field when a value cannot be rendered: NaN or Inf
+        anywhere, opacities outside [0, 1], a non-positive scale, a zero quaternion (a Scene built
+        directly, not by make_scene, which drops or repairs such rows)."""
+        for name in ("means", "quats", "scales", "opacities", "sh"):
+            bad = int((~torch.isfinite(getattr(self, name))).sum())
+            if bad:
+                raise GscacheError(f"scene {self.source or '(unnamed)'}: field {name!r} has {bad} NaN or Inf values; "
+                                   f"build scenes with make_scene, which drops them")
+        if self.count:
+            if bool(((self.opacities < 0) | (self.opacities > 1)).any()):
+                raise GscacheError(f"scene {self.source or '(unnamed)'}: field 'opacities': expected values in [0, 1]")
+            if bool((self.scales <= 0).any()):
+                raise GscacheError(f"scene {self.source or '(unnamed)'}: field 'scales': expected values > 0")
+            if bool((self.quats.abs().amax(dim=1) == 0).any()):
+                raise GscacheError(f"scene {self.source or '(unnamed)'}: field 'quats': a zero quaternion")
+
     def bounds(self, quantile: float = 0.0) -> tuple[Tensor, Tensor]:
         """Per-axis (low, high) of the centres; a quantile > 0 ignores that fraction of outliers."""
         if self.count == 0:
@@ -140,8 +157,12 @@ def make_scene(means, quats, scales, opacities, sh, source: str = "") -> Scene:
     for t in arrays.values():
         ok = torch.isfinite(t)
         finite &= ok.flatten(1).all(dim=1) if ok.dim() > 1 else ok
-    qnorm = arrays["quats"].norm(dim=1)
-    drawable = finite & (qnorm > 1e-12) & (arrays["scales"] > 0).all(dim=1)
+    # Normalise after scaling by the largest component, so that huge components (1e30) do not
+    # overflow the norm (and tiny ones do not underflow it).
+    qmax = arrays["quats"].abs().amax(dim=1) if n else torch.zeros(0)
+    qscaled = arrays["quats"] / torch.where(qmax > 0, qmax, torch.ones_like(qmax))[:, None]
+    qnorm = qscaled.norm(dim=1)
+    drawable = finite & (qmax > 0) & (arrays["scales"] > 0).all(dim=1)
     n_bad = int(n - drawable.sum())
     if n_bad:
         n_nonfinite = int(n - finite.sum())
@@ -152,8 +173,8 @@ def make_scene(means, quats, scales, opacities, sh, source: str = "") -> Scene:
             stacklevel=2,
         )
         arrays = {k: v[drawable].contiguous() for k, v in arrays.items()}
-        qnorm = qnorm[drawable]
-    quats_unit = (arrays["quats"] / qnorm[:, None]).contiguous()
+        qscaled, qnorm = qscaled[drawable], qnorm[drawable]
+    quats_unit = (qscaled / qnorm[:, None]).contiguous()
     opac = arrays["opacities"].clamp(0.0, 1.0).contiguous()
     return Scene(arrays["means"], quats_unit, arrays["scales"], opac, arrays["sh"], source=source)
 

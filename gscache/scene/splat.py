@@ -22,6 +22,34 @@ SPLAT_DTYPE = np.dtype([("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4
 assert SPLAT_DTYPE.itemsize == 32
 
 
+PLAUSIBLE_SAMPLE = 4096  # records looked at by looks_like_splat
+PLAUSIBLE_FRACTION = 0.9  # of them must look like Gaussians
+
+
+def looks_like_splat(path: str | os.PathLike) -> tuple[bool, str]:
+    """Whether a headerless file holds .splat records, with the reason when not. The format has no
+    magic, and any file whose size is a multiple of 32 would parse, so the content decides: in
+    the first records, positions and scales must be finite, scales positive and below 1e6, and the
+    rotation bytes must decode to a near-unit quaternion (the writer stores q/|q|*128+128; zero
+    padding decodes to norm 2, text and images to random norms)."""
+    with open(path, "rb") as f:
+        head = f.read(PLAUSIBLE_SAMPLE * SPLAT_DTYPE.itemsize)
+    n = len(head) // SPLAT_DTYPE.itemsize
+    if n == 0:
+        return False, "no complete 32-byte record"
+    rec = np.frombuffer(head[: n * SPLAT_DTYPE.itemsize], dtype=SPLAT_DTYPE)
+    with np.errstate(invalid="ignore", over="ignore"):
+        pos_ok = np.isfinite(rec["pos"]).all(axis=1) & (np.abs(rec["pos"]) < 1e7).all(axis=1)
+        scale_ok = np.isfinite(rec["scale"]).all(axis=1) & (rec["scale"] > 0).all(axis=1) & (rec["scale"] < 1e6).all(axis=1)
+    qnorm = np.linalg.norm((rec["rot"].astype(np.float32) - 128.0) / 128.0, axis=1)
+    rot_ok = np.abs(qnorm - 1.0) < 0.15
+    good = float((pos_ok & scale_ok & rot_ok).mean())
+    if good < PLAUSIBLE_FRACTION:
+        return False, (f"only {good:.0%} of its first {n} 32-byte records look like Gaussians (finite positions, "
+                       f"positive scales, unit rotations; at least {PLAUSIBLE_FRACTION:.0%} expected)")
+    return True, ""
+
+
 def read_splat(path: str | os.PathLike) -> Scene:
     """Read an antimatter15 .splat file into an activated Scene (SH degree 0)."""
     path = str(path)

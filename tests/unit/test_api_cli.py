@@ -124,3 +124,42 @@ def test_cli_prints_loader_warnings(tmp_path, capsys):
     (tmp_path / "s.splat").write_bytes(bytes(data))
     assert main(["info", str(tmp_path / "s.splat")]) == 0
     assert "warning: " in capsys.readouterr().err
+
+
+def test_cli_path_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    from gscache.cli import main
+
+    (tmp_path / "file").write_text("x")
+    for argv in (["render", "--out", str(tmp_path / "file" / "x.png"), "--size", "16x16"],
+                 ["render", "--seed", "-1", "--out", str(tmp_path / "a.png")],
+                 ["render", "--distance", "-1", "--out", str(tmp_path / "a.png")],
+                 ["generate", "structured-city", str(tmp_path / "file")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err and "Traceback" not in "\n".join(err) and "error" in err[-1], argv
+
+
+def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
+    from gscache.atomic import atomic_write
+
+    target = tmp_path / "out.png"
+    dead = tmp_path / ".out.png.999999999.abcd.tmp"  # no process has that pid
+    dead.write_bytes(b"")
+    with atomic_write(target) as f:
+        f.write(b"data")
+    assert target.read_bytes() == b"data" and not dead.exists()
+    assert not list(tmp_path.glob(".out.png.*"))
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "gscache.cli", "bench", "--frames", "400", "--configs", "torch",
+                             "--size", "256x256", "--out", str(tmp_path / "b")], stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err

@@ -83,3 +83,55 @@ def test_fuzzed_sog_folder_members(tmp_path):
         broken[name] = next(_mutations(files[name], rng))
         folder = write_sog_folder(broken, tmp_path / f"sog{i}")
         _load_or_error(folder)
+
+
+def _compressed_variants(tmp_path, rng):
+    """npz archives stored, deflated and lzma-compressed, with garbled compressed members, and
+    a zipped SOG with a flipped member: the decompressors' own errors must become GscacheError."""
+    import zipfile
+
+    arrays = {"means3d": rng.normal(size=(30, 3)), "colors": np.zeros((30, 3), np.uint8)}
+    buf = tmp_path / "src.npz"
+    np.savez(buf, **arrays)
+    with zipfile.ZipFile(buf) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    for i, method in enumerate((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA) * 8):
+        path = tmp_path / f"c{i}.npz"
+        with zipfile.ZipFile(path, "w", compression=method) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        raw = bytearray(path.read_bytes())
+        for pos in rng.integers(30, max(31, len(raw) - 30), size=rng.integers(1, 8)):  # inside the members
+            raw[pos] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        yield path
+
+
+def test_fuzzed_compressed_containers_load_or_raise_gscache_error(tmp_path):
+    rng = np.random.default_rng(21)
+    n = 0
+    for path in _compressed_variants(tmp_path, rng):
+        _load_or_error(path)
+        n += 1
+    assert n == 24
+
+
+@pytest.mark.parametrize("content", [b"\0" * 64, b"0" * 64, b"\x89PNG\r\n\x1a\n" + b"\1" * 56,
+                                     bytes(range(256)) * 4])
+def test_arbitrary_files_are_never_taken_for_splat(tmp_path, content):
+    from gscache.scene import detect_format
+
+    for name in ("blob.bin", "blob.splat"):
+        path = tmp_path / name
+        path.write_bytes(content)
+        assert len(content) % 32 == 0
+        with pytest.raises(GscacheError, match="splat|unrecognised"):
+            detect_format(path)
+
+
+def test_a_real_splat_is_still_detected_without_its_suffix(tmp_path):
+    from gscache.scene import detect_format
+
+    save_scene(random_scene(100, seed=3, sh_degree=0), tmp_path / "v.splat")
+    (tmp_path / "v.splat").rename(tmp_path / "v.bin")
+    assert detect_format(tmp_path / "v.bin") == "splat"
