@@ -43,6 +43,10 @@ class BinConfig:
 
     tile_px: int = 16
     """Tile side in pixels."""
+    max_intersections: int = 1 << 26
+    """Memory budget of a frame: more (Gaussian, tile) pairs than this are refused with a
+    GscacheError before the key arrays are allocated (64M: 0.5 GiB of keys; the torch reference
+    holds about 40 bytes per pair while it sorts)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,8 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError(f"project.eps2d: expected >= 0, got {cfg.project.eps2d!r}")
     if not cfg.project.extent_sigma > 0:
         raise GscacheError(f"project.extent_sigma: expected > 0, got {cfg.project.extent_sigma!r}")
+    if cfg.bin.max_intersections < 1:
+        raise GscacheError(f"bin.max_intersections: expected >= 1, got {cfg.bin.max_intersections!r}")
     if cfg.bin.tile_px not in (8, 16, 32):
         raise GscacheError(f"bin.tile_px: expected 8, 16 or 32, got {cfg.bin.tile_px!r}")
     if len(cfg.raster.background) != 3 or not all(0.0 <= c <= 1.0 for c in cfg.raster.background):

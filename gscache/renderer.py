@@ -13,6 +13,7 @@ from .config import RenderConfig
 from .errors import GscacheError
 from .pipeline import render_structured, render_views
 from .records import Frame
+from .resources import check_frame_fits
 from .scene.record import Scene
 from .scene.structured import StructuredScene
 
@@ -53,6 +54,7 @@ class Renderer:
         if isinstance(scene, Scene):
             scene.check_values()
         self.scene = scene.to(self.device)
+        self._checked_size: tuple[int, int, int] | None = None  # the frame size last checked to fit
         self.reset_cache()
 
     def close(self) -> None:
@@ -87,6 +89,9 @@ class Renderer:
         rasterizes only those tiles (a device's share of a frame; the rest stays background)."""
         with torch.no_grad():
             views = views_of(camera_or_rig, self.device)
+            if (views.n_views, views.width, views.height) != self._checked_size:
+                check_frame_fits(views.n_views, views.width, views.height, self.device)
+                self._checked_size = (views.n_views, views.width, views.height)
             if isinstance(self.scene, StructuredScene):
                 return render_structured(self.scene, views, self.config, self.backend, self.cache, tile_mask)
             return render_views(self.scene, views, self.config, self.backend, self.cache, tile_mask)

@@ -15,7 +15,7 @@ from ..records import Images, Projected, Shaded, TileBins, Visible
 from ..scene.record import Scene
 from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
-from ..stages.bin import tile_grid
+from ..stages.bin import check_intersections, tile_grid
 from ..stages.cull import select_visible
 from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
@@ -114,6 +114,7 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     inputs = dict(means2d=projected.means2d, radii=projected.radii, depths=projected.depths, counts=counts, offsets=0)
     _call(lib.gs_bin_count_cpu, fill(GsBinParams, **inputs, keys=0, ids=0, ranges=0, n_isect=0, **grid))
     n_isect = int(counts.sum(dtype=torch.int64))
+    check_intersections(n_isect, cfg)
     keys = torch.empty(n_isect, dtype=torch.int64)
     gaussian_ids = torch.empty(n_isect, dtype=torch.int32)
     ranges = torch.empty(E * tiles_x * tiles_y, 2, dtype=torch.int32)

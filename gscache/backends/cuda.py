@@ -28,7 +28,7 @@ from ..scene.record import Scene
 from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages import cull
-from ..stages.bin import tile_grid
+from ..stages.bin import check_intersections, tile_grid
 from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import cuda_module
@@ -148,6 +148,7 @@ class CudaKernels:
         ends = torch.cumsum(emit_counts.reshape(-1).to(torch.int64), 0)
         offsets = (ends - emit_counts.reshape(-1)).contiguous()
         n_isect = int(ends[-1]) if ends.numel() else 0  # one host sync: the key buffer's size
+        check_intersections(n_isect, cfg)
         keys = torch.empty(n_isect, dtype=torch.int64, device=dev)
         flat_ids = torch.empty(n_isect, dtype=torch.int32, device=dev)
         ranges = torch.empty(n_tiles, 2, dtype=torch.int32, device=dev)  # every tile is written

@@ -16,7 +16,7 @@ from ..config import BinConfig, ProjectConfig, RasterConfig, ShadeConfig
 from ..records import DEPTH_BITS_MASK, TILE_KEY_SHIFT, Images, Projected, Shaded, TileBins, Visible
 from ..sh import sh_degree_of
 from ..stages import cull
-from ..stages.bin import tile_grid
+from ..stages.bin import check_intersections, tile_grid, tile_rects
 from .table import Backend, BackendUnavailable
 
 
@@ -46,12 +46,20 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
                      radii=radii.to(torch.int32).contiguous())
 
 
+def _tile_counts(projected: Projected, cfg: BinConfig, tiles_x: int, tiles_y: int) -> torch.Tensor:
+    lo, hi = tile_rects(projected.means2d, projected.radii, cfg.tile_px, tiles_x, tiles_y)
+    size = (hi - lo).prod(dim=-1)
+    return torch.where((projected.radii > 0).all(dim=-1), size, torch.zeros_like(size))
+
+
 def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
     # gsplat sorts (image, tile, depth) keys itself; a shared depth order cannot be handed to it.
     gs = _gs()
     E, V = projected.depths.shape
     tiles_x, tiles_y = tile_grid(views, cfg)
     T = tiles_x * tiles_y
+    # gsplat counts and allocates in one call: the budget is checked on the rectangles first.
+    check_intersections(int(_tile_counts(projected, cfg, tiles_x, tiles_y).sum()), cfg)
     tiles_per_gauss, isect_ids, flatten_ids = gs.isect_tiles(
         projected.means2d, projected.radii, projected.depths, cfg.tile_px, tiles_x, tiles_y
     )

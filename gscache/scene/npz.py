@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 
 from ..errors import GscacheError
+from .limits import check_decoded_size
 from ..sh import SH_C0
 from .record import Scene, make_scene
 
@@ -31,10 +32,23 @@ def _load(path: str) -> "np.lib.npyio.NpzFile":
         raise GscacheError(f"{path}: cannot read the .npz archive: {exc}") from None
 
 
+def _declared(npz, key: str, path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the member's .npy header, read before the array itself."""
+    with npz.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = header(f)
+    if dtype.fields is not None or dtype.kind not in "biuf":
+        raise GscacheError(f"{path}: array '{key}' has dtype {dtype}; expected plain numbers")
+    check_decoded_size(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, path, f"array '{key}' {tuple(shape)}")
+    return shape, dtype
+
+
 def _array(npz, key: str, path: str) -> np.ndarray:
     if key not in npz.files:
         raise GscacheError(f"{path}: .npz has no '{key}' array (has {sorted(npz.files)})")
     try:
+        _declared(npz, key, path)
         return npz[key]
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         raise GscacheError(f"{path}: cannot read array '{key}': {exc}") from None

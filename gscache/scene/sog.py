@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import GscacheError
+from .limits import check_decoded_size
 from .record import Scene, make_scene
 
 # Decompressed image size guard against zip and WebP bombs: 64 Mpx is 16x the largest
@@ -32,13 +33,19 @@ from .record import Scene, make_scene
 MAX_PIXELS = 1 << 26
 
 
-def _decode_webp(blob: bytes, name: str, where: str) -> np.ndarray:
+def _decode_webp(blob: bytes, name: str, where: str, count: int | None = None) -> np.ndarray:
     from PIL import Image  # Pillow is only needed for SOG scenes
 
     try:
-        with Image.open(io.BytesIO(blob)) as im:
+        with Image.open(io.BytesIO(blob)) as im:  # reads the header only
             if im.width * im.height > MAX_PIXELS:
                 raise GscacheError(f"{where}: image {name} is {im.width}x{im.height}, too large")
+            # A per-Gaussian image holds one pixel per Gaussian in rows of its width (square ones
+            # round the side up: up to two rows of slack); more is a size the scene does not need.
+            if count is not None and im.width * im.height > count + 2 * (im.width + im.height) + 64:
+                raise GscacheError(f"{where}: image {name} is {im.width}x{im.height} = {im.width * im.height} pixels "
+                                   f"for count={count} Gaussians")
+            check_decoded_size(im.width * im.height * 4, where, f"image {name}")
             return np.asarray(im.convert("RGBA"))
     except GscacheError:
         raise
@@ -77,18 +84,19 @@ def _decode(meta: dict, read: Callable[[str], bytes], where: str) -> Scene:
     count = meta.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise GscacheError(f"{where}: meta.json 'count' must be a non-negative integer, got {count!r}")
+    check_decoded_size(count * 60 * 4, where, f"count={count} Gaussians")  # up to 59 floats each, SH 3
 
-    def image(name: str) -> np.ndarray:
+    def image(name: str, per_gaussian: bool = False) -> np.ndarray:
         try:
             blob = read(name)
         except (KeyError, FileNotFoundError):
             raise GscacheError(f"{where}: missing image file {name}") from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise GscacheError(f"{where}: cannot read image file {name}: {exc}") from None
-        return _decode_webp(blob, name, where)
+        return _decode_webp(blob, name, where, count if per_gaussian else None)
 
     def per_gaussian(name: str) -> np.ndarray:
-        img = image(name).reshape(-1, 4)
+        img = image(name, per_gaussian=True).reshape(-1, 4)
         if img.shape[0] < count:
             raise GscacheError(f"{where}: image {name} has {img.shape[0]} pixels, fewer than count={count}")
         return img[:count]

@@ -140,6 +140,24 @@ def _first_linear_in(module: torch.nn.Module, where: str) -> int:
     raise GscacheError(f"{where}: the MLP has no 2D weight, so its input width is unknown")
 
 
+def _check_output_widths(folder: Path, mlps: AnchorMLPs, base: int, k: int) -> None:
+    """Each MLP, run once on a zero input of its width, gives what k Gaussians per anchor need:
+    k opacities, 7k covariance values, 3k colours (a model whose widths disagree with its
+    n_offsets would make the kernels read rows the MLP never wrote)."""
+    for name, module, dist, per in (("opacity_mlp.pt", mlps.opacity, mlps.opacity_dist, 1),
+                                    ("cov_mlp.pt", mlps.cov, mlps.cov_dist, 7),
+                                    ("color_mlp.pt", mlps.color, mlps.color_dist, 3)):
+        try:
+            with torch.no_grad():
+                out = module(torch.zeros(1, base + int(dist)))
+        except Exception as exc:  # noqa: BLE001 - a module that cannot run on its own input width
+            raise GscacheError(f"{folder / name}: the MLP fails on a [1, {base + int(dist)}] input: "
+                               f"{type(exc).__name__}: {exc}") from None
+        if tuple(out.shape) != (1, per * k):
+            raise GscacheError(f"{folder / name}: output width {tuple(out.shape)[1:]} but the model has "
+                               f"n_offsets = {k} (from f_offset_*), so {per * k} ({per} per offset) are needed")
+
+
 def _read_cfg_args(folder: Path) -> tuple[Path | None, dict[str, str]]:
     """(path, {name: value as text}) of the training run's cfg_args (a printed argparse
     Namespace) in the folder or up to three levels above it; (None, {}) if there is none."""
@@ -216,7 +234,8 @@ def read_structured(path: str | os.PathLike) -> StructuredScene:
     voxel_size = standard_dist = 0.0
     if "info" in names and A >= 2:
         voxel_size, standard_dist = float(table["info"][0]), float(table["info"][1])
-    for name, arr in (("x/y/z", anchors), ("f_offset", offsets), ("f_anchor_feat", features), ("scale", scales)):
+    for name, arr in (("x/y/z", anchors), ("f_offset", offsets), ("f_anchor_feat", features), ("scale", scales),
+                      ("level", levels), ("extra_level", extra)):
         if not np.isfinite(arr).all():
             raise GscacheError(f"{where}: {name} holds NaN or Inf values")
 
@@ -244,6 +263,7 @@ def read_structured(path: str | os.PathLike) -> StructuredScene:
     mlps = AnchorMLPs(opacity, cov, color, uses_dist(opacity, "add_opacity_dist", "opacity_mlp.pt"),
                       uses_dist(cov, "add_cov_dist", "cov_mlp.pt"), uses_dist(color, "add_color_dist", "color_mlp.pt"),
                       add_level)
+    _check_output_widths(folder, mlps, base, k)
     n_levels = int(levels.max()) + 1 if A else 1
     return StructuredScene(torch.from_numpy(np.ascontiguousarray(anchors)), torch.from_numpy(np.ascontiguousarray(offsets)),
                            torch.from_numpy(features), torch.from_numpy(scales), torch.from_numpy(levels),

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..camera import ViewBatch
 from ..config import BinConfig
+from ..errors import GscacheError
 from ..records import DEPTH_BITS_MASK, TILE_KEY_SHIFT, Projected, TileBins
 
 
@@ -34,6 +35,15 @@ def tile_rects(means2d: Tensor, radii: Tensor, tile_px: int, tiles_x: int, tiles
     lo = torch.minimum(lo.clamp(min=0), limit)
     hi = torch.minimum(hi.clamp(min=0), limit)
     return lo, hi
+
+
+def check_intersections(n: int, cfg: BinConfig) -> None:
+    """Refuse a frame whose tile intersections exceed the budget (every backend calls this
+    between counting and allocating): a clear error, never an out-of-memory kill."""
+    if n > cfg.max_intersections:
+        raise GscacheError(f"bin: this frame has {n:,} tile intersections, over the budget of "
+                           f"{cfg.max_intersections:,} (BinConfig.max_intersections): lower the resolution, "
+                           f"raise the budget if memory allows, or cull the scene")
 
 
 def depth_bits(depths: Tensor) -> Tensor:
@@ -73,6 +83,7 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
         depth_order = torch.argsort(projected.depths[0], stable=True)  # [V], once for all views
         flat_index = flat_index[:, depth_order]
     emit_order = flat_index.reshape(-1)  # [E*V]
+    check_intersections(int(counts.sum()), cfg)
     emit_counts = counts.reshape(-1)[emit_order]
     # Expand every (view, Gaussian) into its tiles: intersection i belongs to flat index src[i].
     src = torch.repeat_interleave(emit_order, emit_counts)  # [I]

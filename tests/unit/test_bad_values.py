@@ -57,3 +57,48 @@ def test_directly_built_scenes_with_bad_values_are_refused(field, value, message
     r = Renderer(good, RenderConfig(backend="torch"))
     with pytest.raises(GscacheError, match=message):
         r.set_scene(bad)
+
+
+def test_too_many_intersections_are_refused_on_every_cpu_backend():
+    from gscache import StereoRig
+    from gscache.camera import look_at
+    from gscache.config import BinConfig
+    from gscache import backends
+    from tests._helpers import random_scene
+
+    scene = random_scene(2000, seed=1, scale=(0.3, 0.6))  # large Gaussians: many tiles each
+    rig = StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), 128, 128)
+    for name, status in backends.available().items():
+        if status != "ok" or name in ("cuda", "gsplat"):
+            continue
+        cfg = RenderConfig(backend=name, bin=BinConfig(max_intersections=10_000))
+        with pytest.raises(GscacheError, match="tile intersections, over the budget of 10,000"):
+            Renderer(scene, cfg).render(rig)
+
+
+def test_a_frame_larger_than_free_memory_is_refused_before_rendering():
+    from gscache import StereoRig
+    from gscache.resources import available_bytes
+
+    if (available_bytes(torch.device("cpu")) or 0) > 40 << 30:
+        pytest.skip("this machine has more than 40 GiB free: a 16384x16384 stereo frame fits")
+    from gscache.camera import look_at
+    from tests._helpers import random_scene
+
+    rig = StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), 16384, 16384)  # 32 GiB with its copies
+    with pytest.raises(GscacheError, match="resolution: 2 view.*16384x16384.*GiB free"):
+        Renderer(random_scene(10), RenderConfig(backend="cpu")).render(rig)
+
+
+def test_readers_refuse_declared_sizes_over_the_budget(tmp_path, monkeypatch):
+    import numpy as np
+
+    from gscache import load_scene
+    from gscache.scene import limits
+
+    np.savez_compressed(tmp_path / "bomb.npz", means3d=np.zeros((400_000, 3), np.float32),
+                        colors=np.zeros((400_000, 3), np.uint8))
+    assert (tmp_path / "bomb.npz").stat().st_size < 100_000  # a small file that inflates 50x
+    monkeypatch.setattr(limits, "MAX_DECODED_BYTES", 1 << 20)
+    with pytest.raises(GscacheError, match=r"array 'means3d' \(400000, 3\) would decode to .* over the readers' budget"):
+        load_scene(tmp_path / "bomb.npz")

@@ -148,3 +148,14 @@ def test_cache_depth_one_is_the_uncached_render(scene):
         frame = r.render(rig.with_pose(T))
         fresh = Renderer(scene, RenderConfig(backend="cpu")).render(rig.with_pose(T))
         assert frame.cache is None and torch.equal(frame.rgb, fresh.rgb)
+
+
+def test_a_checkpoint_whose_mlp_widths_disagree_with_n_offsets_is_refused(tmp_path):
+    import dataclasses
+
+    scene = structured_demo(seed=0, spacing=0.5)
+    width = scene.mlps.color[0].in_features
+    short = torch.nn.Sequential(torch.nn.Linear(width, 3 * scene.n_offsets - 3), torch.nn.Sigmoid()).eval()
+    write_structured(dataclasses.replace(scene, mlps=dataclasses.replace(scene.mlps, color=short)), tmp_path / "w")
+    with pytest.raises(GscacheError, match=f"color_mlp.pt: output width .* n_offsets = {scene.n_offsets}"):
+        load_scene(tmp_path / "w")
