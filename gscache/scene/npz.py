@@ -21,6 +21,7 @@ from .record import Scene, make_scene
 
 POINT_OPACITY = 0.9
 NEIGHBOURS = 3
+POINT_BYTES = 160  # what the reader and the Scene hold per point (float64 copy, k-d tree, five fields)
 
 
 def _load(path: str) -> "np.lib.npyio.NpzFile":
@@ -74,12 +75,20 @@ def read_npz_points(path: str | os.PathLike) -> Scene:
     """Read a point-cloud .npz into isotropic Gaussians (SH degree 0)."""
     path = str(path)
     with _load(path) as npz:
+        # Shapes from the headers first: a mismatch or an oversized cloud is refused before any
+        # array is inflated (the scene built from N points holds about 160 bytes per point).
+        for key in ("means3d", "colors"):
+            if key not in npz.files:
+                raise GscacheError(f"{path}: .npz has no '{key}' array (has {sorted(npz.files)})")
+        shape, _ = _declared(npz, "means3d", path)
+        if len(shape) != 2 or shape[1] != 3:
+            raise GscacheError(f"{path}: 'means3d' has shape {tuple(shape)}, expected (N, 3)")
+        color_shape, _ = _declared(npz, "colors", path)
+        if tuple(color_shape) != tuple(shape):
+            raise GscacheError(f"{path}: 'colors' has shape {tuple(color_shape)}, expected {tuple(shape)}")
+        check_decoded_size(shape[0] * POINT_BYTES, path, f"a point cloud of {shape[0]} points")
         means = np.asarray(_array(npz, "means3d", path), dtype=np.float64)
         colors = _array(npz, "colors", path)
-    if means.ndim != 2 or means.shape[1] != 3:
-        raise GscacheError(f"{path}: 'means3d' has shape {means.shape}, expected (N, 3)")
-    if colors.shape != means.shape:
-        raise GscacheError(f"{path}: 'colors' has shape {colors.shape}, expected {means.shape}")
     rgb = colors.astype(np.float32) / 255.0 if colors.dtype == np.uint8 else colors.astype(np.float32)
     finite = np.isfinite(means).all(axis=1)
     scale = np.full(len(means), np.nan, np.float32)  # NaN rows are dropped (and counted) by make_scene
