@@ -1,6 +1,6 @@
 """A fuzz campaign over the scene readers, with the outcome of every input counted: each real
 scene of ../shared/data (and generated PLY and point-cloud files) is mutated in many ways
-(truncated, bytes flipped, garbage inserted, header numbers changed, compressed members garbled)
+(truncated, bytes flipped, garbage inserted, digits of the header changed, zeros spliced in)
 and loaded in a subprocess with a memory and time limit. Outcomes per category:
 
   loads        a Scene came back
@@ -63,7 +63,8 @@ def mutations(data: bytes, rng: np.random.Generator, n: int):
                     b[pos] = 48 + int(rng.integers(10))
             yield "header numbers", bytes(b)
         else:
-            yield "zeroed block", bytes(b[: len(b) // 3]) + b"\0" * (len(b) - 2 * (len(b) // 3)) + bytes(b[2 * (len(b) // 3):])
+            third = len(b) // 3  # a third of zeros spliced in after the first third (the file grows)
+            yield "zeros spliced in", bytes(b[:third]) + b"\0" * (len(b) - 2 * third) + bytes(b[2 * third:])
 
 
 def run(path: Path) -> str:
