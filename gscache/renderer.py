@@ -83,6 +83,18 @@ class Renderer:
         # Whatever the caller changed (in place or not), the next frame is a fresh one.
         self.cache.invalidate("scene")
 
+    def set_config(self, config: RenderConfig) -> None:
+        """Change the stage, backend and reuse settings (the device stays: open another renderer
+        for another device); the next frame refreshes the cache."""
+        if not isinstance(config, RenderConfig):
+            raise GscacheError(f"config: expected a RenderConfig, got {type(config).__name__}")
+        if config.device and torch.device(config.device) != self.device:
+            raise GscacheError(f"config.device: this renderer renders on {self.device}, not {config.device!r}; "
+                               "open another renderer for another device")
+        self.backend = backends.get(config.backend, self.device.type)
+        self.config = config
+        self.cache.invalidate("config")
+
     def render(self, camera_or_rig: Camera | StereoRig, tile_mask: torch.Tensor | None = None) -> Frame:
         """Render a Camera (E = 1) or a StereoRig (E = 2, left then right), reusing what
         ``config.cache`` allows; ``frame.cache`` says what was reused. ``tile_mask`` [E, T] bool

@@ -4,7 +4,7 @@ exactly the single-device ones) and rasterizes only the tiles of its bands. Rend
 the factory the caller injects (gscache.api passes gscache.Renderer); nothing here imports them.
 
 A device has ``name``, ``failed``, ``submit(rig, bands) -> token``, ``result(token, timeout_s)
--> ShareResult`` (or DeviceFailed), ``set_scene(scene)``, ``reset_cache()`` and ``close()``.
+-> ShareResult`` (or DeviceFailed), ``set_scene(scene)``, ``set_config(config)``, ``reset_cache()`` and ``close()``.
 
 * LocalDevice: in this process, on a torch device (the presenting device, or another CUDA GPU),
   run on a worker thread (the kernels release the GIL).
@@ -91,6 +91,9 @@ class LocalDevice:
 
     def set_scene(self, scene) -> None:
         self.renderer.set_scene(scene)
+
+    def set_config(self, config: RenderConfig) -> None:
+        self.renderer.set_config(dataclasses.replace(config, device=str(self.renderer.device)))
 
     def result(self, future: concurrent.futures.Future, timeout_s: float) -> ShareResult:
         try:
@@ -215,6 +218,9 @@ def worker_main(conn, payload: dict, config: RenderConfig, threads: int, factory
         if msg[0] == "scene":
             renderer.set_scene(unpack_scene(msg[1]))
             continue
+        if msg[0] == "config":
+            renderer.set_config(dataclasses.replace(msg[1], device="cpu"))
+            continue
         _, frame_id, rig_msg, bands = msg
         try:
             rig = rig_from_message(rig_msg)
@@ -267,9 +273,16 @@ class ProcessDevice:
     def reset_cache(self) -> None:
         self.conn.send(("reset",))
 
+    def set_config(self, config: RenderConfig) -> None:
+        self._send(("config", config))
+        self.tile_px = config.bin.tile_px
+
     def set_scene(self, scene) -> None:
+        self._send(("scene", pack_scene(scene)))
+
+    def _send(self, msg: tuple) -> None:
         try:
-            self.conn.send(("scene", pack_scene(scene)))
+            self.conn.send(msg)
         except (BrokenPipeError, OSError) as exc:
             self.failed = True
             raise DeviceFailed(f"{self.name}: the worker is gone ({exc})") from None

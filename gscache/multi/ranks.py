@@ -1,7 +1,7 @@
 """The multi-device protocol across machines, over torch.distributed (gloo on CPUs, NCCL-capable
 groups on GPUs): rank 0 presents (plans, gathers, recovers), every other rank is a device that
 holds a replica of the scene and renders its bands. Messages are pickled objects: rank 0 sends
-("frame", id, rig, bands), ("scene", scene), ("reset",) or ("stop",), a rank answers ("result", id, ShareResult) or
+("frame", id, rig, bands), ("scene", scene), ("config", config), ("reset",) or ("stop",), a rank answers ("result", id, ShareResult) or
 ("error", id, text). A rank that does not answer within the group's timeout fails the receive;
 its bands are then re-rendered on rank 0 and the rank is dropped. The torchrun entry point is
 gscache.multi.distributed."""
@@ -56,6 +56,9 @@ class RankDevice:
     def set_scene(self, scene) -> None:
         dist.send_object_list([("scene", scene.to("cpu"))], dst=self.rank)
 
+    def set_config(self, config) -> None:
+        dist.send_object_list([("config", config)], dst=self.rank)
+
     def close(self) -> None:
         if not self.failed:
             try:
@@ -77,6 +80,9 @@ def serve(renderer) -> None:
             continue
         if msg[0] == "scene":
             renderer.set_scene(msg[1])
+            continue
+        if msg[0] == "config":
+            renderer.set_config(msg[1])
             continue
         _, frame_id, rig, bands = msg
         try:

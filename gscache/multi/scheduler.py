@@ -188,6 +188,19 @@ class MultiDeviceRenderer:
                 except DeviceFailed:
                     pass  # marked failed: its tiles go elsewhere from the next frame on
 
+    def set_config(self, config: RenderConfig) -> None:
+        """Change the settings on the presenting renderer and on every device (their next frames
+        refresh their caches; the tile plans start again from the new grid)."""
+        with self._lock:
+            self.presenter.set_config(config)
+            for dev in self._alive_others():
+                try:
+                    dev.set_config(config)
+                except DeviceFailed:
+                    pass
+            self.config = config
+            self.last_costs = None
+
     def _alive_others(self) -> list:
         """The devices that are alive, except those that render with the presenting renderer."""
         return [d for d in self.devices if not d.failed and getattr(d, "renderer", None) is not self.presenter]

@@ -199,3 +199,23 @@ def test_concurrent_frames_from_two_threads_and_workers_reaped_without_close(sce
     gc.collect()
     process.join(timeout=5)
     assert not process.is_alive() and process.exitcode is not None  # reaped, no zombie
+
+
+@pytest.mark.slow
+def test_config_changes_reach_every_device(scene):
+    import dataclasses
+
+    from gscache.config import BinConfig, RasterConfig
+
+    rig = _rig(scene)
+    new = dataclasses.replace(CFG, bin=BinConfig(tile_px=8), raster=RasterConfig(background=(0.2, 0.3, 0.4)))
+    with open_renderer(scene, CFG, devices=["local", "proc"]) as multi:
+        multi.render(rig)
+        multi.set_config(new)
+        for _ in range(2):  # the worker renders its bands with the new tiles and background too
+            frame = multi.render(rig)
+            assert torch.equal(frame.rgb, Renderer(scene, new).render(rig).rgb)
+        assert frame.schedule.devices[1].tiles > 0 and not frame.schedule.devices[1].state.startswith("failed")
+    single = Renderer(scene, CFG)
+    with pytest.raises(GscacheError, match="config.device"):
+        single.set_config(dataclasses.replace(CFG, device="cuda:0"))
