@@ -88,7 +88,8 @@ class Renderer:
         for another device); the next frame refreshes the cache."""
         if not isinstance(config, RenderConfig):
             raise GscacheError(f"config: expected a RenderConfig, got {type(config).__name__}")
-        if config.device and torch.device(config.device) != self.device:
+        wanted = torch.device(config.device) if config.device else self.device
+        if wanted.type != self.device.type or wanted.index not in (None, self.device.index):
             raise GscacheError(f"config.device: this renderer renders on {self.device}, not {config.device!r}; "
                                "open another renderer for another device")
         self.backend = backends.get(config.backend, self.device.type)
