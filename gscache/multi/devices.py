@@ -178,6 +178,20 @@ class SharedRows:
         return out
 
 
+def apply_control(renderer, msg: tuple, unpack=lambda scene: scene) -> bool:
+    """A device's control messages, the same for worker processes and ranks: ("reset",),
+    ("scene", packed scene) and ("config", RenderConfig). False for anything else (a frame)."""
+    if msg[0] == "reset":
+        renderer.reset_cache()
+    elif msg[0] == "scene":
+        renderer.set_scene(unpack(msg[1]))
+    elif msg[0] == "config":
+        renderer.set_config(dataclasses.replace(msg[1], device=str(renderer.device)))
+    else:
+        return False
+    return True
+
+
 HEARTBEAT_S = 0.05
 """How often a worker process stamps its heartbeat."""
 HEARTBEAT_LOST_S = 0.75
@@ -212,14 +226,7 @@ def worker_main(conn, payload: dict, config: RenderConfig, threads: int, factory
             return
         if msg[0] == "stop":
             return
-        if msg[0] == "reset":
-            renderer.reset_cache()
-            continue
-        if msg[0] == "scene":
-            renderer.set_scene(unpack_scene(msg[1]))
-            continue
-        if msg[0] == "config":
-            renderer.set_config(dataclasses.replace(msg[1], device="cpu"))
+        if apply_control(renderer, msg, unpack_scene):
             continue
         _, frame_id, rig_msg, bands = msg
         try:

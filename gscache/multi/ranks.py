@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from ..camera import StereoRig
-from .devices import DeviceFailed, ShareResult, render_share
+from .devices import DeviceFailed, ShareResult, apply_control, render_share
 from .plan import Band
 
 
@@ -75,14 +75,7 @@ def serve(renderer) -> None:
         msg = box[0]
         if msg[0] == "stop":
             return
-        if msg[0] == "reset":
-            renderer.reset_cache()
-            continue
-        if msg[0] == "scene":
-            renderer.set_scene(msg[1])
-            continue
-        if msg[0] == "config":
-            renderer.set_config(msg[1])
+        if apply_control(renderer, msg):
             continue
         _, frame_id, rig, bands = msg
         try:
