@@ -5,8 +5,9 @@
 //     mutex and condition variable, so ThreadSanitizer sees the races between barriers.
 //   * FORWARD / REVERSE / RANDOM: one fiber (ucontext) per CUDA thread on the launching thread;
 //     the scheduler resumes them one at a time in the schedule's order, each until its next
-//     barrier or its end. Deterministic, and about a hundred times cheaper than waking host
-//     threads. The fibers are annotated for AddressSanitizer and ThreadSanitizer.
+//     barrier or its end. Deterministic, and 15-25x faster than waking host threads (the
+//     cuda-sim stages of plant.splat at 256x256: rasterize 19 s -> 1.3 s, shade 2.0 s -> 0.08 s,
+//     on this project's 2-core Intel Xeon CI machine). The fibers are annotated for AddressSanitizer and ThreadSanitizer.
 #include "simt.hpp"
 
 #include <pthread.h>

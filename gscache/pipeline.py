@@ -195,16 +195,17 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         lod = lod_mask(scene, centre)
         key = cache_key(scene, views, cfg, backend.name)
         entry, reason = cache.begin(key, views, cfg.cache, lod=lod)
+    margin = cfg.cache.margin_px if temporal else 0.0
     if entry is not None:
         derived, visible, shaded = (entry.payload[k] for k in ("derived", "visible", "shaded"))
         derive_ms = 0.0
-        clock = _Clock(device)
+    else:
+        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn))
+    clock = _Clock(device)  # the stages after the derivation (timed on its own)
+    if entry is not None:
         clock.lap("cull")
         clock.lap("shade")
     else:
-        margin = cfg.cache.margin_px if temporal else 0.0
-        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn))
-        clock = _Clock(device)
         # The derived Gaussians reach the views by construction of the anchor cull; the cull
         # stage still drops those whose own footprint cannot (with the same margin).
         visible, shaded = _front(derived, views, cfg, backend, margin, clock)

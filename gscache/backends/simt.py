@@ -31,9 +31,9 @@ import torch
 from .table import Backend, BackendUnavailable
 from ..errors import GscacheError, GscacheRuntimeError
 from ._loader import BuildError, simt_library
+from .cuda import SHARED_MEM_LIMIT
 
 SCHEDULES = {"free": 0, "forward": 1, "reverse": 2, "random": 3}
-SHARED_LIMIT = 48 * 1024  # dynamic shared memory a kernel may ask for without opting in (none does)
 _SANITIZER_RUNTIME = {"address": "libasan", "thread": "libtsan"}
 
 
@@ -88,7 +88,7 @@ class SimRuntime:
         cfg = SimLaunch()
         cfg.grid[:] = _dims(grid, "grid")
         cfg.block[:] = _dims(block, "block")
-        cfg.shared_bytes, cfg.shared_limit = int(shared_mem), SHARED_LIMIT
+        cfg.shared_bytes, cfg.shared_limit = int(shared_mem), SHARED_MEM_LIMIT  # no kernel opts in to more
         cfg.schedule = SCHEDULES[self.schedule]
         # The guard bytes would hide an overrun from AddressSanitizer, which sees it exactly.
         cfg.guard = int(self.sanitize != "address")

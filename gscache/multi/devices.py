@@ -272,7 +272,11 @@ class ProcessDevice:
         if not self.conn.poll(self.START_TIMEOUT_S):
             self.close()
             raise DeviceFailed(f"{self.name}: the worker did not start within {self.START_TIMEOUT_S:.0f} s")
-        msg = self.conn.recv()
+        try:
+            msg = self.conn.recv()
+        except (EOFError, OSError) as exc:  # the worker died before it could say why
+            self.close()
+            raise DeviceFailed(f"{self.name}: the worker died at start ({type(exc).__name__})") from None
         if msg[0] != "ready":
             self.close()
             raise DeviceFailed(f"{self.name}: the worker failed to start: {msg[2]}")

@@ -182,24 +182,25 @@ class MultiDeviceRenderer:
         refresh their caches)."""
         with self._lock:
             self.presenter.set_scene(scene)
-            for dev in self._alive_others():
-                try:
-                    dev.set_scene(scene)
-                except DeviceFailed:
-                    pass  # marked failed: its tiles go elsewhere from the next frame on
+            self._tell_devices("set_scene", scene)
 
     def set_config(self, config: RenderConfig) -> None:
         """Change the settings on the presenting renderer and on every device (their next frames
         refresh their caches; the tile plans start again from the new grid)."""
         with self._lock:
             self.presenter.set_config(config)
-            for dev in self._alive_others():
-                try:
-                    dev.set_config(config)
-                except DeviceFailed:
-                    pass
+            self._tell_devices("set_config", config)
             self.config = config
             self.last_costs = None
+
+    def _tell_devices(self, method: str, value) -> None:
+        """``method(value)`` on every other live device; one that fails is marked failed and its
+        tiles go elsewhere from the next frame on."""
+        for dev in self._alive_others():
+            try:
+                getattr(dev, method)(value)
+            except DeviceFailed:
+                pass
 
     def _alive_others(self) -> list:
         """The devices that are alive, except those that render with the presenting renderer."""

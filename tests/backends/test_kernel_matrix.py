@@ -26,13 +26,13 @@ TILES = [8, 16, 32]
 COUNTS = [0, 1, 257]  # 257: one past a block of 256 threads
 
 
-def _device(impl) -> torch.device:
-    return device_of(impl.name) if impl.name in ("cuda", "gsplat") else torch.device("cpu")
+RASTER = RasterConfig(background=(0.2, 0.4, 0.6))
 
 
-def _stages(impl, scene, rig, tile_px, ref=False):
-    """Every stage's record, each stage fed the reference's inputs (so each is compared alone)."""
-    device = _device(impl)
+def _stages(impl, scene, rig, tile_px):
+    """(the reference's records, ``impl``'s records) of shade, project, bin and rasterize, every
+    stage of ``impl`` fed the reference's inputs (so each is compared alone), on one device."""
+    device = device_of(impl.name)
     torch_ = backends.get("torch", device.type)
     views = views_of(rig, device)
     scene = scene.to(device)
@@ -40,11 +40,11 @@ def _stages(impl, scene, rig, tile_px, ref=False):
     shaded = torch_.shade(visible, views, ShadeConfig())
     projected = torch_.project(visible, shaded, views, ProjectConfig())
     bins = torch_.bin(projected, views, BinConfig(tile_px=tile_px))
-    if ref:
-        return shaded, projected, bins, torch_.rasterize(visible, shaded, projected, bins, views, RasterConfig())
-    return (impl.shade(visible, views, ShadeConfig()), impl.project(visible, shaded, views, ProjectConfig()),
+    ref = (shaded, projected, bins, torch_.rasterize(visible, shaded, projected, bins, views, RASTER))
+    ours = (impl.shade(visible, views, ShadeConfig()), impl.project(visible, shaded, views, ProjectConfig()),
             impl.bin(projected, views, BinConfig(tile_px=tile_px)),
-            impl.rasterize(visible, shaded, projected, bins, views, RasterConfig(background=(0.2, 0.4, 0.6))))
+            impl.rasterize(visible, shaded, projected, bins, views, RASTER))
+    return ref, ours
 
 
 def _rig(w, h):
@@ -52,17 +52,9 @@ def _rig(w, h):
 
 
 def _check_all(impl, scene, rig, tile_px):
-    ours = _stages(impl, scene, rig, tile_px)
-    device = _device(impl)
-    torch_ = backends.get("torch", device.type)
-    views = views_of(rig, device)
-    ref_shaded, ref_projected, ref_bins, _ = _stages(impl, scene, rig, tile_px, ref=True)
-    visible = torch_.cull(scene.to(device), views, CullConfig(), ProjectConfig())
-    ref_images = torch_.rasterize(visible, ref_shaded, ref_projected, ref_bins, views,
-                                  RasterConfig(background=(0.2, 0.4, 0.6)))
-    for record, ref, stage in zip(ours, (ref_shaded, ref_projected, ref_bins, ref_images),
-                                  ("shade", "project", "bin", "rasterize")):
-        assert_stage_close(record, ref, stage)
+    ref, ours = _stages(impl, scene, rig, tile_px)
+    for record, expected, stage in zip(ours, ref, ("shade", "project", "bin", "rasterize")):
+        assert_stage_close(record, expected, stage)
     return ours
 
 
@@ -112,7 +104,7 @@ def test_every_schedule_gives_the_same_bits(schedule):
     scene = random_scene(700, seed=4, sh_degree=2, spread=1.5)
     for tile_px, size in ((8, (60, 45)), (32, (45, 37))):
         rig = _rig(*size)
-        ours, expected = _stages(impl, scene, rig, tile_px), _stages(base, scene, rig, tile_px)
+        ours, expected = _stages(impl, scene, rig, tile_px)[1], _stages(base, scene, rig, tile_px)[1]
         for a, b in zip(ours, expected):
             for field in dataclasses.fields(a):
                 va, vb = getattr(a, field.name), getattr(b, field.name)
