@@ -82,9 +82,15 @@ class LocalDevice:
         self.renderer = renderer
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
         self.failed = False
+        self._last: concurrent.futures.Future | None = None
 
     def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> concurrent.futures.Future:
-        return self.pool.submit(render_share, self.renderer, rig, bands)
+        self._last = self.pool.submit(render_share, self.renderer, rig, bands)
+        return self._last
+
+    def idle(self) -> bool:
+        """No frame of this device is still running (one that timed out may still be)."""
+        return self._last is None or self._last.done()
 
     def reset_cache(self) -> None:
         self.renderer.reset_cache()

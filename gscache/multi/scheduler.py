@@ -28,6 +28,7 @@ from ..stages.bin import tile_grid
 from .devices import DeviceFailed, LocalDevice, ProcessDevice, ShareResult, render_share
 from .elastic import ElasticController
 from .plan import TilePlan, plan_tiles, row_costs
+from .revive import Reviver
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ class ScheduleConfig:
     presenting device (the worst-case recovery time of a hung device)."""
     ema: float = 0.3
     """Weight of the newest measurement in each device's throughput estimate."""
+    retry_s: float | None = 2.0
+    """A failed device (worker process or GPU replica) is rebuilt in the background this long
+    after it failed, then warms up before it takes tiles again; the back-off doubles after each
+    rebuild that does not last, and a device is given up after ``max_rebuilds``. None: never."""
+    max_rebuilds: int = 3
 
 
 @dataclass
@@ -56,7 +62,8 @@ class DeviceStats:
     raster_ms: float
     state: str
     """"working" (had tiles), "idle" (no tiles this frame), "warming" (rendered the frame without
-    tiles to fill its cache before it takes work), or "failed: reason"."""
+    tiles to fill its cache before it takes work), "failed: reason" (with "rebuilding" or "gave up
+    ..." appended once a rebuild has started or been given up)."""
 
 
 @dataclass
@@ -116,9 +123,19 @@ class MultiDeviceRenderer:
         self.config = config
         self.schedule = schedule or ScheduleConfig()
         self.presenter = factory(scene, config)
+        self.factory = factory
         self.devices: list = []
+        self.specs: list = []
+        """Per device: its parsed spec (how to rebuild it), or None for a device added from
+        elsewhere (a torch.distributed rank), which is never rebuilt here."""
+        self.reviver = Reviver(self.schedule.retry_s, self.schedule.max_rebuilds)
+        self.rejoining: dict[int, int] = {}
+        """Rebuilt device index -> frames of warm-up left before it takes tiles again."""
+        self.generation = 0
+        """Counts scene and config changes: a device rebuilt from an older one is not used."""
         try:
             for kind, args in (parse_devices(devices) if devices else []):
+                self.specs.append((kind, args))
                 if kind == "local":
                     self.devices.append(LocalDevice(self.presenter, f"local:{self.presenter.device}"))
                 elif kind == "cuda":
@@ -183,6 +200,7 @@ class MultiDeviceRenderer:
         with self._lock:
             self.presenter.set_scene(scene)
             self._tell_devices("set_scene", scene)
+            self.generation += 1
 
     def set_config(self, config: RenderConfig) -> None:
         """Change the settings on the presenting renderer and on every device (their next frames
@@ -192,6 +210,7 @@ class MultiDeviceRenderer:
             self._tell_devices("set_config", config)
             self.config = config
             self.last_costs = None
+            self.generation += 1
 
     def _tell_devices(self, method: str, value) -> None:
         """``method(value)`` on every other live device; one that fails is marked failed and its
@@ -209,6 +228,7 @@ class MultiDeviceRenderer:
     def add_devices(self, devices: list) -> None:
         """Devices built elsewhere (e.g. torch.distributed ranks), after the others."""
         self.devices += devices
+        self.specs += [None] * len(devices)
         self.throughput += [1.0] * len(devices)
         self.measured += [False] * len(devices)
         self.front_ms += [0.0] * len(devices)
@@ -221,15 +241,43 @@ class MultiDeviceRenderer:
 
     def working(self) -> list[int]:
         """Indices of the devices that take tiles now (alive, and chosen by the elastic controller)."""
-        alive = [i for i, d in enumerate(self.devices) if not d.failed]
+        alive = [i for i, d in enumerate(self.devices) if not d.failed and i not in self.rejoining]
         if self.elastic is None:
             return alive
         return [i for i in self.elastic.working if i in alive]
 
     def _warming(self) -> list[int]:
-        if self.elastic is None:
-            return []
-        return [i for i in self.elastic.warming if not self.devices[i].failed]
+        warming = set(self.rejoining) | (set(self.elastic.warming) if self.elastic is not None else set())
+        return sorted(i for i in warming if i < len(self.devices) and not self.devices[i].failed)
+
+    # ---- rebuilding failed devices ------------------------------------------------------------
+
+    def _can_rebuild(self, i: int) -> bool:
+        spec = self.specs[i]
+        if spec is None:
+            return False
+        if spec[0] == "local":  # the presenter's own device: only once its thread is free again
+            return self.devices[i].idle()
+        return True
+
+    def _builder(self, i: int):
+        """A function that builds a replacement of device ``i`` from the scene and config of now
+        (run on the reviver's thread: a worker process takes seconds to start)."""
+        (kind, args), scene, config, name = self.specs[i], self.presenter.scene, self.config, self.devices[i].name
+        factory, presenter = self.factory, self.presenter
+        if kind == "local":
+            return lambda: LocalDevice(presenter, name)
+        if kind == "cuda":
+            return lambda: LocalDevice(factory(scene, dataclasses.replace(config, device=args["device"])), name)
+        return lambda: ProcessDevice(scene, config, args["threads"], name=name, factory=factory)
+
+    def _revive(self) -> None:
+        failed = [i for i, d in enumerate(self.devices) if d.failed]
+        for i, device in self.reviver.poll(failed, self._can_rebuild, self._builder, self.generation).items():
+            self.devices[i].close()
+            self.devices[i] = device
+            self.measured[i], self.throughput[i], self.front_ms[i] = False, 1.0, 0.0
+            self.rejoining[i] = max(1, self.schedule.warmup_frames)
 
     def _weights(self, devices: list[int]) -> list[float]:
         """Throughputs for planning: a device not measured yet is assumed as fast as the mean of
@@ -269,6 +317,7 @@ class MultiDeviceRenderer:
         if not isinstance(rig, StereoRig):
             raise GscacheError(f"camera_or_rig: expected a StereoRig, got {type(rig).__name__}")
         start = time.perf_counter()
+        self._revive()
         working = self.working()
         if not working:
             return self._render_alone(rig, start)
@@ -302,13 +351,33 @@ class MultiDeviceRenderer:
         return Frame(frame.images, frame.times, frame.counters, frame.cache, frame.tile_costs, stats)
 
     def _render_alone(self, rig: StereoRig, start: float) -> Frame:
-        """Every device is gone: the presenting renderer renders the whole frame."""
+        """Every device is gone: the presenting renderer renders the whole frame (while rebuilt
+        devices warm up on it without tiles)."""
+        warming = {}
+        for i in self._warming():
+            try:
+                warming[i] = self.devices[i].submit(rig, ())
+            except DeviceFailed:
+                pass
         frame = self.presenter.render(rig)
+        warmed = set()
+        for i, token in warming.items():
+            try:
+                self.devices[i].result(token, self.schedule.timeout_s)
+            except DeviceFailed:
+                continue
+            warmed.add(i)
+            if i in self.rejoining:
+                self.rejoining[i] -= 1
+                if self.rejoining[i] <= 0:
+                    del self.rejoining[i]
         if frame.cache is not None:
             self.totals.add(frame.cache)
         wall_ms = (time.perf_counter() - start) * 1e3
         stats = ScheduleStats(wall_ms, "presenter alone (every device failed)", 0,
-                              [DeviceStats(d.name, 0, 0.0, 0.0, 0.0, "failed") for d in self.devices])
+                              [DeviceStats(d.name, 0, 0.0, 0.0, 0.0,
+                                           "warming" if i in warmed else self._failed_state(i, "failed"))
+                               for i, d in enumerate(self.devices)])
         return dataclasses.replace(frame, schedule=stats)
 
     def _assemble(self, rig: StereoRig, results: dict[int, ShareResult]) -> Frame:
@@ -349,21 +418,32 @@ class MultiDeviceRenderer:
                     self.throughput[i] = (1 - a) * self.throughput[i] + a * measured if self.measured[i] else measured
                     self.measured[i] = True
                 self.front_ms[i] = (1 - a) * self.front_ms[i] + a * res.front_ms
-            if i in failed:
-                state = f"failed: {failed[i]}"
+            if i in failed or dev.failed:
+                state = self._failed_state(i, f"failed: {failed[i]}" if i in failed else "failed")
             elif i in warming:
                 state = "warming"
             else:
                 state = "working" if bands else "idle"
             stats.devices.append(DeviceStats(dev.name, sum(b.rows for b in bands or ()) * tiles_x, cost,
                                              res.device_ms if res else 0.0, res.raster_ms if res else 0.0, state))
+        for i in list(self.rejoining):
+            if i in results and i not in failed:
+                self.rejoining[i] -= 1
+                if self.rejoining[i] <= 0:
+                    del self.rejoining[i]
+        self.reviver.frame_served([i for i in results if i >= 0 and shares.get(i)])
         if self.elastic is not None:
             stats.elastic = self.elastic.update(wall_ms, self.predict_ms)
         stats.active = len(self.working())
         return stats
 
+    def _failed_state(self, i: int, state: str) -> str:
+        extra = self.reviver.state(i)
+        return f"{state}; {extra}" if extra else state
+
     def close(self) -> None:
         with self._lock:
+            self.reviver.close()
             for dev in self.devices:
                 dev.close()
             self.devices = []

@@ -219,3 +219,94 @@ def test_config_changes_reach_every_device(scene):
     single = Renderer(scene, CFG)
     with pytest.raises(GscacheError, match="config.device"):
         single.set_config(dataclasses.replace(CFG, device="cuda:0"))
+
+
+def _frames_until(multi, rig, done, limit_s=90.0):
+    """Render frames until ``done(frame)`` or the time limit; returns the last frame."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        frame = multi.render(rig)
+        if done(frame) or time.monotonic() > deadline:
+            return frame
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_lost_worker_is_rebuilt_in_the_background_and_rejoins_after_warm_up(scene):
+    rig = _rig(scene)
+    other = random_scene(3000, seed=8, sh_degree=2)
+    schedule = ScheduleConfig(retry_s=0.0, warmup_frames=2)
+    with open_renderer(scene, CFG, devices=["proc"], schedule=schedule) as multi:
+        assert multi.render(rig).schedule.active == 1
+        first = multi.devices[0]
+        first.process.kill()
+        first.process.join()
+        frame = multi.render(rig)  # found lost; the presenter renders the frame alone, exactly
+        assert frame.schedule.devices[0].state.startswith("failed")
+        assert torch.equal(frame.rgb, Renderer(scene, CFG).render(rig).rgb)
+        frame = multi.render(rig)  # the rebuild starts: the frame loop does not wait for it
+        assert "rebuilding" in frame.schedule.devices[0].state and "alone" in frame.schedule.plan
+        multi.set_scene(other)  # while the worker starts: the one built from the old scene is not used
+        states = []
+        frame = _frames_until(multi, rig, lambda f: states.append(f.schedule.devices[0].state)
+                              or f.schedule.devices[0].state == "working")
+        assert frame.schedule.devices[0].state == "working", states[-3:]
+        assert multi.devices[0] is not first and multi.devices[0].process.is_alive()
+        assert states.count("warming") == 2  # warm-up frames without tiles before it took work
+        assert torch.equal(frame.rgb, Renderer(other, CFG).render(rig).rgb)
+    assert not first.process.is_alive()
+
+
+def test_reviver_backs_off_gives_up_and_forgets_settled_failures():
+    from gscache.multi.revive import Reviver
+
+    class Built:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    outcomes = []
+
+    def build(i):
+        def make():
+            if outcomes.pop(0) == "fail":
+                raise RuntimeError("no GPU")
+            return Built()
+        return make
+
+    def settle(rev, *args):
+        for job in list(rev.pending.values()):
+            concurrent.futures.wait([job.future])
+        return rev.poll(*args)
+
+    import concurrent.futures
+
+    rev = Reviver(retry_s=1.0, max_tries=2, settle_frames=3)
+    yes = lambda i: True  # noqa: E731
+    assert rev.poll([0], yes, build, 0, now=0.0) == {}  # found failed at t=0: back-off 1 s
+    outcomes += ["fail"]
+    rev.poll([0], yes, build, 0, now=1.0)
+    assert rev.state(0) == "rebuilding"
+    assert settle(rev, [0], yes, build, 0, 1.5) == {} and "RuntimeError: no GPU" in rev.errors[0]
+    assert rev.poll([0], yes, build, 0, now=3.0) == {} and not rev.pending  # second back-off is 2 s
+    outcomes += ["ok"]
+    rev.poll([0], yes, build, 0, now=3.6)
+    ready = settle(rev, [0], yes, build, 0, 3.7)
+    assert list(ready) == [0] and rev.tries[0] == 2
+    rev.frame_served([0, 0, 0])  # three frames with tiles: it settled
+    rev.poll([0], yes, build, 0, now=10.0)  # fails again later: a new failure, tries start again
+    assert rev.tries[0] == 0 and rev.state(0) is None
+    outcomes += ["ok", "ok"]
+    rev.poll([0], yes, build, 0, now=11.0)
+    assert settle(rev, [0], yes, build, 1, 11.1) == {}  # built from generation 0, scheduler at 1: dropped
+    assert rev.state(0) == "rebuilding" and rev.tries[0] == 1  # and started again at once, not counted
+    assert list(settle(rev, [0], yes, build, 1, 11.2)) == [0]
+    rev2 = Reviver(retry_s=0.0, max_tries=1)
+    outcomes += ["fail"]
+    rev2.poll([3], yes, build, 0, now=0.0)
+    settle(rev2, [3], yes, build, 0, 0.1)
+    rev2.poll([3], yes, build, 0, now=5.0)
+    assert not rev2.pending and rev2.state(3).startswith("gave up after 1 rebuilds (RuntimeError: no GPU")
+    assert Reviver(retry_s=None).poll([0], yes, build, 0, now=100.0) == {}
+    assert not Reviver(retry_s=0.0).poll([0], lambda i: False, build, 0, now=1.0)  # a rank: never rebuilt
