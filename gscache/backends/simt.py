@@ -26,7 +26,6 @@ import ctypes
 import os
 from pathlib import Path
 
-import torch
 
 from .table import Backend, BackendUnavailable
 from ..errors import GscacheError, GscacheRuntimeError

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import GscacheError
+from ._zip import ZIP_ERRORS
 from .npz import read_npz_cameras, read_npz_points
 from .ply import looks_like_ply, read_ply, write_ply
 from .record import Scene, empty_scene, make_scene
@@ -48,7 +49,7 @@ def detect_format(path: str | os.PathLike) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = [Path(n).name for n in zf.namelist()]
-        except zipfile.BadZipFile as exc:
+        except ZIP_ERRORS as exc:
             raise GscacheError(f"{path}: damaged zip archive: {exc}") from None
         if "meta.json" in names:
             return "sog"

@@ -10,11 +10,11 @@ initialisation of the 3DGS paper), and its opacity is ``POINT_OPACITY``.
 from __future__ import annotations
 
 import os
-import zipfile
 
 import numpy as np
 
 from ..errors import GscacheError
+from ._zip import ZIP_ERRORS
 from .limits import check_decoded_size
 from ..sh import SH_C0
 from .record import Scene, make_scene
@@ -27,7 +27,7 @@ POINT_BYTES = 160  # what the reader and the Scene hold per point (float64 copy,
 def _load(path: str) -> "np.lib.npyio.NpzFile":
     try:
         return np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except ZIP_ERRORS as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise GscacheError(f"{path}: cannot read the .npz archive: {exc}") from None
@@ -35,10 +35,14 @@ def _load(path: str) -> "np.lib.npyio.NpzFile":
 
 def _declared(npz, key: str, path: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from the member's .npy header, read before the array itself."""
-    with npz.zip.open(f"{key}.npy") as f:
-        version = np.lib.format.read_magic(f)
-        header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = header(f)
+    try:
+        with npz.zip.open(f"{key}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = header(f)
+    except ZIP_ERRORS as exc:  # a damaged member or .npy header
+        raise GscacheError(f"{path}: array '{key}': damaged .npy member header "
+                           f"(expected a numpy 'descr'/'shape' header): {exc}") from None
     if dtype.fields is not None or dtype.kind not in "biuf":
         raise GscacheError(f"{path}: array '{key}' has dtype {dtype}; expected plain numbers")
     check_decoded_size(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, path, f"array '{key}' {tuple(shape)}")
@@ -51,7 +55,9 @@ def _array(npz, key: str, path: str) -> np.ndarray:
     try:
         _declared(npz, key, path)
         return npz[key]
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except GscacheError:
+        raise
+    except ZIP_ERRORS as exc:
         raise GscacheError(f"{path}: cannot read array '{key}': {exc}") from None
 
 

@@ -18,13 +18,13 @@ import json
 import math
 import os
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import GscacheError
+from ._zip import ZIP_ERRORS
 from .limits import check_decoded_size
 from .record import Scene, make_scene
 
@@ -91,7 +91,7 @@ def _decode(meta: dict, read: Callable[[str], bytes], where: str) -> Scene:
             blob = read(name)
         except (KeyError, FileNotFoundError):
             raise GscacheError(f"{where}: missing image file {name}") from None
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        except ZIP_ERRORS as exc:
             raise GscacheError(f"{where}: cannot read image file {name}: {exc}") from None
         return _decode_webp(blob, name, where, count if per_gaussian else None)
 
@@ -176,12 +176,12 @@ def read_sog(path: str | os.PathLike) -> Scene:
                 raise GscacheError(f"{where}: zip archive has no meta.json, so it is not a .sog scene")
             meta = _load_meta(zf.read(names["meta.json"]), where)
             return _decode(meta, lambda name: zf.read(names[Path(name).name]), where)
-    except zipfile.BadZipFile as exc:
+    except GscacheError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (*ZIP_ERRORS, zipfile.LargeZipFile) as exc:
         raise GscacheError(f"{where}: damaged zip archive: {exc}") from None
-    except (zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise GscacheError(f"{where}: cannot read zip archive: {exc}") from None
 
 
 def _load_meta(raw: bytes, where: str) -> dict:

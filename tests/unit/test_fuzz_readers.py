@@ -57,8 +57,10 @@ def _load_or_error(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             load_scene(path)
-    except GscacheError:
-        pass
+    except GscacheError as exc:
+        assert str(path) in str(exc), f"the error does not name {path}: {exc}"
+        # Every reader check names what it found wrong; load_scene's catch-all is only a last resort.
+        assert "damaged or unsupported" not in str(exc), f"no reader check caught it: {exc}"
     assert time.perf_counter() - start < MAX_SECONDS_PER_LOAD, f"{path} took too long"
 
 
@@ -82,6 +84,25 @@ def test_fuzzed_sog_folder_members(tmp_path):
         broken = dict(files)
         broken[name] = next(_mutations(files[name], rng))
         folder = write_sog_folder(broken, tmp_path / f"sog{i}")
+        _load_or_error(folder)
+
+
+def test_fuzzed_structured_checkpoint_members(tmp_path):
+    """A Scaffold-GS / Octree-GS checkpoint folder with one of its files (PLY, TorchScript MLPs,
+    cfg_args) garbled per case."""
+    import shutil
+
+    from gscache.scene import write_structured
+    from scenes import structured_demo
+
+    write_structured(structured_demo(seed=0, spacing=0.5), tmp_path / "valid")  # a few hundred anchors
+    members = sorted(p.name for p in (tmp_path / "valid").iterdir())
+    rng = np.random.default_rng(12)
+    for i in range(CASES_PER_FORMAT // 2):
+        folder = tmp_path / f"s{i}"
+        shutil.copytree(tmp_path / "valid", folder)
+        name = members[rng.integers(len(members))]
+        (folder / name).write_bytes(next(_mutations((folder / name).read_bytes(), rng)))
         _load_or_error(folder)
 
 
