@@ -26,7 +26,6 @@ import ctypes
 import os
 from pathlib import Path
 
-
 from .table import Backend, BackendUnavailable
 from ..errors import GscacheError, GscacheRuntimeError
 from ._loader import BuildError, simt_library
