@@ -252,7 +252,7 @@ def cmd_generate(args) -> int:
     import tempfile
 
     from .atomic import umask
-    from .scene.structured import write_structured
+    from .scene.checkpoint import write_structured
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):

@@ -75,6 +75,13 @@ class DeriveConfig:
     fused: bool = True
     """Use the backend's fused derivation kernel where it has one (cpu, cuda); False runs the
     torch reference derivation (the same Gaussians within float rounding)."""
+    appearance_index: int = 0
+    """Models with appearance embeddings (Octree-GS / Scaffold-GS ``appearance_dim`` > 0): the
+    embedding novel views use (upstream renders training camera i with embedding i)."""
+    anchor_cull: str = "prefilter"
+    """Which anchors are derived: "prefilter" (upstream's rasterizer visibility test of each
+    anchor, what the original renderers draw) or "reach" (a sphere that holds all of an anchor's
+    Gaussians against the frusta: conservative, keeps border content upstream drops)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +165,7 @@ def _check_numbers(cfg: RenderConfig) -> None:
             value, name = getattr(sub, f.name), f"{group}.{f.name}"
             values = value if isinstance(value, tuple) else (value,)
             for v in values:
-                if isinstance(v, bool) or v is None:
+                if isinstance(v, bool) or v is None or (isinstance(v, str) and f.type in ("str", str)):
                     continue
                 if not isinstance(v, (int, float)):
                     raise GscacheError(f"{name}: expected a number, got {v!r}")
@@ -177,6 +184,10 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError(f"project.eps2d: expected >= 0, got {cfg.project.eps2d!r}")
     if not cfg.project.extent_sigma > 0:
         raise GscacheError(f"project.extent_sigma: expected > 0, got {cfg.project.extent_sigma!r}")
+    if cfg.derive.appearance_index < 0:
+        raise GscacheError(f"derive.appearance_index: expected >= 0, got {cfg.derive.appearance_index!r}")
+    if cfg.derive.anchor_cull not in ("prefilter", "reach"):
+        raise GscacheError(f"derive.anchor_cull: expected 'prefilter' or 'reach', got {cfg.derive.anchor_cull!r}")
     if cfg.bin.max_intersections < 1:
         raise GscacheError(f"bin.max_intersections: expected >= 1, got {cfg.bin.max_intersections!r}")
     if cfg.bin.tile_px not in (8, 16, 32):

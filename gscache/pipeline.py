@@ -180,11 +180,12 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     device = scene.device
     # The backend's derivation (a fused kernel, or the reference), or the reference when asked for.
     derive_fn = backend.derive if cfg.derive.fused else derive_anchors
+    how = (cfg.derive.appearance_index, cfg.derive.anchor_cull)
     if views.n_views > 1 and not cfg.cache.shared_derivation:
         frames = []
         for e in range(views.n_views):
             view = views.select(e)
-            derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0], 0.0, derive_fn))
+            derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0], 0.0, derive_fn, *how))
             frame = render_views(derived, view, cfg, backend, None, None if tile_mask is None else tile_mask[e:e + 1])
             frames.append(dataclasses.replace(frame, times=dataclasses.replace(frame.times, derive_ms=ms)))
         return Frame.concat(frames)
@@ -200,7 +201,7 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         derived, visible, shaded = (entry.payload[k] for k in ("derived", "visible", "shaded"))
         derive_ms = 0.0
     else:
-        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn))
+        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn, *how))
     clock = _Clock(device)  # the stages after the derivation (timed on its own)
     if entry is not None:
         clock.lap("cull")

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from gscache.errors import GscacheError
-from gscache.scene.structured import AnchorMLPs, StructuredScene, write_structured
+from gscache.scene.checkpoint import write_structured
+from gscache.scene.structured import AnchorMLPs, StructuredScene
 
 from .city import _facade, _layout
 from .primitives import Parts, box, cylinder, plane, solid, sphere

@@ -5,6 +5,7 @@ activations (what Scaffold-GS and Octree-GS train) can be packed."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 import weakref
@@ -16,7 +17,7 @@ from torch import Tensor
 from ..errors import GscacheError, GscacheWarning
 from ..scene.record import Scene
 from ..scene.structured import AnchorMLPs, StructuredScene
-from ..stages.derive import derive_anchors
+from ..stages.derive import appearance_row, derive_anchors, mixed_features, view_inputs
 from ..stages.protocols import DeriveFn
 
 ACTIVATIONS = {"ReLU": 1, "Tanh": 2, "Sigmoid": 3}
@@ -69,11 +70,19 @@ def _layers(module: torch.nn.Module, name: str) -> list[tuple[Tensor, Tensor, in
     return [(w, b, act) for w, b, act in out]
 
 
-def _pack(mlps: AnchorMLPs) -> PackedMLPs:
+def _pack(mlps: AnchorMLPs, appearance: Tensor | None) -> PackedMLPs:
     chunks, table, info, offset = [], [], [], 0
     for name, module, dist in (("opacity_mlp", mlps.opacity, mlps.opacity_dist), ("cov_mlp", mlps.cov, mlps.cov_dist),
                                ("color_mlp", mlps.color, mlps.color_dist)):
         layers = _layers(module, name)
+        if name == "color_mlp" and appearance is not None:
+            # The embedding is the same for every anchor: its columns of the first layer fold into
+            # the bias (exact up to float rounding), so the kernels see an MLP of the plain width.
+            weight, bias, act = layers[0]
+            D = appearance.numel()
+            if weight.shape[1] <= D:
+                raise GscacheError(f"{name}: {weight.shape[1]} inputs cannot end with a {D}-wide appearance embedding")
+            layers[0] = (weight[:, :-D], bias + weight[:, -D:] @ appearance.cpu().float(), act)
         info += [len(table), len(layers), int(dist)]
         for weight, bias, act in layers:
             n_out, n_in = weight.shape
@@ -88,35 +97,64 @@ def _pack(mlps: AnchorMLPs) -> PackedMLPs:
 _PACKED: "weakref.WeakKeyDictionary[AnchorMLPs, dict]" = weakref.WeakKeyDictionary()
 
 
-def unfusable_reason(mlps: AnchorMLPs) -> str | None:
-    """Why the fused kernels cannot run these MLPs, or None when they can."""
+def unfusable_reason(scene: StructuredScene) -> str | None:
+    """Why the fused kernels cannot derive this scene, or None when they can."""
+    if scene.lod_rounding == "progressive":
+        return "the fused kernels do not fade anchors in (dist2level='progressive')"
     try:
-        packed_mlps(mlps, torch.device("cpu"))
+        packed_mlps(scene.mlps, torch.device("cpu"), 0 if scene.mlps.appearance is not None else None)
     except GscacheError as exc:
         return str(exc)
     return None
 
 
-def packed_mlps(mlps: AnchorMLPs, device: torch.device) -> PackedMLPs:
-    """The packed MLPs on ``device`` (packed once per AnchorMLPs object; their weights are
+def packed_mlps(mlps: AnchorMLPs, device: torch.device, appearance_index: int | None = None) -> PackedMLPs:
+    """The packed MLPs on ``device``, with row ``appearance_index`` of the appearance embeddings
+    folded into the colour MLP (packed once per AnchorMLPs object and row; their weights are
     treated as frozen, as a loaded checkpoint's are)."""
-    per_device = _PACKED.setdefault(mlps, {})
-    if device not in per_device:
-        per_device[device] = (per_device.get(torch.device("cpu")) or _pack(mlps)).to(device)
-    return per_device[device]
+    if (mlps.appearance is None) != (appearance_index is None):
+        raise GscacheError("derive: an appearance index is needed exactly when the model has appearance embeddings")
+    per_key = _PACKED.setdefault(mlps, {})
+    key = (device, appearance_index)
+    if key not in per_key:
+        cpu = per_key.get((torch.device("cpu"), appearance_index))
+        if cpu is None:
+            row = None if appearance_index is None else mlps.appearance[appearance_index]
+            cpu = _pack(mlps, row)
+        per_key[key] = cpu.to(device)
+    return per_key[key]
 
 
-def with_reference_fallback(kernel: DeriveFn) -> DeriveFn:
-    """The fused derivation ``kernel``, or, for MLPs it cannot run, the torch reference with a
+def _compact(scene: StructuredScene, ids: Tensor, features: Tensor) -> tuple[StructuredScene, Tensor]:
+    """The anchors ``ids`` alone, with ``features`` [A', F] in place of theirs (the feature bank's
+    mix, which depends on the view), and the indices 0..A'-1 into it."""
+    sub = dataclasses.replace(scene, anchors=scene.anchors[ids].contiguous(), offsets=scene.offsets[ids].contiguous(),
+                              features=features.contiguous(), scales=scene.scales[ids].contiguous(),
+                              levels=scene.levels[ids].contiguous(), extra_levels=scene.extra_levels[ids].contiguous(),
+                              anchor_quats=None)
+    return sub, torch.arange(ids.numel(), device=ids.device)
+
+
+def with_reference_fallback(kernel) -> DeriveFn:
+    """The fused derivation ``kernel`` (``kernel(scene, ids, position, appearance_index)`` with the
+    plain MLP inputs), around it what the kernels leave to torch (the feature bank's mix, the
+    appearance row's check), or, for scenes it cannot derive, the torch reference with a
     GscacheWarning that names the scene and why (Python's warning filters show it once per scene)."""
 
     @functools.wraps(kernel)
-    def derive(scene: StructuredScene, ids: Tensor, position: Tensor) -> Scene:
-        reason = unfusable_reason(scene.mlps)
+    def derive(scene: StructuredScene, ids: Tensor, position: Tensor, appearance_index: int = 0) -> Scene:
+        reason = unfusable_reason(scene)
         if reason is not None:
             warnings.warn(f"{scene.source}: {reason}; deriving with the torch reference instead", GscacheWarning,
                           stacklevel=2)
-            return derive_anchors(scene, ids, position)
-        return kernel(scene, ids, position)
+            return derive_anchors(scene, ids, position, appearance_index)
+        index = None
+        if scene.mlps.appearance is not None:
+            appearance_row(scene, appearance_index)  # the range check, with its message
+            index = appearance_index
+        if scene.mlps.feature_bank is not None:
+            direction, dist = view_inputs(scene, ids, position)
+            scene, ids = _compact(scene, ids, mixed_features(scene, ids, direction, dist))
+        return kernel(scene, ids, position, index)
 
     return derive

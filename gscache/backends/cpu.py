@@ -153,10 +153,10 @@ def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: Tile
     return Images(rgb=rgb, alpha=alpha, depth=depth, evaluations=evaluations)
 
 
-def derive(scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor) -> Scene:
-    """The fused derivation (signature of gscache.stages.derive.derive_anchors): opacities and
-    counts per anchor, a prefix sum, then the kept Gaussians written at their rows."""
-    packed = packed_mlps(scene.mlps, torch.device("cpu"))
+def derive(scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor, appearance_index: int | None) -> Scene:
+    """The fused derivation (wrapped by _mlp.with_reference_fallback): opacities and counts per
+    anchor, a prefix sum, then the kept Gaussians written at their rows."""
+    packed = packed_mlps(scene.mlps, torch.device("cpu"), appearance_index)
     for name in ("anchors", "offsets", "features", "scales", "levels"):
         check(getattr(scene, name), f"scene.{name}", torch.float32, "cpu")
     ids = check(ids.contiguous(), "ids", torch.int64, "cpu")

@@ -209,12 +209,13 @@ class CudaKernels:
                 shared_mem=ts * ts * SPLAT_FLOATS * 4)
         return Images(rgb=rgb, alpha=alpha, depth=depth)
 
-    def derive(self, scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor) -> Scene:
-        """The fused derivation (signature of gscache.stages.derive.derive_anchors): one thread per
+    def derive(self, scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor,
+               appearance_index: int | None) -> Scene:
+        """The fused derivation (wrapped by _mlp.with_reference_fallback): one thread per
         anchor with the MLP weights in shared memory (global memory when they exceed 48 KiB);
         opacities and counts, a prefix sum, then the kept Gaussians written at their rows."""
         dev = scene.device
-        packed = packed_mlps(scene.mlps, dev)
+        packed = packed_mlps(scene.mlps, dev, appearance_index)
         for name in ("anchors", "offsets", "features", "scales", "levels"):
             self._check(getattr(scene, name), f"scene.{name}", torch.float32)
         ids = self._check(ids.contiguous(), "ids", torch.int64)

@@ -123,19 +123,21 @@ def pack_scene(scene) -> dict:
     if isinstance(scene, Scene):
         return {"kind": "scene", "tensors": [t.cpu() for t in scene.tensors()], "version": scene.version,
                 "source": scene.source}
-    mlps = {}
-    for name in ("opacity", "cov", "color"):
-        module = getattr(scene.mlps, name)
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.cpu())
-            torch.jit.save(scripted, buf)
-        mlps[name] = buf.getvalue()
-    flags = {f.name: getattr(scene.mlps, f.name) for f in dataclasses.fields(AnchorMLPs) if f.type in ("bool", bool)}
+    mlps, other = {}, {}
+    for f in dataclasses.fields(AnchorMLPs):
+        value = getattr(scene.mlps, f.name)
+        if isinstance(value, torch.nn.Module):
+            buf = io.BytesIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = value if isinstance(value, torch.jit.ScriptModule) else torch.jit.script(value.cpu())
+                torch.jit.save(scripted, buf)
+            mlps[f.name] = buf.getvalue()
+        else:  # flags, and the appearance embeddings (a tensor or None)
+            other[f.name] = value.cpu() if isinstance(value, torch.Tensor) else value
     fields = {f.name: getattr(scene, f.name) for f in dataclasses.fields(StructuredScene) if f.name != "mlps" and f.init}
     fields = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in fields.items()}
-    return {"kind": "structured", "fields": fields, "mlps": mlps, "flags": flags}
+    return {"kind": "structured", "fields": fields, "mlps": mlps, "other": other}
 
 
 def unpack_scene(payload: dict):
@@ -145,7 +147,7 @@ def unpack_scene(payload: dict):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         modules = {k: torch.jit.load(io.BytesIO(v), map_location="cpu").eval() for k, v in payload["mlps"].items()}
-    mlps = AnchorMLPs(modules["opacity"], modules["cov"], modules["color"], **payload["flags"])
+    mlps = AnchorMLPs(**modules, **payload["other"])
     return StructuredScene(mlps=mlps, **payload["fields"])
 
 

@@ -13,7 +13,8 @@ from .ply import looks_like_ply, read_ply, write_ply
 from .record import Scene, empty_scene, make_scene
 from .sog import read_sog
 from .splat import SPLAT_DTYPE, looks_like_splat, read_splat, write_splat
-from .structured import StructuredScene, read_structured, write_structured
+from .checkpoint import is_training_output, iteration_folder, read_structured, write_structured
+from .structured import StructuredScene
 
 ZIP_MAGIC = b"PK\x03\x04"
 FORMATS = ("ply", "splat", "sog", "npz", "structured")
@@ -31,9 +32,12 @@ def detect_format(path: str | os.PathLike) -> str:
         if (path / "meta.json").is_file():
             return "sog"
         if (path / "point_cloud.ply").is_file():
-            return "structured"
-        raise GscacheError(f"{path}: a folder is only a scene if it holds a SOG meta.json or a structured "
-                           "checkpoint (point_cloud.ply with opacity_mlp.pt, cov_mlp.pt, color_mlp.pt)")
+            return "structured" if _is_anchor_ply(path / "point_cloud.ply") else "ply"
+        if is_training_output(path):
+            return detect_format(iteration_folder(path))
+        raise GscacheError(f"{path}: a folder is only a scene if it holds a SOG meta.json, a training run's "
+                           "point_cloud/iteration_N/ folders, or a checkpoint's point_cloud.ply (with opacity_mlp.pt, "
+                           "cov_mlp.pt, color_mlp.pt for Octree-GS / Scaffold-GS)")
     if not path.is_file():
         raise GscacheError(f"{path}: no such scene file")
     with open(path, "rb") as f:
@@ -42,9 +46,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if size == 0:
         raise GscacheError(f"{path}: the file is empty")
     if looks_like_ply(head):
-        with open(path, "rb") as f:
-            header = f.read(1 << 16)
-        return "structured" if b"f_anchor_feat_" in header.split(b"end_header")[0] else "ply"
+        return "structured" if _is_anchor_ply(path) else "ply"
     if head.startswith(ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -69,17 +71,36 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
+def _is_anchor_ply(path: Path) -> bool:
+    """A PLY of Octree-GS / Scaffold-GS anchors (their features), not of Gaussians."""
+    with open(path, "rb") as f:
+        header = f.read(1 << 16)
+    return b"f_anchor_feat_" in header.split(b"end_header")[0]
+
+
 _READERS = {"ply": read_ply, "splat": read_splat, "sog": read_sog, "npz": read_npz_points,
             "structured": read_structured}
 _WRITERS = {"ply": write_ply, "splat": write_splat}
 
 
-def load_scene(path: str | os.PathLike) -> Scene | StructuredScene:
-    """Load any supported scene file or folder; the reader is chosen from the content. A
-    Scaffold-GS / Octree-GS checkpoint (folder, or its point_cloud.ply) gives a StructuredScene."""
+def load_scene(path: str | os.PathLike, *, iteration: int | None = None,
+               cfg_args: dict | None = None) -> Scene | StructuredScene:
+    """Load any supported scene file or folder; the reader is chosen from the content.
+
+    A training run's output folder (point_cloud/iteration_N/) gives its highest iteration, or
+    ``iteration``; an Octree-GS / Scaffold-GS checkpoint (output folder, iteration folder or its
+    point_cloud.ply) gives a StructuredScene, with ``cfg_args`` overriding or standing in for the
+    run's cfg_args fields (gscache.scene.checkpoint.CFG_FIELDS)."""
     fmt = None
     try:
         fmt = detect_format(path)
+        if fmt == "structured":
+            return read_structured(path, iteration, cfg_args)
+        if cfg_args:
+            raise GscacheError(f"{path}: cfg_args apply to Octree-GS / Scaffold-GS checkpoints, and this is a {fmt} scene")
+        if iteration is not None or (Path(path).is_dir() and fmt == "ply"):
+            ply = iteration_folder(path, iteration) / "point_cloud.ply"
+            return read_ply(ply)
         return _READERS[fmt](path)
     except GscacheError:
         raise

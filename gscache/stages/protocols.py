@@ -46,5 +46,6 @@ class RasterizeFn(Protocol):
 
 
 class DeriveFn(Protocol):
-    def __call__(self, scene: StructuredScene, ids: Tensor, position: Tensor) -> Scene:
-        """The Gaussians of anchors ``ids`` [A'] int64 seen from ``position`` [3] (SH degree 0)."""
+    def __call__(self, scene: StructuredScene, ids: Tensor, position: Tensor, appearance_index: int = 0) -> Scene:
+        """The Gaussians of anchors ``ids`` [A'] int64 seen from ``position`` [3] (SH degree 0),
+        with appearance embedding ``appearance_index`` where the model has them."""

@@ -88,11 +88,12 @@ def test_packer_layout_and_bad_mlps():
     assert packed.layers[0].tolist() == [n_in, n_out, 1, 0]  # Linear + ReLU at offset 0
     torch.testing.assert_close(packed.weights[: n_in * n_out].reshape(n_in, n_out), first.weight.t())
     assert packed.mlps.tolist()[:3] == [0, 2, 1]
-    assert unfusable_reason(scene.mlps) is None
+    assert unfusable_reason(scene) is None
     odd = dataclasses.replace(scene.mlps, color=torch.nn.Sequential(torch.nn.Linear(20, 24), torch.nn.GELU()))
-    assert "GELU" in unfusable_reason(odd)
+    assert "GELU" in unfusable_reason(dataclasses.replace(scene, mlps=odd))
     wide = dataclasses.replace(scene.mlps, cov=torch.nn.Sequential(torch.nn.Linear(20, 300)))
-    assert "300" in unfusable_reason(wide)
+    assert "300" in unfusable_reason(dataclasses.replace(scene, mlps=wide))
+    assert "progressive" in unfusable_reason(dataclasses.replace(scene, lod_rounding="progressive"))
     not_seq = dataclasses.replace(scene.mlps, opacity=torch.nn.Linear(20, 8))
     with pytest.raises(GscacheError, match="opacity_mlp: .*Sequential"):
         packed_mlps(not_seq, torch.device("cpu"))

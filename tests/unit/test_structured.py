@@ -113,6 +113,11 @@ def test_bad_checkpoints(tmp_path, scene):
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1\n"
                                                       b"property float x\nend_header\n\x00\x00\x00\x00")
+    with pytest.raises(GscacheError, match="point cloud"):  # a 3DGS point_cloud.ply: read as a PLY
+        load_scene(tmp_path / "d")
+    (tmp_path / "d" / "point_cloud.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 1\n"
+                                                      b"property float x\nproperty float f_anchor_feat_0\n"
+                                                      b"end_header\n" + bytes(8))
     with pytest.raises(GscacheError, match="f_offset"):
         load_scene(tmp_path / "d")
     write_structured(scene, tmp_path / "e")

@@ -75,13 +75,14 @@ def test_altitude_sweep_climbs_from_the_street(small_city):
     assert len(named_trajectory("altitude", small_city, 12)) == 12
 
 
-def test_unsupported_model_features_are_named(tmp_path, small_city):
+def test_cfg_args_and_the_checkpoint_files_must_agree(tmp_path, small_city):
     write_structured(small_city, tmp_path / "ok")
     assert load_scene(tmp_path / "ok").lod_rounding == "round"
     for name, text, match in (
-            ("app", "appearance_dim=32", "appearance"),
-            ("bank", "use_feat_bank=True", "feature bank"),
-            ("prog", "dist2level='progressive'", "progressive")):
+            ("app", "appearance_dim=32", "appearance_dim=32, but .* has no embedding_appearance.pt"),
+            ("bank", "use_feat_bank=True", "use_feat_bank=True, but .* has no feature_bank_mlp.pt"),
+            ("fork", "fork=1", "fork=1; expected an integer >= 2"),
+            ("offsets", "n_offsets=3", "n_offsets=3, but .* has 10")):
         write_structured(small_city, tmp_path / name)
         cfg = (tmp_path / name / "cfg_args").read_text()
         key = text.split("=")[0]
@@ -91,12 +92,13 @@ def test_unsupported_model_features_are_named(tmp_path, small_city):
             load_scene(tmp_path / name)
     write_structured(small_city, tmp_path / "emb")
     (tmp_path / "emb" / "embedding_appearance.pt").write_bytes(b"x")
-    with pytest.raises(GscacheError, match="appearance"):
+    with pytest.raises(GscacheError, match="embedding_appearance.pt: cannot load"):
         load_scene(tmp_path / "emb")
-    write_structured(small_city, tmp_path / "floor")
-    cfg = (tmp_path / "floor" / "cfg_args").read_text().replace("'round'", "'floor'")
-    (tmp_path / "floor" / "cfg_args").write_text(cfg)
-    assert load_scene(tmp_path / "floor").lod_rounding == "floor"
+    for rounding in ("floor", "ceil", "progressive"):
+        write_structured(small_city, tmp_path / rounding)
+        cfg = (tmp_path / rounding / "cfg_args").read_text().replace("'round'", f"'{rounding}'")
+        (tmp_path / rounding / "cfg_args").write_text(cfg)
+        assert load_scene(tmp_path / rounding).lod_rounding == rounding
 
 
 def test_structured_ladder_and_reference_suffix():

@@ -1,0 +1,1 @@
+# CPU stub package for the CUDA extension simple_knn (harness only).
