@@ -10,6 +10,7 @@ injects the factory, so gscache.multi never imports the renderer). Both have the
 from __future__ import annotations
 
 from .config import RenderConfig
+from .errors import GscacheError
 from .renderer import Renderer, default_device
 from .scene.record import Scene
 from .scene.structured import StructuredScene
@@ -31,13 +32,16 @@ def open_renderer(scene: Scene | StructuredScene, config: RenderConfig | None = 
     return MultiDeviceRenderer(scene, config or RenderConfig(), list(devices), schedule, factory=Renderer)
 
 
-def open_scene(path: str | None):
-    """The scene at ``path`` (any format gscache reads, or a structured checkpoint folder), or
-    the embedded demo scene when None."""
+def open_scene(path: str | None, *, iteration: int | None = None, cfg_args: dict | None = None):
+    """The scene at ``path`` (any format gscache reads, a training output folder, or a structured
+    checkpoint; ``iteration`` and ``cfg_args`` as in gscache.load_scene), or the embedded demo
+    scene when None."""
     if path is None:
+        if iteration is not None or cfg_args:
+            raise GscacheError("--iteration / --cfg-args: they apply to a scene path, and none was given")
         from .scenes import demo_scene
 
         return demo_scene()
     from .scene import load_scene
 
-    return load_scene(path)
+    return load_scene(path, iteration=iteration, cfg_args=cfg_args)

@@ -7,6 +7,7 @@ and argparse gives clear errors with no extra dependency.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import warnings
@@ -55,6 +56,38 @@ def parse_color(text: str) -> tuple[float, float, float]:
     return rgb
 
 
+def parse_cfg_overrides(text: str | None) -> dict | None:
+    """``--cfg-args fork=2,dist2level=round`` -> {"fork": 2, "dist2level": "round"} (values as
+    Python literals where they are, else text)."""
+    if text is None:
+        return None
+    import ast
+
+    out = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise GscacheError(f"--cfg-args: expected NAME=VALUE[,NAME=VALUE...], got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _scene_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--iteration", type=_at_least(0, int), default=None,
+                   help="a training output folder: load point_cloud/iteration_N (default: the highest)")
+    p.add_argument("--cfg-args", default=None, metavar="NAME=VALUE,...",
+                   help="Octree-GS / Scaffold-GS: cfg_args fields to override or supply, e.g. fork=2,dist2level=round")
+    p.add_argument("--appearance-index", type=_at_least(0, int), default=0,
+                   help="models with appearance embeddings: the one novel views use (default 0)")
+
+
+def _open_scene(args):
+    return open_scene(args.scene, iteration=args.iteration, cfg_args=parse_cfg_overrides(args.cfg_args))
+
+
 def _write_png(rgb, path: Path) -> None:
     from PIL import Image
 
@@ -86,7 +119,7 @@ def cmd_render(args) -> int:
     from tqdm import tqdm
 
     from .camera import Camera, Intrinsics, StereoRig, rigid_inverse
-    from .config import RasterConfig, RenderConfig
+    from .config import DeriveConfig, RasterConfig, RenderConfig
     from .scene.structured import StructuredScene
     from .trajectory import named_trajectory
 
@@ -94,9 +127,10 @@ def cmd_render(args) -> int:
         raise GscacheError(f"--frames: expected >= 1, got {args.frames}")
     width, height = parse_size(args.size)
     up = UP_AXES[args.up]
-    scene = open_scene(args.scene)
+    scene = _open_scene(args)
     config = RenderConfig(backend=args.backend, device=args.device,
-                          raster=RasterConfig(background=parse_color(args.background)))
+                          raster=RasterConfig(background=parse_color(args.background)),
+                          derive=DeriveConfig(appearance_index=args.appearance_index))
     renderer = open_renderer(scene, config)
     traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=up, distance=args.distance,
                             elevation_deg=args.elevation)
@@ -135,7 +169,7 @@ def cmd_render(args) -> int:
 
 def cmd_info(args) -> int:
     start = time.perf_counter()
-    scene = open_scene(args.scene)
+    scene = _open_scene(args)
     load_s = time.perf_counter() - start
     from .scene.structured import StructuredScene
 
@@ -146,8 +180,11 @@ def cmd_info(args) -> int:
         print(f"scene:       {scene.source} (structured: Scaffold-GS / Octree-GS anchors)")
         print(f"anchors:     {scene.count} x {scene.n_offsets} Gaussians; {scene.features.shape[1]} features; "
               f"{scene.n_levels} level(s)")
-        print(f"LOD:         standard_dist {scene.standard_dist:.4g}, voxel_size {scene.voxel_size:.4g}, fork {scene.fork}")
-        print(f"MLP inputs:  feature, view direction; extra: {inputs}")
+        print(f"LOD:         standard_dist {scene.standard_dist:.4g}, voxel_size {scene.voxel_size:.4g}, fork {scene.fork}, "
+              f"dist2level {scene.lod_rounding}" if scene.standard_dist > 0 else "LOD:         none (Scaffold-GS)")
+        print(f"MLP inputs:  feature{' (feature bank)' if m.feature_bank is not None else ''}, view direction; "
+              f"extra: {inputs}" + (f"; appearance embeddings: {m.appearance.shape[0]} x {m.appearance_dim}"
+                                    if m.appearance is not None else ""))
         lo, hi = scene.anchors.min(0).values, scene.anchors.max(0).values
         print(f"bounds:      min {[round(v, 4) for v in lo.tolist()]} max {[round(v, 4) for v in hi.tolist()]}")
         print(f"memory:      {scene.nbytes / 2**20:.1f} MiB of anchors (MLPs not counted)")
@@ -188,7 +225,7 @@ def cmd_bench(args) -> int:
         device = torch.device(args.device) if args.device else default_device()
     except RuntimeError as exc:
         raise GscacheError(f"--device: {exc}") from None
-    scene = open_scene(args.scene)
+    scene = _open_scene(args)
     structured = isinstance(scene, StructuredScene)
     if args.ablation:
         configs = ladder(device.type, args.backend, structured=structured)
@@ -197,6 +234,10 @@ def cmd_bench(args) -> int:
         if not names:
             raise GscacheError("--configs: expected one or more configuration names")
         configs = [named_config(n, device.type) for n in names]
+    # Every rung renders with the same appearance embedding (models that have them).
+    configs = [(name, dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive,
+                                                                          appearance_index=args.appearance_index)))
+               for name, cfg in configs]
     traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=UP_AXES[args.up],
                             distance=args.distance, elevation_deg=args.elevation)
     settings = BenchSettings(width=width, height=height, fov_y_deg=args.fov, ipd_m=args.ipd, warmup=args.warmup,
@@ -239,8 +280,9 @@ def cmd_view(args) -> int:
                             backend=args.backend, device=args.device, reuse=args.reuse,
                             resolution_scale=args.scale, target_ms=args.target_ms, frames=args.frames,
                             cameras=cameras, up=UP_AXES[args.up], screenshot_dir=Path(args.screenshots),
-                            record_path=Path(args.record), devices=tuple(args.devices.split(",")) if args.devices else ())
-    scene = open_scene(args.scene)  # a scene that fails to load ends here, before any window opens
+                            record_path=Path(args.record), devices=tuple(args.devices.split(",")) if args.devices else (),
+                            appearance_index=args.appearance_index)
+    scene = _open_scene(args)  # a scene that fails to load ends here, before any window opens
     return Viewer(scene, options).run(capture_window=args.screenshot_at_exit)
 
 
@@ -306,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--background", default="0,0,0", help="background colour r,g,b in [0, 1]")
     r.add_argument("--backend", default="auto", help="stage implementations: auto, or a name from gscache.backends.available()")
     r.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if present)")
+    _scene_options(r)
     r.set_defaults(func=cmd_render)
 
     b = sub.add_parser("bench", help="time stereo rendering along a trajectory and compare configurations")
@@ -341,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis")
     b.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _scene_options(b)
     b.set_defaults(func=cmd_bench)
 
     v = sub.add_parser("view", help="open the desktop stereo viewer (glfw + OpenGL 3.3)",
@@ -366,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--record", default="viewer_path.json", help="file the K key records the camera path to")
     v.add_argument("--screenshot-at-exit", action="store_true",
                    help="after the last frame, write the whole window (overlay included) as a PNG to --screenshots")
+    _scene_options(v)
     v.set_defaults(func=cmd_view)
 
     g = sub.add_parser("generate", help="write a procedural structured scene as an Octree-GS checkpoint folder")
@@ -379,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("info", help="print a scene's counts, SH degree, bounds and memory")
-    i.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")
+    i.add_argument("scene", nargs="?", help="scene file, SOG folder, training output folder or structured checkpoint "
+                                            "(default: the embedded demo scene)")
+    _scene_options(i)
     i.set_defaults(func=cmd_info)
     return p
 

@@ -13,12 +13,14 @@ It uses only the public API (gscache.open_renderer, StereoRig, ...). Keys (also 
     V               side by side -> anaglyph -> mono          H   overlay on/off
     M               cycle the reuse mode (none, stereo, approx, D2, D4, D8, dynamic)
     B               cycle the backend      F12      screenshot (PNG of the stereo pair)
+    G               next appearance embedding (Octree-GS / Scaffold-GS models that have them)
     K               start / stop recording the camera path (replay: gscache bench --trajectory FILE)
     Esc             quit
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from gscache import RenderConfig, StereoRig, backends, open_renderer
+from gscache.config import DeriveConfig
 from gscache.atomic import atomic_write
 from gscache.presets import REUSE_MODES
 from gscache.camera import Camera, Intrinsics, rigid_inverse
@@ -75,6 +78,8 @@ class ViewerOptions:
     visible: bool = True
     """Show the window (tests under Xvfb may keep it hidden; rendering is the same)."""
     devices: tuple[str, ...] = ()
+    appearance_index: int = 0
+    """Models with appearance embeddings: the one rendered (G cycles them)."""
     """Spread the stereo frames' tiles over these devices (gscache.multi.parse_devices specs)."""
 
     def __post_init__(self) -> None:
@@ -153,6 +158,7 @@ class Viewer:
         self.device = torch.device(opts.device) if opts.device else None
         self.backend = opts.backend
         self.reuse = opts.reuse
+        self.appearance_index = opts.appearance_index
         self.view_mode = opts.view_mode
         self.ipd_m = opts.ipd_m
         self.scale = opts.resolution_scale
@@ -183,7 +189,7 @@ class Viewer:
     # ---- state changes ------------------------------------------------------------------
     def _make_renderer(self) -> None:
         cfg = RenderConfig(backend=self.backend, device=str(self.device) if self.device else None,
-                           cache=REUSE_MODES[self.reuse])
+                           cache=REUSE_MODES[self.reuse], derive=DeriveConfig(appearance_index=self.appearance_index))
         if getattr(self, "renderer", None) is not None:
             self.renderer.close()  # stops its worker processes
         self.renderer = open_renderer(self.scene, cfg, devices=list(self.options.devices) or None)
@@ -200,6 +206,17 @@ class Viewer:
         self.reuse = names[(names.index(self.reuse) + 1) % len(names)]
         self._make_renderer()
         self.say(f"reuse mode {self.reuse}")
+
+    def cycle_appearance(self) -> None:
+        """The next appearance embedding of a model that has them (a novel view's look)."""
+        table = getattr(getattr(self.scene, "mlps", None), "appearance", None)
+        if table is None:
+            self.say("this scene has no appearance embeddings")
+            return
+        self.appearance_index = (self.appearance_index + 1) % table.shape[0]
+        self.renderer.set_config(dataclasses.replace(self.renderer.config, derive=dataclasses.replace(
+            self.renderer.config.derive, appearance_index=self.appearance_index)))
+        self.say(f"appearance embedding {self.appearance_index} of {table.shape[0]}")
 
     def cycle_backend(self) -> None:
         device_type = self.renderer.device.type
@@ -291,6 +308,7 @@ class Viewer:
             g.KEY_V: lambda: self._set_view_mode(VIEW_MODES[(VIEW_MODES.index(self.view_mode) + 1) % len(VIEW_MODES)]),
             g.KEY_M: self.cycle_reuse,
             g.KEY_B: self.cycle_backend,
+            g.KEY_G: self.cycle_appearance,
             g.KEY_N: lambda: self.snap_to_camera(1),
             g.KEY_P: lambda: self.snap_to_camera(-1),
             g.KEY_LEFT_BRACKET: lambda: self._set_ipd(self.ipd_m - 0.002),
@@ -434,7 +452,9 @@ class Viewer:
         w, h = self.eye_size()
         status = {
             "backend": f"{self.backend_name} on {self.renderer.device} (upload: {self.upload_path})",
-            "reuse": self.reuse + (" (structured: derived Gaussians cached)" if isinstance(self.scene, StructuredScene) else ""),
+            "reuse": self.reuse + (" (structured: derived Gaussians cached)" if isinstance(self.scene, StructuredScene) else "")
+            + (f", appearance {self.appearance_index}" if getattr(getattr(self.scene, "mlps", None), "appearance", None)
+               is not None else ""),
             "view": f"{self.view_mode}, {w}x{h} per eye, scale {self.scale:.2f}, target "
                     f"{f'{self.target_ms} ms' if self.target_ms else 'off'}",
             "camera": f"{'orbit' if self.orbit is not None else 'fly'}, IPD {self.ipd_m * 1000:.0f} mm, "

@@ -94,7 +94,8 @@ def parse_cfg_args(text: str, where: str) -> dict:
     try:
         tree = ast.parse(text.strip(), mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise GscacheError(f"{where}: not a printed argparse Namespace ({type(exc).__name__}: {exc})") from None
+        raise GscacheError(f"{where}: expected 'Namespace(name=value, ...)' as train.py writes it "
+                           f"({type(exc).__name__}: {exc})") from None
     if not (isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.func.id == "Namespace"):
         raise GscacheError(f"{where}: expected 'Namespace(name=value, ...)' as train.py writes it")
     out = {}
