@@ -12,7 +12,9 @@ how exact each reuse is (ARCHITECTURE §5):
   reports the image error);
 * structured scenes: the derived Gaussians (and their culled set, covariances and colours,
   which are degree 0 and so view independent), refreshed also when the level of detail changes
-  for more than ``CacheConfig.lod_tolerance`` of the selected anchors ("lod").
+  for more than ``CacheConfig.lod_tolerance`` of the selected anchors ("lod"), and before the
+  view direction to any selected anchor (the MLPs' input) could have turned more than
+  ``CacheConfig.max_view_turn_deg`` from the one it was derived for ("view direction").
 
 A refresh happens when the scene, the configuration, the resolution or intrinsics, or the
 backend changed ("invalidated: ..."), when the cache is D frames old ("age"), when an eye moved
@@ -135,6 +137,10 @@ class CacheEntry:
     """Memory the entry holds beyond the scene itself."""
     lod: torch.Tensor | None = None
     """Structured scenes: [A] bool, the anchors the level of detail selected at the refresh."""
+    derived_at: torch.Tensor | None = None
+    """Structured scenes: the point [3] the Gaussians were derived from."""
+    anchor_nearest: float = math.inf
+    """Structured scenes: distance from ``derived_at`` to the nearest anchor the LOD selected."""
     age: int = 0
     """Frames served since the refresh."""
 
@@ -150,9 +156,11 @@ def scene_tensors(scene) -> list[torch.Tensor]:
     """Every tensor a frame of ``scene`` reads: a Scene's Gaussians; a structured scene's anchors
     and the parameters of its MLPs."""
     if hasattr(scene, "mlps"):
+        m = scene.mlps
         tensors = [scene.anchors, scene.offsets, scene.features, scene.scales, scene.levels, scene.extra_levels]
-        for module in (scene.mlps.opacity, scene.mlps.cov, scene.mlps.color):
-            tensors += list(module.parameters())
+        tensors += [t for t in (scene.anchor_quats, m.appearance) if t is not None]
+        for module in (m.opacity, m.cov, m.color, m.feature_bank):
+            tensors += list(module.parameters()) if module is not None else []
         return tensors
     return list(scene.tensors())
 
@@ -211,11 +219,13 @@ class TemporalCache:
             self.controller = DepthController(cfg)
         return self.controller.depth
 
-    def begin(self, key: tuple, views: ViewBatch, cfg: CacheConfig,
-              lod: torch.Tensor | None = None) -> tuple[CacheEntry | None, str | None]:
+    def begin(self, key: tuple, views: ViewBatch, cfg: CacheConfig, lod: torch.Tensor | None = None,
+              derive_at: torch.Tensor | None = None) -> tuple[CacheEntry | None, str | None]:
         """The entry to reuse for this frame (its age advanced), or (None, the reason to refresh).
-        ``lod``: structured scenes, the anchors the level of detail selects now; more than
-        ``cfg.lod_tolerance`` of them changed is a refresh ("lod")."""
+        Structured scenes: ``lod``, the anchors the level of detail selects now (more than
+        ``cfg.lod_tolerance`` of them changed is a refresh, "lod"), and ``derive_at``, the point a
+        derivation would use now (a view direction that could have turned further than
+        ``cfg.max_view_turn_deg`` is a refresh, "view direction")."""
         e = self.entry
         if e is None:
             reason, self._dropped = self._dropped or "first", None
@@ -227,6 +237,11 @@ class TemporalCache:
         if lod is not None and e.lod is not None:
             if int((lod != e.lod).sum()) > cfg.lod_tolerance * max(1, int(e.lod.sum())):
                 return None, "lod"
+        if derive_at is not None and e.derived_at is not None:
+            # The direction to an anchor at distance r turns by at most asin(shift / r).
+            shift = float((derive_at - e.derived_at).norm())
+            if shift >= e.anchor_nearest or math.asin(shift / e.anchor_nearest) > math.radians(cfg.max_view_turn_deg):
+                return None, "view direction"
         reason = motion_reason(e.poses, e.nearest, views, cfg)
         if reason:
             return None, reason
@@ -234,12 +249,18 @@ class TemporalCache:
         return e, None
 
     def store(self, key: tuple, payload: dict, views: ViewBatch, points: torch.Tensor, extents: torch.Tensor,
-              saved_ms: float, nbytes: int, lod: torch.Tensor | None = None) -> CacheEntry:
+              saved_ms: float, nbytes: int, lod: torch.Tensor | None = None,
+              derived_at: torch.Tensor | None = None, anchors: torch.Tensor | None = None) -> CacheEntry:
         """A new entry from a refresh. ``points`` [P, 3] and ``extents`` [P] are every Gaussian of
         the scene (not only the culled ones: what lies outside the views, behind the eyes
-        included, is what motion can bring in) with the radius it can reach."""
+        included, is what motion can bring in) with the radius it can reach. Structured scenes:
+        ``derived_at`` [3], the derivation point, and ``anchors`` [A', 3], those the LOD selected."""
+        nearest = math.inf
+        if derived_at is not None and anchors is not None and anchors.shape[0]:
+            nearest = float((anchors - derived_at).norm(dim=1).min())
         self.entry = CacheEntry(key, payload, [c.T_world_cam for c in views.cameras],
-                                nearest_distances(points, extents, views), saved_ms, nbytes, lod)
+                                nearest_distances(points, extents, views), saved_ms, nbytes, lod, derived_at,
+                                nearest)
         return self.entry
 
     def end(self, stats: CacheStats, frame_ms: float) -> None:

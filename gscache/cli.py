@@ -307,7 +307,7 @@ def cmd_generate(args) -> int:
     else:
         from .scenes import structured_demo
 
-        scene = structured_demo(seed=args.seed)
+        scene = structured_demo(seed=args.seed, view_dependence=args.view_dependence)
     # Written beside the target and renamed into place: no half-written checkpoint is left behind.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -421,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--levels", type=_at_least(1, int), default=4, help="structured-city: levels of detail")
     g.add_argument("--spacing", type=_positive(float), default=1.0, help="structured-city: anchor spacing of the finest level, m")
     g.add_argument("--seed", type=_at_least(0, int), default=0, help="layout, features and MLP weights")
+    g.add_argument("--view-dependence", type=_at_least(0.0, float), default=1.0,
+                   help="structured-demo: scale of the colour MLP's view dependence (1: a mild sheen; 20: colours that "
+                        "swing with the view as an untrained model's do)")
     g.set_defaults(func=cmd_generate)
 
     i = sub.add_parser("info", help="print a scene's counts, SH degree, bounds and memory")

@@ -120,6 +120,13 @@ class CacheConfig:
     for centimetres of motion; 0 keeps the limit at max_translation_m."""
     max_rotation_deg: float = 3.0
     """Temporal cache: refresh when an eye has turned further than this since the last refresh."""
+    max_view_turn_deg: float = 1.0
+    """Structured scenes: refresh the derived Gaussians before the view direction from the
+    derivation point to any anchor it selected could have turned further than this (the MLPs'
+    input: colours, opacities and shapes are functions of it), which also bounds how many level
+    boundaries the motion crosses. Chosen from the measured error of a reused derivation against
+    a fresh one on a strongly view-dependent model (README, "Structured scenes"); infinity
+    switches the rule off."""
     lod_tolerance: float = 0.02
     """Structured scenes: refresh the derived Gaussians when more than this fraction of the
     anchors selected at the refresh would now be selected differently by the level of detail (0:
@@ -153,7 +160,8 @@ class RenderConfig:
 
 
 # Thresholds where infinity means "never" (a trigger switched off); every other float is finite.
-_INFINITY_ALLOWED = {"cache.max_translation_m", "cache.max_rotation_deg", "cache.frame_budget_ms"}
+_INFINITY_ALLOWED = {"cache.max_translation_m", "cache.max_rotation_deg", "cache.frame_budget_ms",
+                     "cache.max_view_turn_deg"}
 
 
 def _check_numbers(cfg: RenderConfig) -> None:

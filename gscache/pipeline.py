@@ -195,7 +195,7 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     if temporal:
         lod = lod_mask(scene, centre)
         key = cache_key(scene, views, cfg, backend.name)
-        entry, reason = cache.begin(key, views, cfg.cache, lod=lod)
+        entry, reason = cache.begin(key, views, cfg.cache, lod=lod, derive_at=centre)
     margin = cfg.cache.margin_px if temporal else 0.0
     if entry is not None:
         derived, visible, shaded = (entry.payload[k] for k in ("derived", "visible", "shaded"))
@@ -218,7 +218,8 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
             # Every anchor with the radius its Gaussians can reach bounds the motion.
             entry = cache.store(key, {"derived": derived, "visible": visible, "shaded": shaded}, views,
                                 scene.anchors, scene.reach, derive_ms + times.cull_ms + times.shade_ms,
-                                derived.nbytes + lod.numel() + _front_bytes(visible, shaded, derived), lod=lod)
+                                derived.nbytes + lod.numel() + _front_bytes(visible, shaded, derived), lod=lod,
+                                derived_at=centre, anchors=scene.anchors[lod])
         stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(derived.count, visible.count, bins.n_intersections, images.evaluations)

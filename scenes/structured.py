@@ -31,9 +31,14 @@ def _mlp(sizes: list[int], final: torch.nn.Module | None) -> torch.nn.Sequential
     return torch.nn.Sequential(*layers)
 
 
-def structured_demo(seed: int = 0, spacing: float = 0.12, add_dist: bool = True) -> StructuredScene:
+def structured_demo(seed: int = 0, spacing: float = 0.12, add_dist: bool = True,
+                    view_dependence: float = 1.0) -> StructuredScene:
     """The demo square as anchors (level 0 every other anchor, level 1 the rest; ~4k anchors at
-    the default spacing), with MLPs taking feature, view direction and (optionally) distance."""
+    the default spacing), with MLPs taking feature, view direction and (optionally) distance.
+
+    ``view_dependence`` scales the colour MLP's view-dependent weights: 1 gives a mild sheen;
+    about 20 makes the colours swing with the view direction as an untrained (random-weight)
+    model's do, where a cache that reuses derived colours shows its error."""
     rng = np.random.default_rng(seed)
     torch_gen = torch.Generator().manual_seed(seed)
     objects, _ = _parts(rng, spacing)
@@ -58,13 +63,13 @@ def structured_demo(seed: int = 0, spacing: float = 0.12, add_dist: bool = True)
         torch.nn.init.zeros_(color[0].bias)
         for c in range(3):  # hidden units 2c and 2c+1 carry +logit and -logit of channel c
             color[0].weight[2 * c, c], color[0].weight[2 * c + 1, c] = 1.0, -1.0
-        color[0].weight[6:, :n_in] = 0.3 * torch.randn(26, n_in, generator=torch_gen)  # view dependence
+        color[0].weight[6:, :n_in] = 0.3 * view_dependence * torch.randn(26, n_in, generator=torch_gen)
         color[2].weight.zero_()
         color[2].bias.zero_()
         for j in range(OFFSETS):
             for c in range(3):
                 color[2].weight[3 * j + c, 2 * c], color[2].weight[3 * j + c, 2 * c + 1] = 1.0, -1.0
-        color[2].weight[:, 6:] = 0.05 * torch.randn(3 * OFFSETS, 26, generator=torch_gen)
+        color[2].weight[:, 6:] = 0.05 * view_dependence * torch.randn(3 * OFFSETS, 26, generator=torch_gen)
         opacity = _mlp([n_in, 16, OFFSETS], torch.nn.Tanh())
         torch.nn.init.normal_(opacity[0].weight, std=0.1, generator=torch_gen)
         opacity[2].weight.mul_(0.2)
@@ -82,4 +87,5 @@ def structured_demo(seed: int = 0, spacing: float = 0.12, add_dist: bool = True)
     return StructuredScene(torch.from_numpy(means), torch.from_numpy(offsets), torch.from_numpy(features),
                            torch.from_numpy(scales.astype(np.float32)), torch.from_numpy(levels),
                            torch.from_numpy(extra), mlps, voxel_size=spacing, standard_dist=standard_dist, fork=2,
-                           n_levels=2, source=f"structured_demo(seed={seed})")
+                           n_levels=2, source=f"structured_demo(seed={seed}"
+                           + (f", view_dependence={view_dependence:g})" if view_dependence != 1.0 else ")"))

@@ -311,3 +311,30 @@ def test_a_loaded_checkpoint_renders_what_was_written(tmp_path):
     cam = _camera(*CAMERAS[3])
     for cfg in ({}, {"appearance_index": 3}, {"anchor_cull": "reach"}):
         torch.testing.assert_close(_render(back, cam, **cfg).rgb, _render(scene, cam, **cfg).rgb, rtol=0, atol=1e-5)
+
+
+def test_the_upstream_codes_own_checkpoints_and_dumps_when_present():
+    """The dumps of scripts/upstream_structured/make.py (upstream's code run on the CPU): every
+    LOD mask identical, every derived Gaussian within float rounding. Skipped without them."""
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("GSCACHE_UPSTREAM_STRUCTURED", Path(__file__).resolve().parents[3]
+                               / "upstream_structured_out"))
+    folders = sorted(p.parent for p in root.glob("*/cameras.json"))
+    if not folders:
+        pytest.skip(f"no upstream dumps at {root} (run scripts/upstream_structured/make.py, or set "
+                    "GSCACHE_UPSTREAM_STRUCTURED)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_upstream", Path(__file__).resolve().parents[2] / "scripts" / "compare_upstream_structured.py")
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+    fns = {"reference": derive_anchors, "cpu": Renderer(random_scene(1), RenderConfig(backend="cpu")).backend.derive}
+    for folder in folders:
+        for row in compare.compare(folder, fns):
+            assert row["lod_diff"] == 0, row
+            for name in fns:
+                count, err, diffs = row[name]
+                assert count == row["gaussians"] and err <= compare.TOLERANCE, (folder.name, row["cam"], name, diffs)
