@@ -207,27 +207,9 @@ def _resolve_inputs(folder: Path, where: str, cfg: dict, widths: dict[str, int],
     return out
 
 
-def read_structured(path: str | os.PathLike, iteration: int | None = None, cfg_args: dict | None = None
-                    ) -> StructuredScene:
-    """Read an Octree-GS / Scaffold-GS checkpoint: a training output folder (its highest
-    iteration, or ``iteration``), an iteration folder, or its point_cloud.ply.
-
-    ``cfg_args``: values of the run's cfg_args fields (see ``CFG_FIELDS``) that override, or stand
-    in for, the file's; needed where a model without cfg_args leaves them undetermined.
-    """
-    folder = iteration_folder(path, iteration)
-    ply = folder / "point_cloud.ply"
-    if not ply.is_file():
-        raise GscacheError(f"{folder}: no point_cloud.ply, so this is not a structured checkpoint")
-    overrides = dict(cfg_args or {})
-    unknown = sorted(set(overrides) - set(CFG_FIELDS))
-    if unknown:
-        raise GscacheError(f"cfg_args: unknown field(s) {unknown}; the reader uses {', '.join(CFG_FIELDS)}")
-    cfg_path = find_cfg_args(folder)
-    where = str(cfg_path or folder)
-    cfg = parse_cfg_args(cfg_path.read_text(errors="replace"), str(cfg_path)) if cfg_path else {}
-    cfg.update(overrides)
-
+def _anchor_table(ply: Path, cfg: dict, where: str) -> dict:
+    """The anchors' arrays from the PLY (checked: names, finite values, integer levels, the
+    n_offsets / feat_dim cfg_args give), and voxel_size / standard_dist from Octree-GS's 'info'."""
     table = _read_vertices(str(ply), ply.read_bytes())
     names = set(table.dtype.names or ())
     n_off = sum(1 for n in names if n.startswith("f_offset_"))
@@ -252,54 +234,42 @@ def read_structured(path: str | os.PathLike, iteration: int | None = None, cfg_a
         return np.stack([table[n].astype(np.float32) for n in cols_names], axis=1) if A else \
             np.zeros((0, len(cols_names)), np.float32)
 
-    anchors = cols(["x", "y", "z"])
-    offsets = cols([f"f_offset_{i}" for i in range(n_off)]).reshape(A, 3, k).transpose(0, 2, 1)  # axis-major
-    features = cols([f"f_anchor_feat_{i}" for i in range(n_feat)])
-    log_scales = cols([f"scale_{i}" for i in range(6)])
+    out = {"octree": octree, "k": k, "n_feat": n_feat, "anchors": cols(["x", "y", "z"]),
+           "offsets": cols([f"f_offset_{i}" for i in range(n_off)]).reshape(A, 3, k).transpose(0, 2, 1),  # axis-major
+           "features": cols([f"f_anchor_feat_{i}" for i in range(n_feat)]),
+           "quats": cols([f"rot_{i}" for i in range(4)]) if all(f"rot_{i}" in names for i in range(4)) else
+           np.tile(np.float32([1, 0, 0, 0]), (A, 1)),
+           "levels": table["level"].astype(np.float32) if octree else np.zeros(A, np.float32),
+           "extra": table["extra_level"].astype(np.float32) if "extra_level" in names else np.zeros(A, np.float32)}
     with np.errstate(over="ignore"):
-        scales = np.exp(log_scales)
-    quats = cols([f"rot_{i}" for i in range(4)]) if all(f"rot_{i}" in names for i in range(4)) else \
-        np.tile(np.float32([1, 0, 0, 0]), (A, 1))
-    levels = table["level"].astype(np.float32) if octree else np.zeros(A, np.float32)
-    extra = table["extra_level"].astype(np.float32) if "extra_level" in names else np.zeros(A, np.float32)
-    for name, arr in (("x/y/z", anchors), ("f_offset", offsets), ("f_anchor_feat", features), ("scale", scales),
-                      ("rot", quats), ("level", levels), ("extra_level", extra)):
-        if not np.isfinite(arr).all():
+        out["scales"] = np.exp(cols([f"scale_{i}" for i in range(6)]))
+    for name, key in (("x/y/z", "anchors"), ("f_offset", "offsets"), ("f_anchor_feat", "features"),
+                      ("scale", "scales"), ("rot", "quats"), ("level", "levels"), ("extra_level", "extra")):
+        if not np.isfinite(out[key]).all():
             raise GscacheError(f"{ply}: {name} holds NaN or Inf values")
-    if octree and A and not np.array_equal(levels, np.round(levels)):
+    if octree and A and not np.array_equal(out["levels"], np.round(out["levels"])):
         raise GscacheError(f"{ply}: level holds non-integer values (Octree-GS stores integer levels)")
-    norms = np.linalg.norm(quats.astype(np.float64), axis=1, keepdims=True)
+    norms = np.linalg.norm(out["quats"].astype(np.float64), axis=1, keepdims=True)
     if A and (norms == 0).any():
         raise GscacheError(f"{ply}: rot_0..3 holds a zero quaternion")
-    quats = (quats / np.maximum(norms, 1e-12)).astype(np.float32)  # F.normalize, as the pre-filter does
-    voxel_size = standard_dist = 0.0
+    out["quats"] = (out["quats"] / np.maximum(norms, 1e-12)).astype(np.float32)  # F.normalize, as the pre-filter
+    out["voxel_size"] = out["standard_dist"] = 0.0
     if octree:
         if "info" not in names or A < 2:
             raise GscacheError(f"{ply}: an Octree-GS PLY needs 'info' (rows 0 and 1: voxel_size, standard_dist) and "
                                "at least 2 anchors")
-        voxel_size, standard_dist = float(np.float32(table["info"][0])), float(np.float32(table["info"][1]))
-        if not (voxel_size >= 0 and standard_dist >= 0):
-            raise GscacheError(f"{ply}: info holds voxel_size {voxel_size} and standard_dist {standard_dist}; "
-                               "expected non-negative values")
+        out["voxel_size"], out["standard_dist"] = (float(np.float32(table["info"][i])) for i in (0, 1))
+        if not (out["voxel_size"] >= 0 and out["standard_dist"] >= 0):
+            raise GscacheError(f"{ply}: info holds voxel_size {out['voxel_size']} and standard_dist "
+                               f"{out['standard_dist']}; expected non-negative values")
+    return out
 
-    # The optional modules: present files and cfg_args must agree.
-    app_file, bank_file = folder / APPEARANCE_FILE, folder / BANK_FILE
-    appearance = _embedding_table(app_file) if app_file.is_file() else None
-    app_dim = 0 if appearance is None else appearance.shape[1]
-    if "appearance_dim" in cfg and cfg["appearance_dim"] != app_dim:
-        have = f"{APPEARANCE_FILE} of width {app_dim}" if appearance is not None else f"no {APPEARANCE_FILE}"
-        raise GscacheError(f"{where}: appearance_dim={cfg['appearance_dim']!r}, but {folder} has {have}")
-    use_bank = _flag(cfg, "use_feat_bank", where)
-    if use_bank is not None and use_bank != bank_file.is_file():
-        raise GscacheError(f"{where}: use_feat_bank={use_bank}, but {folder} "
-                           f"{'has no' if use_bank else 'has a'} {BANK_FILE}")
-    if bank_file.is_file() and n_feat % 4:
-        raise GscacheError(f"{ply}: a feature bank mixes every 4th feature, so feat_dim must be a multiple of 4, "
-                           f"got {n_feat}")
 
-    guessed: list[str] = []
+def _lod_settings(folder: Path, cfg_path: Path | None, cfg: dict, where: str, lod: bool) -> tuple[int, str]:
+    """(fork, dist2level): from cfg_args; a model with levels of detail without them is refused
+    (neither the PLY nor the MLPs hold them, and a wrong guess renders the wrong levels)."""
     fork, rounding = cfg.get("fork"), cfg.get("dist2level")
-    if octree and standard_dist > 0 and (fork is None or rounding is None):
+    if lod and (fork is None or rounding is None):
         lacking = [n for n, v in (("fork", fork), ("dist2level", rounding)) if v is None]
         looked = "no cfg_args in " + ", ".join(str(p) for p in (folder, folder.parent, folder.parent.parent)) \
             if cfg_path is None else f"{cfg_path} lacks them"
@@ -313,12 +283,61 @@ def read_structured(path: str | os.PathLike, iteration: int | None = None, cfg_a
         raise GscacheError(f"{where}: fork={fork!r}; expected an integer >= 2")
     if rounding not in LOD_ROUNDINGS:
         raise GscacheError(f"{where}: dist2level={rounding!r}; expected one of {', '.join(LOD_ROUNDINGS)}")
+    return fork, rounding
 
+
+def _optional_modules(folder: Path, cfg: dict, where: str, n_feat: int) -> tuple[torch.Tensor | None, Path | None]:
+    """The appearance table and the feature bank's file where the model has them; cfg_args and
+    the files present must agree."""
+    app_file, bank_file = folder / APPEARANCE_FILE, folder / BANK_FILE
+    appearance = _embedding_table(app_file) if app_file.is_file() else None
+    app_dim = 0 if appearance is None else appearance.shape[1]
+    if "appearance_dim" in cfg and cfg["appearance_dim"] != app_dim:
+        have = f"{APPEARANCE_FILE} of width {app_dim}" if appearance is not None else f"no {APPEARANCE_FILE}"
+        raise GscacheError(f"{where}: appearance_dim={cfg['appearance_dim']!r}, but {folder} has {have}")
+    use_bank = _flag(cfg, "use_feat_bank", where)
+    if use_bank is not None and use_bank != bank_file.is_file():
+        raise GscacheError(f"{where}: use_feat_bank={use_bank}, but {folder} "
+                           f"{'has no' if use_bank else 'has a'} {BANK_FILE}")
+    if bank_file.is_file() and n_feat % 4:
+        raise GscacheError(f"{folder / 'point_cloud.ply'}: a feature bank mixes every 4th feature, so feat_dim must "
+                           f"be a multiple of 4, got {n_feat}")
+    return appearance, bank_file if bank_file.is_file() else None
+
+
+def read_structured(path: str | os.PathLike, iteration: int | None = None, cfg_args: dict | None = None
+                    ) -> StructuredScene:
+    """Read an Octree-GS / Scaffold-GS checkpoint: a training output folder (its highest
+    iteration, or ``iteration``), an iteration folder, or its point_cloud.ply.
+
+    ``cfg_args``: values of the run's cfg_args fields (see ``CFG_FIELDS``) that override, or stand
+    in for, the file's; needed where a model without cfg_args leaves them undetermined.
+    """
+    folder = iteration_folder(path, iteration)
+    ply = folder / "point_cloud.ply"
+    if not ply.is_file():
+        raise GscacheError(f"{folder}: no point_cloud.ply, so this is not a structured checkpoint")
+    overrides = dict(cfg_args or {})
+    unknown = sorted(set(overrides) - set(CFG_FIELDS))
+    if unknown:
+        raise GscacheError(f"cfg_args: unknown field(s) {unknown}; the reader uses {', '.join(CFG_FIELDS)}")
+    cfg_path = find_cfg_args(folder)
+    where = str(cfg_path or folder)
+    cfg = parse_cfg_args(cfg_path.read_text(errors="replace"), str(cfg_path)) if cfg_path else {}
+    cfg.update(overrides)
+
+    t = _anchor_table(ply, cfg, where)
+    octree, k, n_feat = t["octree"], t["k"], t["n_feat"]
+    appearance, bank_file = _optional_modules(folder, cfg, where, n_feat)
+    app_dim = 0 if appearance is None else appearance.shape[1]
+    fork, rounding = _lod_settings(folder, cfg_path, cfg, where, octree and t["standard_dist"] > 0)
+
+    guessed: list[str] = []
     opacity, cov, color = (_load_mlp(folder / name) for name in MLP_FILES)
     widths = {name: _in_width(m, folder / name) for name, m in zip(MLP_FILES, (opacity, cov, color))}
     base = n_feat + 3
     inputs = _resolve_inputs(folder, where, cfg, widths, base, octree, app_dim, guessed)
-    bank = _load_module(bank_file) if bank_file.is_file() else None
+    bank = _load_module(bank_file) if bank_file is not None else None
     if bank is not None:
         bank_width = _in_width(bank, bank_file)
         expected = 4 if not octree else 3 + int(inputs["level"])
@@ -336,11 +355,13 @@ def read_structured(path: str | os.PathLike, iteration: int | None = None, cfg_a
         _check_outputs(folder, BANK_FILE, bank, _in_width(bank, bank_file), 3, sample, "3 mixing weights")
     if guessed:
         warnings.warn(f"{folder}: no cfg_args; inferred from the MLP widths: {', '.join(guessed)}", stacklevel=3)
-    n_levels = int(levels.max() - levels.min()) + 1 if A else 1
-    return StructuredScene(torch.from_numpy(np.ascontiguousarray(anchors)), torch.from_numpy(np.ascontiguousarray(offsets)),
-                           torch.from_numpy(features), torch.from_numpy(scales), torch.from_numpy(levels),
-                           torch.from_numpy(extra), mlps, voxel_size, standard_dist, int(fork), n_levels,
-                           lod_rounding=rounding, source=str(folder), anchor_quats=torch.from_numpy(quats))
+    levels = t["levels"]
+    n_levels = int(levels.max() - levels.min()) + 1 if len(levels) else 1
+    arrays = {name: torch.from_numpy(np.ascontiguousarray(t[name]))
+              for name in ("anchors", "offsets", "features", "scales", "levels", "extra", "quats")}
+    return StructuredScene(arrays["anchors"], arrays["offsets"], arrays["features"], arrays["scales"],
+                           arrays["levels"], arrays["extra"], mlps, t["voxel_size"], t["standard_dist"], int(fork),
+                           n_levels, lod_rounding=rounding, source=str(folder), anchor_quats=arrays["quats"])
 
 
 def _load_mlp(path: Path) -> torch.nn.Module:
