@@ -90,6 +90,15 @@ def test_a_training_output_folder_gives_its_highest_iteration_or_the_one_asked_f
     assert load_scene(tmp_path / "3dgs").count == 50
 
 
+def test_the_level_count_is_max_minus_min_plus_one_as_upstream_counts_it(tmp_path):
+    scene = _model(seed=13, A=200)
+    shifted = dataclasses.replace(scene, levels=scene.levels.clamp(min=1.0))  # levels 1..3: no level 0
+    back = load_scene(_write_run(shifted, tmp_path / "run"))
+    assert back.n_levels == 3  # max 3 - min 1 + 1, not max + 1
+    levels, _ = lod_levels(back, torch.tensor([0.0, 0.0, -1.0]))
+    assert int(levels.max()) <= 2  # the clamp to [0, n_levels - 1] upstream applies
+
+
 def test_cfg_args_is_read_as_train_py_writes_it(tmp_path):
     run = _write_run(_model(seed=1, A=100, fork=3, rounding="floor", dists=(True, False, True), appearance=8),
                      tmp_path / "run")
