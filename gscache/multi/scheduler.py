@@ -277,7 +277,8 @@ class MultiDeviceRenderer:
             self.devices[i].close()
             self.devices[i] = device
             self.measured[i], self.throughput[i], self.front_ms[i] = False, 1.0, 0.0
-            self.rejoining[i] = max(1, self.schedule.warmup_frames)
+            if self.specs[i][0] != "local":  # the presenter's own device has the presenter's warm cache
+                self.rejoining[i] = max(1, self.schedule.warmup_frames)
 
     def _weights(self, devices: list[int]) -> list[float]:
         """Throughputs for planning: a device not measured yet is assumed as fast as the mean of
