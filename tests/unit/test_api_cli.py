@@ -157,10 +157,12 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     import sys
     import time
 
+    # SIGINT as a terminal's foreground process has it: a shell starts background jobs with it
+    # ignored, and the child would inherit that (the run would just go on).
     proc = subprocess.Popen([sys.executable, "-m", "gscache.cli", "bench", "--frames", "400", "--configs", "torch",
-                             "--size", "256x256", "--out", str(tmp_path / "b")], stderr=subprocess.PIPE, text=True)
-    # Interrupt once the frames run (its progress bar is up). On a loaded CI machine a Ctrl-C sent
-    # 4 s after the start, during the imports, was once lost (the run went on; cause not found).
+                             "--size", "256x256", "--out", str(tmp_path / "b")], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # Interrupt once the frames run (its progress bar is up), not during the imports.
     seen = ""
     while "bench:" not in seen and proc.poll() is None:
         seen += proc.stderr.read(1)
