@@ -61,8 +61,9 @@ def lod_levels(scene: StructuredScene, position: Tensor) -> tuple[Tensor, Tensor
         fade = torch.where(scene.levels.to(torch.int64) == level, p - torch.floor(p), torch.ones_like(p))
         return level, fade
     rounded = {"round": torch.round, "floor": torch.floor, "ceil": torch.ceil}[scene.lod_rounding](pred)
-    # Upstream casts to int before clamping (a level beyond int range cannot occur: |pred| is small).
-    return rounded.clamp(-2**31, 2**31 - 1).to(torch.int64).clamp(0, top), None
+    # Upstream casts to int, then clamps; for integral values clamping first is the same, and it
+    # keeps an anchor at the viewpoint (pred = inf) well defined.
+    return rounded.clamp(0, top).to(torch.int64), None
 
 
 def lod_mask(scene: StructuredScene, position: Tensor) -> Tensor:
@@ -180,9 +181,7 @@ def mixed_features(scene: StructuredScene, ids: Tensor, direction: Tensor, dist:
     extra = [dist] if mlps.bank_dist else ([scene.levels[ids, None]] if mlps.add_level else [])
     with torch.no_grad():
         w = mlps.feature_bank(torch.cat([direction] + extra, dim=1)).unsqueeze(1)  # [A', 1, 3]
-    F_ = feat.shape[1]
-    return feat[:, ::4].repeat(1, 4) * w[:, :, 0] + feat[:, ::2].repeat(1, 2) * w[:, :, 1] + feat * w[:, :, 2] \
-        if F_ else feat
+    return feat[:, ::4].repeat(1, 4) * w[:, :, 0] + feat[:, ::2].repeat(1, 2) * w[:, :, 1] + feat * w[:, :, 2]
 
 
 def derive_anchors(scene: StructuredScene, ids: Tensor, position: Tensor, appearance_index: int = 0) -> Scene:
