@@ -110,6 +110,11 @@ def sources(data: Path, tmp: Path) -> dict[str, Path]:
     out["structured/"] = tmp / "structured"
     save_scene(random_scene(300, seed=1, sh_degree=3), tmp / "generated.ply")
     out["generated.ply"] = tmp / "generated.ply"
+    for name, version in (("generated.spz (v3)", 3), ("generated.spz (v4)", 4)):
+        save_scene(random_scene(300, seed=2, sh_degree=3), tmp / f"generated_v{version}.spz", spz_version=version)
+        out[name] = tmp / f"generated_v{version}.spz"
+    save_scene(random_scene(700, seed=3, sh_degree=3), tmp / "generated.compressed.ply")
+    out["generated.compressed.ply (SH 3)"] = tmp / "generated.compressed.ply"
     return out
 
 

@@ -37,7 +37,7 @@ RULES = [  # (module-name prefix, layer); the longest matching prefix wins
     ("gscache.renderer", "renderer"),
     ("gscache.multi", "multi"),
     ("gscache.api", "api"), ("gscache.__init__", "api"),
-    ("gscache.cli", "faces"), ("gscache.bench", "faces"), ("gscache.viewer", "faces"),
+    ("gscache.cli", "faces"), ("gscache.bench", "faces"), ("gscache.convert", "faces"), ("gscache.viewer", "faces"),
     ("gscache.multi.distributed", "faces"),
 ]
 

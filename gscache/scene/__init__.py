@@ -6,18 +6,22 @@ import os
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import GscacheError
 from ._zip import ZIP_ERRORS
 from .npz import read_npz_cameras, read_npz_points
-from .ply import looks_like_ply, read_ply, write_ply
+from .cply import is_compressed_ply, read_compressed_ply, write_compressed_ply
+from .ply import MAX_HEADER_BYTES, _parse_header, looks_like_ply, read_ply, write_ply
 from .record import Scene, empty_scene, make_scene
 from .sog import read_sog
 from .splat import SPLAT_DTYPE, looks_like_splat, read_splat, write_splat
+from .spz import GZIP_MAGIC, MAGIC_BYTES as SPZ_MAGIC, read_spz, write_spz
 from .checkpoint import is_training_output, iteration_folder, read_structured, write_structured
 from .structured import StructuredScene
 
 ZIP_MAGIC = b"PK\x03\x04"
-FORMATS = ("ply", "splat", "sog", "npz", "structured")
+FORMATS = ("ply", "compressed-ply", "splat", "spz", "sog", "npz", "structured")
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -25,7 +29,10 @@ def detect_format(path: str | os.PathLike) -> str:
 
     Returns one of ``FORMATS``. A folder with meta.json is an unbundled SOG scene; a zip is a
     ``.sog`` if it holds meta.json and an ``.npz`` if it holds ``.npy`` arrays; a file starting
-    with the PLY magic is a PLY; a headerless file whose size is a multiple of 32 is a .splat.
+    with the PLY magic is a compressed PLY if its elements are PlayCanvas's (``chunk``, and a
+    ``vertex`` element with ``packed_position``), an Octree-GS / Scaffold-GS anchor PLY if it has
+    anchor features, else an Inria PLY; the NGSP magic, plain or as the first bytes of a gzip
+    stream, is SPZ; a headerless file whose size is a multiple of 32 is a .splat.
     """
     path = Path(path)
     if path.is_dir():
@@ -44,9 +51,15 @@ def detect_format(path: str | os.PathLike) -> str:
         head = f.read(8)
     size = path.stat().st_size
     if size == 0:
+        if path.suffix.lower() == ".splat":
+            return "splat"  # a .splat of no Gaussians is an empty file, as the writer makes it
         raise GscacheError(f"{path}: the file is empty")
     if looks_like_ply(head):
+        if _is_compressed_ply(path):
+            return "compressed-ply"
         return "structured" if _is_anchor_ply(path) else "ply"
+    if head.startswith(SPZ_MAGIC) or head.startswith(GZIP_MAGIC):
+        return "spz"  # the one gzipped format: read_spz says what is wrong with one that is not SPZ
     if head.startswith(ZIP_MAGIC):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -67,8 +80,19 @@ def detect_format(path: str | os.PathLike) -> str:
     elif path.suffix.lower() == ".splat":
         raise GscacheError(f"{path}: size {size} bytes is not a multiple of 32, so this .splat is truncated or damaged")
     raise GscacheError(
-        f"{path}: unrecognised scene format (expected an Inria PLY, .splat, SOG folder or .sog, or a point-cloud .npz)"
+        f"{path}: unrecognised scene format (expected an Inria PLY, a PlayCanvas compressed PLY, Niantic SPZ, .splat, "
+        "a SOG folder or .sog, or a point-cloud .npz)"
     )
+
+
+def _is_compressed_ply(path: Path) -> bool:
+    with open(path, "rb") as f:
+        header = f.read(MAX_HEADER_BYTES)
+    try:
+        _, elements, _ = _parse_header(header, str(path))
+    except GscacheError:
+        return False  # the PLY reader says what is wrong with the header
+    return is_compressed_ply(elements)
 
 
 def _is_anchor_ply(path: Path) -> bool:
@@ -78,9 +102,10 @@ def _is_anchor_ply(path: Path) -> bool:
     return b"f_anchor_feat_" in header.split(b"end_header")[0]
 
 
-_READERS = {"ply": read_ply, "splat": read_splat, "sog": read_sog, "npz": read_npz_points,
-            "structured": read_structured}
-_WRITERS = {"ply": write_ply, "splat": write_splat}
+_READERS = {"ply": read_ply, "compressed-ply": read_compressed_ply, "splat": read_splat, "spz": read_spz,
+            "sog": read_sog, "npz": read_npz_points, "structured": read_structured}
+WRITE_SUFFIXES = {".compressed.ply": "compressed-ply", ".ply": "ply", ".splat": "splat", ".spz": "spz"}
+"""File-name endings save_scene writes, and the format each one means (the longest ending wins)."""
 
 
 def load_scene(path: str | os.PathLike, *, iteration: int | None = None,
@@ -113,16 +138,34 @@ def load_scene(path: str | os.PathLike, *, iteration: int | None = None,
         raise GscacheError(f"{path}: damaged or unsupported {what}: {type(exc).__name__}: {exc}") from None
 
 
-def save_scene(scene: Scene, path: str | os.PathLike) -> None:
-    """Write ``scene`` as PLY or .splat, chosen by the suffix; written atomically."""
-    fmt = Path(path).suffix.lower().lstrip(".")
-    if fmt not in _WRITERS:
-        raise GscacheError(f"{path}: can only write .ply or .splat, not '.{fmt}'")
-    _WRITERS[fmt](scene, path)
+def write_format(path: str | os.PathLike) -> str:
+    """The format save_scene writes to ``path``, from its ending (see WRITE_SUFFIXES)."""
+    name = Path(path).name.lower()
+    for suffix, fmt in WRITE_SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    raise GscacheError(f"{path}: can write {', '.join(WRITE_SUFFIXES)}, and the name ends with none of them")
+
+
+def save_scene(scene: Scene, path: str | os.PathLike, *, spz_version: int = 3) -> np.ndarray:
+    """Write ``scene`` in the format its name ends with (WRITE_SUFFIXES), atomically.
+
+    Returns the written order: the index into ``scene`` of the Gaussian each written record holds
+    (a compressed PLY is written in Morton order; the other formats keep the scene's order).
+    ``spz_version`` 3 (gzip, read by every SPZ loader) or 4 (ZSTD streams)."""
+    fmt = write_format(path)
+    if fmt == "compressed-ply":
+        return write_compressed_ply(scene, path)
+    if fmt == "spz":
+        write_spz(scene, path, spz_version)
+    else:
+        {"ply": write_ply, "splat": write_splat}[fmt](scene, path)
+    return np.arange(scene.count)
 
 
 __all__ = [
     "Scene", "make_scene", "empty_scene", "load_scene", "save_scene", "detect_format",
-    "read_ply", "write_ply", "read_splat", "write_splat", "read_sog", "read_npz_points", "read_npz_cameras",
+    "read_ply", "write_ply", "read_compressed_ply", "write_compressed_ply", "read_splat", "write_splat",
+    "read_spz", "write_spz", "write_format", "WRITE_SUFFIXES", "read_sog", "read_npz_points", "read_npz_cameras",
     "StructuredScene", "read_structured", "write_structured",
 ]

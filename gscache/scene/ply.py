@@ -77,7 +77,8 @@ def _read_vertices(path: str, data: bytes) -> np.ndarray:
     fmt, elements, offset = _parse_header(data[:MAX_HEADER_BYTES], path)
     if not elements or elements[0][0] != "vertex":
         names = [e[0] for e in elements]
-        raise GscacheError(f"{path}: expected 'vertex' as the first PLY element, found {names}")
+        hint = " (a PlayCanvas compressed PLY: load_scene reads it)" if "chunk" in names else ""
+        raise GscacheError(f"{path}: expected 'vertex' as the first PLY element, found {names}{hint}")
     _, count, props = elements[0]
     if any(t == "list" for _, t in props):
         raise GscacheError(f"{path}: the 'vertex' element has list properties, which a splat PLY never has")

@@ -3,6 +3,7 @@ GscacheError, and never crashes, hangs or raises anything else."""
 
 from __future__ import annotations
 
+import gzip
 import time
 import warnings
 
@@ -26,7 +27,11 @@ def _valid_files(tmp_path):
     files = encode_sog(rng.normal(size=(40, 3)), rng.normal(size=(40, 4)), rng.uniform(-5, -1, (40, 3)),
                        rng.normal(size=(40, 3)), rng.uniform(size=40), rng.normal(size=(40, 3, 3)))
     write_sog_zip(files, tmp_path / "v.sog")
-    return {"ply": tmp_path / "v.ply", "splat": tmp_path / "v.splat", "npz": tmp_path / "v.npz", "sog": tmp_path / "v.sog"}, files
+    save_scene(random_scene(300, seed=4, sh_degree=3), tmp_path / "v.compressed.ply")
+    save_scene(random_scene(40, seed=5, sh_degree=2), tmp_path / "v3.spz", spz_version=3)
+    save_scene(random_scene(40, seed=6, sh_degree=1), tmp_path / "v4.spz", spz_version=4)
+    return {"ply": tmp_path / "v.ply", "splat": tmp_path / "v.splat", "npz": tmp_path / "v.npz", "sog": tmp_path / "v.sog",
+            "compressed-ply": tmp_path / "v.compressed.ply", "spz3": tmp_path / "v3.spz", "spz4": tmp_path / "v4.spz"}, files
 
 
 def _mutations(data: bytes, rng: np.random.Generator):
@@ -64,14 +69,29 @@ def _load_or_error(path):
     assert time.perf_counter() - start < MAX_SECONDS_PER_LOAD, f"{path} took too long"
 
 
-@pytest.mark.parametrize("fmt", ["ply", "splat", "npz", "sog"])
+FUZZED = ["ply", "splat", "npz", "sog", "compressed-ply", "spz3", "spz4"]
+
+
+@pytest.mark.parametrize("fmt", FUZZED)
 def test_fuzzed_files_load_or_raise_gscache_error(tmp_path, fmt):
     valid, _ = _valid_files(tmp_path)
-    rng = np.random.default_rng(["ply", "splat", "npz", "sog"].index(fmt))
+    rng = np.random.default_rng(FUZZED.index(fmt))
     data = valid[fmt].read_bytes()
     target = tmp_path / f"fuzz{valid[fmt].suffix}"
     for mutated in _mutations(data, rng):
         target.write_bytes(mutated)
+        _load_or_error(target)
+
+
+def test_fuzzed_spz_payloads_load_or_raise_gscache_error(tmp_path):
+    """Mutations of an SPZ v3 file's gzip payload (header and sections), gzipped again: byte flips of
+    the compressed file mostly stop at the gzip CRC, and these reach the decoder."""
+    valid, _ = _valid_files(tmp_path)
+    payload = gzip.decompress(valid["spz3"].read_bytes())
+    rng = np.random.default_rng(21)
+    target = tmp_path / "fuzz.spz"
+    for mutated in _mutations(payload, rng):
+        target.write_bytes(gzip.compress(mutated))
         _load_or_error(target)
 
 

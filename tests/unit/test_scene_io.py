@@ -150,8 +150,10 @@ def test_nan_and_inf_gaussians_are_dropped_with_a_count(tmp_path):
 
 def test_zero_gaussian_files_load(tmp_path):
     (tmp_path / "empty.splat").write_bytes(b"")
+    assert load_scene(tmp_path / "empty.splat").count == 0  # what the writer makes of no Gaussians
+    (tmp_path / "empty.bin").write_bytes(b"")
     with pytest.raises(GscacheError, match="empty"):
-        load_scene(tmp_path / "empty.splat")
+        load_scene(tmp_path / "empty.bin")
     save_scene(random_scene(0, sh_degree=1), tmp_path / "zero.ply")
     assert load_scene(tmp_path / "zero.ply").count == 0
 
