@@ -27,6 +27,9 @@ def open_renderer(scene: Scene | StructuredScene, config: RenderConfig | None = 
     ``with``) to stop worker processes early; they are daemons and end with this process anyway."""
     if not devices:
         return Renderer(scene, config)
+    if config is not None and config.foveation.enabled:
+        raise GscacheError("foveation: a frame spread over several devices cannot be foveated yet (the devices "
+                           "split full-resolution tiles); render foveated frames on one device")
     from .multi import MultiDeviceRenderer
 
     return MultiDeviceRenderer(scene, config or RenderConfig(), list(devices), schedule, factory=Renderer)

@@ -323,6 +323,14 @@ class ViewBatch:
         return ViewBatch(self.viewmats[e : e + 1], self.Ks[e : e + 1], self.positions[e : e + 1], self.width,
                          self.height, self.near_m, self.far_m, (self.cameras[e],), True)
 
+    def scaled(self, factor: float) -> "ViewBatch":
+        """The same views (poses, fields of view, depth order) at ``factor`` times the resolution
+        (Intrinsics.scaled: the size rounded, the focal lengths and principal point scaled by it)."""
+        cams = tuple(Camera(c.intrinsics.scaled(factor), c.T_cam_world, c.near_m, c.far_m) for c in self.cameras)
+        Ks = torch.stack([c.intrinsics.K for c in cams]).to(device=self.Ks.device, dtype=torch.float32)
+        return ViewBatch(self.viewmats, Ks, self.positions, cams[0].width, cams[0].height, self.near_m, self.far_m,
+                         cams, self.shared_depth)
+
     def centred(self) -> "ViewBatch":
         """One pseudo-view at the mean of the view centres (for colours shared by the eyes)."""
         return ViewBatch(self.viewmats[:1], self.Ks[:1], self.positions.mean(dim=0, keepdim=True), self.width,

@@ -16,7 +16,7 @@ from pathlib import Path
 from .api import open_renderer, open_scene
 from .errors import GscacheError, GscacheRuntimeError, GscacheWarning
 from .config import RenderConfig
-from .presets import RESOLUTION_PRESETS, UP_AXES, parse_size
+from .presets import FOVEATION_LEVELS, RESOLUTION_PRESETS, UP_AXES, foveation_level, parse_size
 from .scene import detect_format
 
 def _at_least(low, kind):
@@ -76,6 +76,16 @@ def parse_cfg_overrides(text: str | None) -> dict | None:
     return out
 
 
+def parse_gaze_text(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise GscacheError(f"--gaze: expected X,Y fractions of the image (e.g. 0.5,0.5), got {text!r}") from None
+    return x, y
+
+
 def _scene_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iteration", type=_at_least(0, int), default=None,
                    help="a training output folder: load point_cloud/iteration_N (default: the highest)")
@@ -131,7 +141,9 @@ def cmd_render(args) -> int:
     scene = _open_scene(args)
     config = RenderConfig(backend=args.backend, device=args.device,
                           raster=RasterConfig(background=parse_color(args.background)),
-                          derive=DeriveConfig(appearance_index=args.appearance_index))
+                          derive=DeriveConfig(appearance_index=args.appearance_index),
+                          foveation=foveation_level(args.foveation))
+    gaze = parse_gaze_text(args.gaze)
     renderer = open_renderer(scene, config)
     traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=up, distance=args.distance,
                             elevation_deg=args.elevation)
@@ -148,7 +160,7 @@ def cmd_render(args) -> int:
             view = Camera(traj.intrinsics[i] if traj.intrinsics else intr, rigid_inverse(T))
         else:
             view = StereoRig(T, intr, intr, ipd_m=args.ipd)
-        frame = renderer.render(view)
+        frame = renderer.render(view, gaze=gaze)
         frame_ms.append(frame.times.total_ms)
         _write_png(frame.to_uint8(side_by_side=True), names[i])
     elapsed = time.perf_counter() - start
@@ -210,7 +222,7 @@ def cmd_bench(args) -> int:
     import torch
 
     from .bench.report import build_report, format_table, write_json, write_plot
-    from .bench.runner import BenchSettings, ladder, named_config, run_bench
+    from .bench.runner import FOVEATED, BenchSettings, ladder, named_config, run_bench
     from .api import default_device
     from .scene.structured import StructuredScene
     from .trajectory import named_trajectory
@@ -239,6 +251,11 @@ def cmd_bench(args) -> int:
     configs = [(name, dataclasses.replace(cfg, derive=dataclasses.replace(cfg.derive,
                                                                           appearance_index=args.appearance_index)))
                for name, cfg in configs]
+    if args.foveation != "off":  # every configuration foveated at this level (a foveated rung keeps its own)
+        level = foveation_level(args.foveation)
+        configs = [(name if cfg.foveation.enabled else f"{name}{FOVEATED}{args.foveation}",
+                    cfg if cfg.foveation.enabled else dataclasses.replace(cfg, foveation=level))
+                   for name, cfg in configs]
     traj = named_trajectory(args.trajectory, scene, args.frames, seed=args.seed, up=UP_AXES[args.up],
                             distance=args.distance, elevation_deg=args.elevation)
     settings = BenchSettings(width=width, height=height, fov_y_deg=args.fov, ipd_m=args.ipd, warmup=args.warmup,
@@ -251,7 +268,8 @@ def cmd_bench(args) -> int:
         for ds in device_sets:
             if ds:
                 parse_devices(list(ds))  # a bad spec fails here, before anything runs
-    results = run_bench(scene, traj, configs, settings, progress=not args.no_progress, device_sets=device_sets)
+    results = run_bench(scene, traj, configs, settings, progress=not args.no_progress, device_sets=device_sets,
+                        interleave=not args.sequential)
     scene_info = {"source": scene.source, "sh_degree": scene.sh_degree,
                   "format": "demo" if args.scene is None else detect_format(args.scene)}
     if structured:
@@ -260,7 +278,8 @@ def cmd_bench(args) -> int:
         scene_info["gaussians"] = scene.count
     settings_info = {"frames": len(traj), "warmup": args.warmup, "width": width, "height": height, "fov_y_deg": args.fov,
                      "distance": args.distance, "elevation_deg": args.elevation,
-                     "ipd_m": args.ipd, "quality_frames": args.quality_frames, "seed": args.seed, "ablation": args.ablation}
+                     "ipd_m": args.ipd, "quality_frames": args.quality_frames, "seed": args.seed, "ablation": args.ablation,
+                     "interleaved": not args.sequential}
     report = build_report(results, scene_info, settings_info, traj.name, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,7 +301,7 @@ def cmd_view(args) -> int:
                             resolution_scale=args.scale, target_ms=args.target_ms, frames=args.frames,
                             cameras=cameras, up=UP_AXES[args.up], screenshot_dir=Path(args.screenshots),
                             record_path=Path(args.record), devices=tuple(args.devices.split(",")) if args.devices else (),
-                            appearance_index=args.appearance_index)
+                            appearance_index=args.appearance_index, foveation=args.foveation)
     scene = _open_scene(args)  # a scene that fails to load ends here, before any window opens
     return Viewer(scene, options).run(capture_window=args.screenshot_at_exit)
 
@@ -372,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--background", default="0,0,0", help="background colour r,g,b in [0, 1]")
     r.add_argument("--backend", default="auto", help="stage implementations: auto, or a name from gscache.backends.available()")
     r.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda if present)")
+    r.add_argument("--foveation", default="off", choices=list(FOVEATION_LEVELS),
+                   help="foveated rendering: an exact full-resolution fovea over a reduced-resolution periphery")
+    r.add_argument("--gaze", default=None, metavar="X,Y",
+                   help="--foveation: the fovea's centre as fractions of the image (default 0.5,0.5)")
     _scene_options(r)
     r.set_defaults(func=cmd_render)
 
@@ -408,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--up", choices=sorted(UP_AXES), default="-y", help="the scene's up axis")
     b.add_argument("--out", default="bench_out", help="folder for bench.json and bench.png")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--foveation", default="off", choices=list(FOVEATION_LEVELS),
+                   help="foveate every configuration at this level (the --ablation ladder has its own foveated rungs)")
+    b.add_argument("--sequential", action="store_true",
+                   help="run each configuration's whole trajectory in turn (default: interleaved frame by frame, so "
+                        "that machine load lands on all of them alike; sequential gives each its own peak memory)")
     _scene_options(b)
     b.set_defaults(func=cmd_bench)
 
@@ -415,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Desktop stereo viewer. Keys: W A S D Q E fly, mouse + button look, wheel speed, "
                                    "Tab fly/orbit, R reset, [ ] IPD, - = speed, , . resolution scale, T target frame "
                                    "time, N P cameras, V side-by-side/anaglyph/mono, H overlay, M reuse mode, "
-                                   "B backend, F12 screenshot, K record path, Esc quit.")
+                                   "B backend, G appearance, F foveation, Z fovea zones, F12 screenshot, K record path, Esc quit.")
     v.add_argument("scene", nargs="?", help="scene file, SOG folder or structured checkpoint (default: the demo scene)")
     v.add_argument("--window", default="1280x640", help="window size WxH in screen pixels (both eyes side by side)")
     v.add_argument("--mode", default="side-by-side", choices=("side-by-side", "anaglyph", "mono"))
@@ -432,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--devices", default=None, help="spread the tiles over devices, e.g. local,proc (see bench --devices)")
     v.add_argument("--screenshots", default=".", help="folder of the F12 screenshots")
     v.add_argument("--record", default="viewer_path.json", help="file the K key records the camera path to")
+    v.add_argument("--foveation", default="off", choices=list(FOVEATION_LEVELS),
+                   help="foveated rendering at this level (F cycles the levels, Z draws the zones)")
     v.add_argument("--screenshot-at-exit", action="store_true",
                    help="after the last frame, write the whole window (overlay included) as a PNG to --screenshots")
     _scene_options(v)

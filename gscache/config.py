@@ -138,6 +138,32 @@ class CacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FoveationConfig:
+    """Foveated stereo: per eye, the whole field at a reduced resolution (the periphery) under a
+    full-resolution view of a rectangle around the gaze (the fovea), blended across a band.
+
+    Both are views of the same Gaussians through the same cull, shade and temporal cache; the
+    fovea is the eye's own full-resolution view rasterized only in the tiles the rectangle and
+    band reach (so inside the rectangle the image is the full render's, bit for bit) and the
+    periphery a view of ``periphery_scale`` times the resolution, upsampled bilinearly. Named
+    levels: gscache.presets.FOVEATION_LEVELS."""
+
+    periphery_scale: float = 1.0
+    """Resolution of the periphery relative to the eye's, per axis, in (0, 1]; 1: no foveation."""
+    fovea: tuple[float, float] = (1.0, 1.0)
+    """Width and height of the exact full-resolution rectangle, as fractions of the image's."""
+    band: float = 0.05
+    """Width of the blend band around the rectangle, as a fraction of the image height."""
+    periphery_min_coverage_px2: float = 0.0
+    """Level of detail in the periphery: Gaussians covering less than this (opacity x area of
+    the splat before the low-pass filter, in periphery pixels) are not drawn there; 0 draws all."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.periphery_scale < 1.0 and min(self.fovea) < 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class RenderConfig:
     """Everything that decides how a frame is rendered."""
 
@@ -152,6 +178,7 @@ class RenderConfig:
     raster: RasterConfig = field(default_factory=RasterConfig)
     derive: DeriveConfig = field(default_factory=DeriveConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    foveation: FoveationConfig = field(default_factory=FoveationConfig)
     debug_checks: bool = False
     """Validate every record between stages (also enabled by GSCACHE_CHECKS=1)."""
 
@@ -167,7 +194,7 @@ _INFINITY_ALLOWED = {"cache.max_translation_m", "cache.max_rotation_deg", "cache
 def _check_numbers(cfg: RenderConfig) -> None:
     """Every number of every stage config is a number: no NaN anywhere, no infinity but where
     it means "never", and the integer fields integers."""
-    for group in ("cull", "shade", "project", "bin", "raster", "cache", "derive"):
+    for group in ("cull", "shade", "project", "bin", "raster", "cache", "derive", "foveation"):
         sub = getattr(cfg, group)
         for f in fields(sub):
             value, name = getattr(sub, f.name), f"{group}.{f.name}"
@@ -212,6 +239,18 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError("raster.chunk_elems and raster.batch_gaussians must be >= 1")
     if cfg.cull.margin_px < 0:
         raise GscacheError(f"cull.margin_px: expected >= 0, got {cfg.cull.margin_px!r}")
+    fov = cfg.foveation
+    if not isinstance(fov, FoveationConfig):
+        raise GscacheError(f"foveation: expected a FoveationConfig, got {type(fov).__name__}")
+    if not 0.05 <= fov.periphery_scale <= 1.0:
+        raise GscacheError(f"foveation.periphery_scale: expected a value in [0.05, 1], got {fov.periphery_scale!r}")
+    if len(fov.fovea) != 2 or not all(0.02 <= f <= 1.0 for f in fov.fovea):
+        raise GscacheError(f"foveation.fovea: expected (width, height) fractions in [0.02, 1], got {fov.fovea!r}")
+    if not fov.periphery_min_coverage_px2 >= 0:
+        raise GscacheError("foveation.periphery_min_coverage_px2: expected >= 0 (0 draws every Gaussian), got "
+                           f"{fov.periphery_min_coverage_px2!r}")
+    if not 0.0 <= fov.band <= 0.5:
+        raise GscacheError(f"foveation.band: expected a fraction of the image height in [0, 0.5], got {fov.band!r}")
     c = cfg.cache
     if not 1 <= c.depth <= c.depth_max:
         raise GscacheError(f"cache.depth: expected an integer in [1, depth_max={c.depth_max}], got {c.depth!r}")

@@ -17,10 +17,14 @@ from .backends.table import Backend
 from .cache import CacheStats, TemporalCache, cache_key, held_bytes
 from .camera import ViewBatch
 from .config import RenderConfig
+from .errors import GscacheError
 from .records import Frame, Images, Shaded, StageTimes, TileBins, Visible, WorkCounters
 from .scene.record import Scene
 from .scene.structured import StructuredScene
+from .stages.bin import tile_grid
 from .stages.derive import derive, derive_anchors, lod_mask
+from .stages.foveate import (composite, drop_faint, fovea_layout, fovea_tiles, keep_gaussians, periphery_cull_margin_px,
+                             periphery_skip_tiles, rect_tile_mask)
 
 
 class _Clock:
@@ -50,7 +54,10 @@ class _Clock:
             ms = [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
         else:
             ms = [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
-        return StageTimes(**{f"{stage}_ms": t for stage, t in zip(self.stages, ms)})
+        totals: dict[str, float] = {}
+        for stage, t in zip(self.stages, ms):  # a foveated frame runs project, bin, rasterize twice
+            totals[f"{stage}_ms"] = totals.get(f"{stage}_ms", 0.0) + t
+        return StageTimes(**totals)
 
 
 def checks_enabled(cfg: RenderConfig) -> bool:
@@ -70,6 +77,8 @@ def _front(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend, 
            clock: _Clock) -> tuple[Visible, Shaded]:
     """cull (the union of the view frusta, ``margin_px`` wider for a temporal cache) and shade
     (covariances once, colours per view or once between the eyes)."""
+    # A foveated frame's periphery is a coarser view: its splats reach further in full-size pixels.
+    margin_px += periphery_cull_margin_px(cfg.foveation, cfg.project.extent_sigma, cfg.project.eps2d)
     cull_cfg = dataclasses.replace(cfg.cull, margin_px=cfg.cull.margin_px + margin_px) if margin_px else cfg.cull
     visible = backend.cull(scene, views, cull_cfg, cfg.project)
     clock.lap("cull")
@@ -95,6 +104,58 @@ def _back(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg:
     return images, bins
 
 
+def _back_part(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
+               rects: list, inside: bool, clock: _Clock, min_coverage_px2: float = 0.0):
+    """project, bin and rasterize ``views`` in the tiles of each eye's tile rectangle (``inside``)
+    or outside it, binning only the Gaussians that reach those tiles (so each rasterized tile's
+    list is the full view's) and, with ``min_coverage_px2``, not the faint ones (drop_faint).
+    Returns (projected, bins, images)."""
+    tiles_x, tiles_y = tile_grid(views, cfg.bin)
+    projected = backend.project(visible, shaded, views, cfg.project)
+    projected = keep_gaussians(projected, rects, cfg.bin.tile_px, touching=inside)
+    projected = drop_faint(projected, visible.opacities, min_coverage_px2, cfg.project.eps2d)
+    clock.lap("project")
+    bins = backend.bin(projected, views, cfg.bin)
+    clock.lap("bin")
+    mask = rect_tile_mask(rects, tiles_x, tiles_y, inside, bins.tile_ranges.device)
+    images = backend.rasterize(visible, shaded, projected, bins.restricted(mask), views, cfg.raster)
+    clock.lap("rasterize")
+    return projected, bins, images
+
+
+def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig,
+                   backend: Backend, gaze: torch.Tensor | None, clock: _Clock) -> tuple[Images, TileBins, int]:
+    """The back of a foveated frame (gscache.stages.foveate): the full-resolution views in the
+    fovea's tiles, the ``periphery_scale`` views outside the fovea, composited. Returns the
+    images, the fovea's bins and the intersections of both."""
+    fov = cfg.foveation
+    layout = fovea_layout(views.width, views.height, views.n_views, fov, gaze)
+    tp = cfg.bin.tile_px
+    projected, bins, fovea = _back_part(visible, shaded, views, cfg, backend, fovea_tiles(layout, tp), True, clock)
+    pviews = views.scaled(fov.periphery_scale)
+    skip = periphery_skip_tiles(layout, pviews.width, pviews.height, tp)
+    pprojected, pbins, periphery = _back_part(visible, shaded, pviews, cfg, backend, skip, False, clock,
+                                              fov.periphery_min_coverage_px2)
+    images = composite(fovea, periphery, layout)
+    clock.lap("composite")
+    if checks_enabled(cfg):
+        for record in (scene, visible, shaded, projected, bins, pprojected, pbins, fovea, periphery, images):
+            record.validate()
+    return images, bins, bins.n_intersections + pbins.n_intersections
+
+
+def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
+              tile_mask: torch.Tensor | None, gaze: torch.Tensor | None, clock: _Clock) -> tuple[Images, TileBins, int]:
+    """The back of a frame, foveated when ``cfg.foveation`` is: (images, bins, intersections)."""
+    if cfg.foveation.enabled:
+        if tile_mask is not None:
+            raise GscacheError("foveation: a frame split over devices (tile_mask) cannot be foveated yet; "
+                               "render foveated frames on one device")
+        return _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock)
+    images, bins = _back(scene, visible, shaded, views, cfg, backend, tile_mask, clock)
+    return images, bins, bins.n_intersections
+
+
 def _front_bytes(visible: Visible, shaded: Shaded, scene: Scene) -> int:
     """Memory of a cached front beyond the scene (a visible set of everything shares its tensors)."""
     own = held_bytes([visible.ids, shaded.covars, shaded.colors])
@@ -110,7 +171,8 @@ def _stats(cache: TemporalCache, cfg: RenderConfig, entry, reason: str | None, r
 
 
 def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                 cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
+                 cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None,
+                 gaze: torch.Tensor | None = None) -> Frame:
     """Render the E views of ``views`` with ``backend``'s stages, reusing what ``cfg.cache`` allows.
 
     Args:
@@ -121,6 +183,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         cache: the temporal cache of the caller (a Renderer); None renders without one.
         tile_mask: [E, T] bool: rasterize only these tiles (the others stay at the background);
             None rasterizes every tile. The stages before rasterization run in full either way.
+        gaze: [E, 2] fractions of the image (gscache.stages.foveate.parse_gaze) where each eye's
+            fovea is centred when ``cfg.foveation`` is enabled; None: the image centre.
 
     Returns:
         Frame with [E, H, W] images, per-stage times, work counters and cache statistics.
@@ -128,7 +192,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     if views.n_views > 1 and not cfg.cache.stereo:
         # No reuse: every eye from scratch, as if it were the only one.
         return Frame.concat([render_views(scene, views.select(e), cfg, backend, None,
-                                          None if tile_mask is None else tile_mask[e:e + 1])
+                                          None if tile_mask is None else tile_mask[e:e + 1],
+                                          None if gaze is None else gaze[e:e + 1])
                              for e in range(views.n_views)])
     clock = _Clock(scene.device)
     temporal = cache is not None and cfg.cache.temporal
@@ -142,7 +207,7 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         clock.lap("shade")
     else:
         visible, shaded = _front(scene, views, cfg, backend, cfg.cache.margin_px if temporal else 0.0, clock)
-    images, bins = _back(scene, visible, shaded, views, cfg, backend, tile_mask, clock)
+    images, bins, n_isect = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock)
     times = clock.times()
     stats = None
     if temporal:
@@ -152,7 +217,7 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
                                 times.cull_ms + times.shade_ms, _front_bytes(visible, shaded, scene))
         stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
-    counters = WorkCounters(scene.count, visible.count, bins.n_intersections, images.evaluations)
+    counters = WorkCounters(scene.count, visible.count, n_isect, images.evaluations)
     return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs())
 
 
@@ -168,7 +233,8 @@ def _timed(device: torch.device, fn):
 
 
 def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                      cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None) -> Frame:
+                      cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None,
+                      gaze: torch.Tensor | None = None) -> Frame:
     """Render a structured scene: derive its Gaussians, then the ordinary pipeline.
 
     With ``cfg.cache.shared_derivation`` (default) the Gaussians are derived once per frame from
@@ -186,7 +252,8 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         for e in range(views.n_views):
             view = views.select(e)
             derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0], 0.0, derive_fn, *how))
-            frame = render_views(derived, view, cfg, backend, None, None if tile_mask is None else tile_mask[e:e + 1])
+            frame = render_views(derived, view, cfg, backend, None, None if tile_mask is None else tile_mask[e:e + 1],
+                                 None if gaze is None else gaze[e:e + 1])
             frames.append(dataclasses.replace(frame, times=dataclasses.replace(frame.times, derive_ms=ms)))
         return Frame.concat(frames)
     centre = views.positions.mean(dim=0)
@@ -201,7 +268,9 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         derived, visible, shaded = (entry.payload[k] for k in ("derived", "visible", "shaded"))
         derive_ms = 0.0
     else:
-        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, margin, derive_fn, *how))
+        # (the anchor cull covers a foveated frame's coarser periphery as the Gaussian cull does)
+        reach_px = margin + periphery_cull_margin_px(cfg.foveation, cfg.project.extent_sigma, cfg.project.eps2d)
+        derived, derive_ms = _timed(device, lambda: derive(scene, views, centre, reach_px, derive_fn, *how))
     clock = _Clock(device)  # the stages after the derivation (timed on its own)
     if entry is not None:
         clock.lap("cull")
@@ -210,7 +279,7 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         # The derived Gaussians reach the views by construction of the anchor cull; the cull
         # stage still drops those whose own footprint cannot (with the same margin).
         visible, shaded = _front(derived, views, cfg, backend, margin, clock)
-    images, bins = _back(derived, visible, shaded, views, cfg, backend, tile_mask, clock)
+    images, bins, n_isect = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock)
     times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
     stats = None
     if temporal:
@@ -222,5 +291,5 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
                                 derived_at=centre, anchors=scene.anchors[lod])
         stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
-    counters = WorkCounters(derived.count, visible.count, bins.n_intersections, images.evaluations)
+    counters = WorkCounters(derived.count, visible.count, n_isect, images.evaluations)
     return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs())

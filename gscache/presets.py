@@ -3,7 +3,7 @@ library so that every face offers the same ones: resolutions, reuse modes and up
 
 from __future__ import annotations
 
-from .config import CacheConfig
+from .config import CacheConfig, FoveationConfig
 from .errors import GscacheError
 
 RESOLUTION_PRESETS = {"quest3": (2064, 2208), "2k": (2048, 2048), "1k": (1024, 1024)}
@@ -22,6 +22,23 @@ REUSE_MODES: dict[str, CacheConfig] = {
     "D8": CacheConfig(stereo=True, approx_stereo_colors=True, depth=8),
     "dynamic": CacheConfig(stereo=True, approx_stereo_colors=True, dynamic_depth=True, depth_max=8),
 }
+
+
+# Foveation levels, named as headset runtimes name fixed foveated rendering: a smaller exact
+# fovea and a coarser periphery at each step; "high" also drops the sub-pixel splats of the
+# periphery (FoveationConfig.periphery_min_coverage_px2), which cost a low-pass footprint each.
+FOVEATION_LEVELS: dict[str, FoveationConfig] = {
+    "off": FoveationConfig(),
+    "low": FoveationConfig(periphery_scale=0.5, fovea=(0.6, 0.6), band=0.05),
+    "medium": FoveationConfig(periphery_scale=0.5, fovea=(0.45, 0.45), band=0.05),
+    "high": FoveationConfig(periphery_scale=1 / 3, fovea=(0.35, 0.35), band=0.04, periphery_min_coverage_px2=0.5),
+}
+
+
+def foveation_level(name: str, what: str = "--foveation") -> FoveationConfig:
+    if name not in FOVEATION_LEVELS:
+        raise GscacheError(f"{what}: expected one of {', '.join(FOVEATION_LEVELS)}, got {name!r}")
+    return FOVEATION_LEVELS[name]
 
 
 def parse_size(text: str, what: str = "--size") -> tuple[int, int]:

@@ -181,10 +181,13 @@ class StageTimes:
     project_ms: float = 0.0
     bin_ms: float = 0.0
     rasterize_ms: float = 0.0
+    composite_ms: float = 0.0
+    """Foveated frames only: upsampling the periphery and blending the fovea into it."""
 
     @property
     def total_ms(self) -> float:
-        return self.derive_ms + self.cull_ms + self.shade_ms + self.project_ms + self.bin_ms + self.rasterize_ms
+        return (self.derive_ms + self.cull_ms + self.shade_ms + self.project_ms + self.bin_ms + self.rasterize_ms
+                + self.composite_ms)
 
 
 @dataclass(frozen=True, slots=True)

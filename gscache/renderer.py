@@ -16,6 +16,7 @@ from .records import Frame
 from .resources import check_frame_fits
 from .scene.record import Scene
 from .scene.structured import StructuredScene
+from .stages.foveate import parse_gaze
 
 
 def default_device() -> torch.device:
@@ -96,29 +97,36 @@ class Renderer:
         self.config = config
         self.cache.invalidate("config")
 
-    def render(self, camera_or_rig: Camera | StereoRig, tile_mask: torch.Tensor | None = None) -> Frame:
+    def render(self, camera_or_rig: Camera | StereoRig, tile_mask: torch.Tensor | None = None, gaze=None) -> Frame:
         """Render a Camera (E = 1) or a StereoRig (E = 2, left then right), reusing what
         ``config.cache`` allows; ``frame.cache`` says what was reused. ``tile_mask`` [E, T] bool
-        rasterizes only those tiles (a device's share of a frame; the rest stays background)."""
+        rasterizes only those tiles (a device's share of a frame; the rest stays background).
+        ``gaze``: with ``config.foveation``, where the fovea is centred: (x, y) for both eyes or
+        one per eye, fractions of the image in [0, 1] (an eye tracker's gaze point); None: the
+        image centre (fixed foveation)."""
         with torch.no_grad():
             views = views_of(camera_or_rig, self.device)
+            gaze = parse_gaze(gaze, views.n_views)
             if (views.n_views, views.width, views.height) != self._checked_size:
                 check_frame_fits(views.n_views, views.width, views.height, self.device)
                 self._checked_size = (views.n_views, views.width, views.height)
             if isinstance(self.scene, StructuredScene):
-                return render_structured(self.scene, views, self.config, self.backend, self.cache, tile_mask)
-            return render_views(self.scene, views, self.config, self.backend, self.cache, tile_mask)
+                return render_structured(self.scene, views, self.config, self.backend, self.cache, tile_mask, gaze)
+            return render_views(self.scene, views, self.config, self.backend, self.cache, tile_mask, gaze)
 
 
-def render(scene: Scene | StructuredScene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None) -> Frame:
+def render(scene: Scene | StructuredScene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None,
+           gaze=None) -> Frame:
     """Render one frame of ``scene``.
 
     Args:
         scene: the Gaussians (any device; moved to the render device).
         camera_or_rig: a Camera for a mono image or a StereoRig for a stereo pair.
         config: backend, device and stage settings; defaults to RenderConfig().
+        gaze: with ``config.foveation``: the fovea's centre, (x, y) or one per eye, fractions of
+            the image (see Renderer.render).
 
     Returns:
         Frame with rgb [E, H, W, 3], alpha and depth [E, H, W], per-stage times and counters.
     """
-    return Renderer(scene, config).render(camera_or_rig)
+    return Renderer(scene, config).render(camera_or_rig, gaze=gaze)

@@ -14,6 +14,7 @@ It uses only the public API (gscache.open_renderer, StereoRig, ...). Keys (also 
     M               cycle the reuse mode (none, stereo, approx, D2, D4, D8, dynamic)
     B               cycle the backend      F12      screenshot (PNG of the stereo pair)
     G               next appearance embedding (Octree-GS / Scaffold-GS models that have them)
+    F               cycle foveation (off, low, medium, high)   Z   draw the fovea's zones
     K               start / stop recording the camera path (replay: gscache bench --trajectory FILE)
     Esc             quit
 """
@@ -31,7 +32,8 @@ import torch
 from gscache import RenderConfig, StereoRig, backends, open_renderer
 from gscache.config import DeriveConfig
 from gscache.atomic import atomic_write
-from gscache.presets import REUSE_MODES
+from gscache.presets import FOVEATION_LEVELS, REUSE_MODES
+from gscache.stages.foveate import fovea_layout
 from gscache.camera import Camera, Intrinsics, rigid_inverse
 from gscache.errors import GscacheError
 from gscache.scene.structured import StructuredScene
@@ -78,21 +80,41 @@ class ViewerOptions:
     visible: bool = True
     """Show the window (tests under Xvfb may keep it hidden; rendering is the same)."""
     devices: tuple[str, ...] = ()
+    """Spread the stereo frames' tiles over these devices (gscache.multi.parse_devices specs)."""
     appearance_index: int = 0
     """Models with appearance embeddings: the one rendered (G cycles them)."""
-    """Spread the stereo frames' tiles over these devices (gscache.multi.parse_devices specs)."""
+    foveation: str = "off"
+    """A foveation level (gscache.presets.FOVEATION_LEVELS; F cycles them, Z draws the zones)."""
 
     def __post_init__(self) -> None:
         if self.view_mode not in VIEW_MODES:
             raise ViewerError(f"--mode: expected one of {', '.join(VIEW_MODES)}, got {self.view_mode!r}")
         if self.reuse not in REUSE_MODES:
             raise ViewerError(f"--reuse: expected one of {', '.join(REUSE_MODES)}, got {self.reuse!r}")
+        if self.foveation not in FOVEATION_LEVELS:
+            raise ViewerError(f"--foveation: expected one of {', '.join(FOVEATION_LEVELS)}, got {self.foveation!r}")
+        if self.foveation != "off" and self.devices:
+            raise ViewerError("--foveation with --devices: a frame spread over devices cannot be foveated yet")
         if self.width < 2 * MIN_EYE_PX or self.height < MIN_EYE_PX:
             raise ViewerError(f"--window: expected at least {2 * MIN_EYE_PX}x{MIN_EYE_PX}, got {self.width}x{self.height}")
         if not 0.05 <= self.resolution_scale <= 1.0:
             raise ViewerError(f"--scale: expected a value in [0.05, 1], got {self.resolution_scale}")
         if self.frames is not None and self.frames < 1:
             raise ViewerError(f"--frames: expected >= 1, got {self.frames}")
+
+
+def draw_zones(rgb: torch.Tensor, layout) -> torch.Tensor:
+    """A copy of the eyes' images [E, H, W, 3] with the fovea's exact rectangle outlined in white
+    and the outer edge of its blend band in grey (the overlay's zones)."""
+    out = rgb.clone()
+    for e in range(out.shape[0]):
+        for (x0, y0, x1, y1), value in ((layout.outer(e), 0.5), (layout.inner[e], 1.0)):
+            x1, y1 = max(x0, x1 - 1), max(y0, y1 - 1)
+            out[e, y0, x0:x1 + 1] = value
+            out[e, y1, x0:x1 + 1] = value
+            out[e, y0:y1 + 1, x0] = value
+            out[e, y0:y1 + 1, x1] = value
+    return out
 
 
 def _import_glfw():
@@ -159,6 +181,8 @@ class Viewer:
         self.backend = opts.backend
         self.reuse = opts.reuse
         self.appearance_index = opts.appearance_index
+        self.foveation = opts.foveation
+        self.show_zones = False
         self.view_mode = opts.view_mode
         self.ipd_m = opts.ipd_m
         self.scale = opts.resolution_scale
@@ -189,7 +213,8 @@ class Viewer:
     # ---- state changes ------------------------------------------------------------------
     def _make_renderer(self) -> None:
         cfg = RenderConfig(backend=self.backend, device=str(self.device) if self.device else None,
-                           cache=REUSE_MODES[self.reuse], derive=DeriveConfig(appearance_index=self.appearance_index))
+                           cache=REUSE_MODES[self.reuse], derive=DeriveConfig(appearance_index=self.appearance_index),
+                           foveation=FOVEATION_LEVELS[self.foveation])
         if getattr(self, "renderer", None) is not None:
             self.renderer.close()  # stops its worker processes
         self.renderer = open_renderer(self.scene, cfg, devices=list(self.options.devices) or None)
@@ -206,6 +231,16 @@ class Viewer:
         self.reuse = names[(names.index(self.reuse) + 1) % len(names)]
         self._make_renderer()
         self.say(f"reuse mode {self.reuse}")
+
+    def cycle_foveation(self) -> None:
+        if self.options.devices:
+            self.say("foveation needs one device (this view spreads its tiles over several)")
+            return
+        names = list(FOVEATION_LEVELS)
+        self.foveation = names[(names.index(self.foveation) + 1) % len(names)]
+        self.renderer.set_config(dataclasses.replace(self.renderer.config, foveation=FOVEATION_LEVELS[self.foveation]))
+        self.stats.reset()
+        self.say(f"foveation {self.foveation}")
 
     def cycle_appearance(self) -> None:
         """The next appearance embedding of a model that has them (a novel view's look)."""
@@ -309,6 +344,8 @@ class Viewer:
             g.KEY_M: self.cycle_reuse,
             g.KEY_B: self.cycle_backend,
             g.KEY_G: self.cycle_appearance,
+            g.KEY_F: self.cycle_foveation,
+            g.KEY_Z: lambda: setattr(self, "show_zones", not self.show_zones),
             g.KEY_N: lambda: self.snap_to_camera(1),
             g.KEY_P: lambda: self.snap_to_camera(-1),
             g.KEY_LEFT_BRACKET: lambda: self._set_ipd(self.ipd_m - 0.002),
@@ -417,7 +454,11 @@ class Viewer:
 
         start = time.perf_counter()
         frame = self.render_frame()
-        image = compose(frame.rgb, self.view_mode)
+        rgb = frame.rgb
+        if self.show_zones and FOVEATION_LEVELS[self.foveation].enabled:
+            rgb = draw_zones(rgb, fovea_layout(rgb.shape[2], rgb.shape[1], rgb.shape[0],
+                                               FOVEATION_LEVELS[self.foveation], None))
+        image = compose(rgb, self.view_mode)
         self.upload_path = self.image.upload(image)
         wall_ms = (time.perf_counter() - start) * 1e3
         self.last_frame = frame
@@ -440,6 +481,13 @@ class Viewer:
         g.swap_buffers(self.window)
         return True
 
+    def _foveation_text(self) -> str:
+        fov = FOVEATION_LEVELS[self.foveation]
+        if not fov.enabled:
+            return "off (F cycles the levels)"
+        return (f"{self.foveation}: exact fovea {fov.fovea[0]:.0%} x {fov.fovea[1]:.0%} of the eye, periphery at "
+                f"{fov.periphery_scale:.2g}x resolution" + (" (zones drawn)" if self.show_zones else " (Z: zones)"))
+
     def _adapt_scale(self, frame_ms: float) -> None:
         if self.target_ms is None:
             return
@@ -457,6 +505,7 @@ class Viewer:
                is not None else ""),
             "view": f"{self.view_mode}, {w}x{h} per eye, scale {self.scale:.2f}, target "
                     f"{f'{self.target_ms} ms' if self.target_ms else 'off'}",
+            "foveation": self._foveation_text(),
             "camera": f"{'orbit' if self.orbit is not None else 'fly'}, IPD {self.ipd_m * 1000:.0f} mm, "
                       f"speed {self.fly.speed_m_s:.3g} m/s" + (", recording" if self.recording is not None else ""),
         }

@@ -20,10 +20,16 @@ def _as_images(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return a.detach().double().clamp(0, 1).cpu(), b.detach().double().clamp(0, 1).cpu()
 
 
-def psnr(a: Tensor, b: Tensor) -> float:
-    """Peak signal-to-noise ratio in dB for a peak of 1 (inf when the images are equal)."""
+def psnr(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
+    """Peak signal-to-noise ratio in dB for a peak of 1 (inf when the images are equal), over
+    the pixels of ``mask`` ([..., H, W] bool) when given."""
     a, b = _as_images(a, b)
-    mse = float(((a - b) ** 2).mean())
+    err = (a - b) ** 2
+    if mask is not None:
+        err = err[mask.to(err.device).expand(err.shape[:-1])]
+        if err.numel() == 0:
+            raise GscacheError("psnr: the mask selects no pixel")
+    mse = float(err.mean())
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
@@ -46,23 +52,32 @@ def _blur(t: Tensor, taps: list[float]) -> Tensor:
     return sum(w * h[..., k : h.shape[-2] - n + 1 + k, :] for k, w in enumerate(taps))
 
 
-def ssim(a: Tensor, b: Tensor) -> float:
+def ssim(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
     """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, peak 1),
-    computed per channel over the valid region and averaged over channels and images."""
+    computed per channel over the valid region and averaged over channels and images; with
+    ``mask`` ([..., H, W] bool) over the windows centred on its pixels."""
     a, b = _as_images(a, b)
+    m = None
+    if mask is not None:
+        half = SSIM_WINDOW // 2
+        m = mask.expand(a.shape[:-1]).reshape(-1, *a.shape[-3:-1])[:, half:-half, half:-half].cpu()
     x = a.reshape(-1, *a.shape[-3:]).permute(0, 3, 1, 2)  # [B, 3, H, W]
     y = b.reshape(-1, *b.shape[-3:]).permute(0, 3, 1, 2)
     if x.shape[-1] < SSIM_WINDOW or x.shape[-2] < SSIM_WINDOW:
         raise GscacheError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels")
     taps = _gaussian_taps()
     total, count = 0.0, 0
-    for xi, yi in zip(x, y):  # one image at a time bounds the memory
+    for i, (xi, yi) in enumerate(zip(x, y)):  # one image at a time bounds the memory
         mu_x, mu_y = _blur(xi, taps), _blur(yi, taps)
         var_x = _blur(xi * xi, taps) - mu_x**2
         var_y = _blur(yi * yi, taps) - mu_y**2
         cov = _blur(xi * yi, taps) - mu_x * mu_y
         c1, c2 = SSIM_K1**2, SSIM_K2**2
         s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+        if m is not None:
+            s = s[:, m[i]]
         total += float(s.sum())
         count += s.numel()
+    if count == 0:
+        raise GscacheError("ssim: the mask selects no window centre")
     return total / count

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write
-from .runner import ConfigResult
+from .runner import ConfigResult, speedups
 
 SCHEMA = "gscache-bench/1"
 
@@ -75,18 +75,24 @@ def _finite(x):
 
 def build_report(results: list[ConfigResult], scene_info: dict, settings: dict, trajectory: str,
                  device: torch.device) -> dict:
-    base = results[0].summary()["median_ms"]
-    no_reuse = {r.config.backend: r.summary()["median_ms"] for r in results if not r.config.cache.stereo}
+    """The JSON report. ``speedup_vs_first`` / ``_no_reuse`` / ``_unfoveated`` are ratios of median
+    frame times; ``speedups`` gives each with a bootstrap 95% interval and the per-frame paired
+    ratios' min / median / max (meaningful when the run was interleaved: settings["interleaved"])."""
+    spreads = speedups(results)
     configs = []
     for r in results:
         s = r.summary()
-        s["speedup_vs_first"] = base / s["median_ms"] if s["median_ms"] > 0 else None
-        own = no_reuse.get(r.config.backend)
-        s["speedup_vs_no_reuse"] = own / s["median_ms"] if own and s["median_ms"] > 0 else None
+        sp = spreads[r.name]
+        s["speedups"] = sp
+        s["speedup_vs_first"] = sp["vs_first"]["ratio"]
+        s["speedup_vs_no_reuse"] = sp["vs_no_reuse"]["ratio"] if "vs_no_reuse" in sp else None
+        s["speedup_vs_unfoveated"] = sp["vs_unfoveated"]["ratio"] if "vs_unfoveated" in sp else None
         q = dict(s["quality"])
         if q:
-            q["exact"] = not math.isfinite(q["psnr_db"])
-            q["psnr_db"] = _finite(q["psnr_db"])
+            for key in [k for k in q if k.startswith("psnr")]:
+                if key == "psnr_db":
+                    q["exact"] = not math.isfinite(q[key])
+                q[key] = _finite(q[key])
         s["quality"] = q
         configs.append(s)
     return {"schema": SCHEMA, "environment": environment(device), "scene": scene_info, "trajectory": trajectory,
@@ -105,10 +111,11 @@ def format_table(report: dict) -> str:
     sc = report["scene"]
     size = (f"{sc['anchors']} anchors x {sc['offsets_per_anchor']} Gaussians, {sc['levels']} levels" if "anchors" in sc
             else f"{sc['gaussians']} Gaussians")
+    how = "interleaved frame by frame" if st.get("interleaved", True) else "one configuration after another"
     lines = [
         f"{sc['source']}: {size}; {st['frames']} stereo frames of "
-        f"{st['width']}x{st['height']} per eye ({report['trajectory']}); {machine}",
-        f"{'config':22} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up':>8} {'vs none':>7} {'PSNR dB':>8} "
+        f"{st['width']}x{st['height']} per eye ({report['trajectory']}), {how}; {machine}",
+        f"{'config':22} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up [95% CI]':>19} {'vs none':>7} {'PSNR dB':>8} "
         f"{'SSIM':>7} {'max err':>8} {'hits':>5} {'D':>4} {'peak MiB':>9} {'visible':>9} {'isects':>9} {'evals':>10}",
     ]
     for c in report["configs"]:
@@ -120,12 +127,29 @@ def format_table(report: dict) -> str:
         cache = c["cache"]
         hits = f"{cache['hit_rate']:5.0%}" if cache else "    -"
         depth = f"{cache['mean_depth']:4.1f}" if cache else "   -"
+        lo, hi = c["speedups"]["vs_first"]["ci95"]
         lines.append(
-            f"{c['name']:22} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} {c['speedup_vs_first']:7.1f}x "
+            f"{c['name']:22} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} "
+            f"{c['speedup_vs_first']:6.2f}x [{lo:4.2f}-{hi:4.2f}] "
             f"{vs_none} {psnr_txt:>8} {q.get('ssim', float('nan')):7.4f} {q.get('max_abs_error', float('nan')):8.2g} "
             f"{hits} {depth} {c['peak_memory_bytes'] / 2**20:9.0f} {w['visible_gaussians']:9.0f} "
             f"{w['tile_intersections']:9.0f} {evals:>10}"
         )
+    foveated = [c for c in report["configs"] if "psnr_fovea_db" in c["quality"]]
+    if foveated:
+        lines.append("foveation (speed-up over the same configuration unfoveated [95% CI] (paired per-frame min-max); "
+                     "PSNR dB / SSIM of the fovea's exact rectangle, the periphery (the rest) and the whole image):")
+
+        def db(v):
+            return "exact" if v is None else f"{v:.1f}"
+
+        for c in foveated:
+            q, sp = c["quality"], c["speedups"].get("vs_unfoveated")
+            ratio = (f"{sp['ratio']:5.2f}x [{sp['ci95'][0]:.2f}-{sp['ci95'][1]:.2f}] "
+                     f"({sp['paired_min']:.2f}-{sp['paired_max']:.2f})") if sp else "(no unfoveated run)"
+            lines.append(f"  {c['name']:28} {ratio}; fovea {db(q['psnr_fovea_db'])} / {q['ssim_fovea']:.4f}, "
+                         f"periphery {db(q['psnr_periphery_db'])} / {q['ssim_periphery']:.4f}, "
+                         f"whole {db(q['psnr_db'])} / {q['ssim']:.4f}")
     multi = [c for c in report["configs"] if c.get("devices")]
     if multi:
         lines.append("devices (share of the tile cost, median device ms; balance = slowest / mean device time):")

@@ -13,14 +13,15 @@ from ..camera import StereoRig
 from ..config import CacheConfig, DeriveConfig, RenderConfig
 from ..errors import GscacheError
 from ..api import default_device, open_renderer
-from ..presets import REUSE_MODES
+from ..presets import FOVEATION_LEVELS, REUSE_MODES, foveation_level
+from ..stages.foveate import fovea_layout
 from ..scene.record import Scene
 from ..trajectory import Trajectory
 from .memory import PeakMemory
 from .metrics import max_abs_error, psnr, ssim
-from .stats import summarize
+from .stats import ratio_spread, summarize
 
-STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize")
+STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize", "composite")
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,19 @@ def config_to_dict(cfg: RenderConfig) -> dict:
 
 REFERENCE_DERIVE = "-ref"
 """Mode suffix: derive with the torch reference instead of the backend's fused kernel."""
+FOVEATED = "+fov-"
+"""Mode suffix before a foveation level (gscache.presets.FOVEATION_LEVELS), e.g. dynamic+fov-medium."""
 
 
 def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
     """(name, configuration) for "BACKEND" or "BACKEND/MODE" (MODE in REUSE_MODES, default
     "stereo", optionally with the suffix "-ref": structured scenes derive with the torch reference
-    rather than the backend's fused kernel); BACKEND may be "auto", resolved to what it picks."""
+    rather than the backend's fused kernel; then optionally "+fov-LEVEL", a foveation level);
+    BACKEND may be "auto", resolved to what it picks."""
     backend_name, _, mode = name.partition("/")
     mode = mode or "stereo"
+    mode, _, level = mode.partition(FOVEATED)
+    foveation = foveation_level(level, f"--configs {name!r}: foveation level") if level else FOVEATION_LEVELS["off"]
     fused = not mode.endswith(REFERENCE_DERIVE)
     base_mode = mode if fused else mode[: -len(REFERENCE_DERIVE)]
     known = ["auto", *backends.available()]
@@ -129,8 +135,8 @@ def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
         raise GscacheError(f"--configs: unknown reuse mode {base_mode!r} in {name!r}; known: {', '.join(REUSE_MODES)}"
                            f" (each optionally with {REFERENCE_DERIVE})")
     resolved = backends.get(backend_name, device_type).name  # GscacheError with the reason if it cannot run
-    return f"{resolved}/{mode}", RenderConfig(backend=resolved, cache=REUSE_MODES[base_mode],
-                                              derive=DeriveConfig(fused=fused))
+    return f"{resolved}/{mode}{FOVEATED + level if level else ''}", RenderConfig(
+        backend=resolved, cache=REUSE_MODES[base_mode], derive=DeriveConfig(fused=fused), foveation=foveation)
 
 
 def ladder(device_type: str, backend: str = "auto", structured: bool = False) -> list[tuple[str, RenderConfig]]:
@@ -145,14 +151,18 @@ def ladder(device_type: str, backend: str = "auto", structured: bool = False) ->
     with D = 2, 4, 8 and dynamic, + the backend's fused derivation kernel (if it has one). The
     exact torch reference renders only the frames whose quality is measured (it takes seconds
     per frame on a city).
+
+    Both ladders end with the last reuse rung foveated at each level (low, medium, high).
     """
     best = backends.get(backend, device_type)
+    levels = [n for n in FOVEATION_LEVELS if n != "off"]
     if structured:
         rungs = [named_config(f"{best.name}/{mode}{REFERENCE_DERIVE}", device_type)
                  for mode in ("none", "stereo", "D2", "D4", "D8", "dynamic")]
         if best.fused_derive:
             rungs.append(named_config(f"{best.name}/dynamic", device_type))
-        return rungs
+        last = rungs[-1][0].partition("/")[2]
+        return rungs + [named_config(f"{best.name}/{last}{FOVEATED}{lv}", device_type) for lv in levels]
     rungs = [named_config("torch/none", device_type)]
     for name, status in backends.available().items():
         if name == "torch" or status != "ok" or backends.by_name_only(name):
@@ -162,7 +172,7 @@ def ladder(device_type: str, backend: str = "auto", structured: bool = False) ->
         except GscacheError:  # runs, but not on this device type
             continue
     rungs += [named_config(f"{best.name}/{mode}", device_type) for mode in REUSE_MODES if mode != "none"]
-    return rungs
+    return rungs + [named_config(f"{best.name}/dynamic{FOVEATED}{lv}", device_type) for lv in levels]
 
 
 def is_exact(cfg: RenderConfig) -> bool:
@@ -184,9 +194,39 @@ def _sample_indices(n_frames: int, n_samples: int) -> list[int]:
     return sorted({round(i * (n_frames - 1) / (n_samples - 1)) for i in range(n_samples)})
 
 
+def _record(res: ConfigResult, frame, i: int, samples: list[int]) -> None:
+    if frame.schedule is not None:
+        res.frame_ms.append(frame.schedule.wall_ms)
+        res.schedules.append(frame.schedule)
+    else:
+        res.frame_ms.append(frame.times.total_ms)
+    for s in STAGES:
+        res.stage_ms[s].append(getattr(frame.times, f"{s}_ms"))
+    res.visible.append(frame.counters.n_visible)
+    res.intersections.append(frame.counters.n_intersections)
+    if frame.counters.n_evaluations is not None:
+        res.evaluations.append(frame.counters.n_evaluations)
+    if i in samples:
+        res.samples[i] = frame.rgb.detach().cpu()
+
+
+def _cache_figures(renderer) -> dict:
+    t = renderer.cache_totals
+    return {"hit_rate": t.hit_rate, "hits": t.hits, "refreshes": dict(t.refreshes), "mean_depth": t.mean_depth,
+            "time_saved_ms": t.time_saved_ms, "max_cache_bytes": t.max_cache_bytes}
+
+
 def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, RenderConfig]], settings: BenchSettings,
-              progress: bool = True, device_sets: list[tuple[str, ...]] | None = None) -> list[ConfigResult]:
+              progress: bool = True, device_sets: list[tuple[str, ...]] | None = None,
+              interleave: bool = True) -> list[ConfigResult]:
     """Render ``trajectory`` in stereo with every configuration and measure it.
+
+    Interleaved (the default): every configuration keeps its own renderer and cache, and frame i
+    is rendered by each of them before frame i + 1 (the order rotating from frame to frame), so
+    load that comes and goes on the machine lands on all configurations alike and the ratios
+    between them (report: ``speedup_*`` with a bootstrap interval) are measured on the same
+    moments; peak memory is then one figure for the whole run. Sequential: each configuration
+    runs the whole trajectory in turn, with its own peak memory.
 
     Returns one ConfigResult per configuration, in order, with quality measured against the exact
     reference (the torch backend) on the sampled frames. With ``device_sets`` every configuration
@@ -202,47 +242,48 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
                                    settings.fov_y_deg, settings.ipd_m)
     rigs = list(trajectory.rigs(template))
     samples = _sample_indices(len(rigs), settings.quality_frames)
-    results = []
-    runs = [(f"{name}@{','.join(ds)}" if ds else name, cfg, ds) for name, cfg in configs
-            for ds in (device_sets or [()])]
-    total = len(runs) * (settings.warmup + len(rigs))
-    bar = tqdm(total=total, desc="bench", unit="frame", disable=not progress)
-    for name, cfg, devices in runs:
-        cfg = dataclasses.replace(cfg, device=str(device))
-        renderer = open_renderer(scene, cfg, devices=list(devices) or None)
-        res = ConfigResult(name, cfg, devices=tuple(devices))
+    runs = [(f"{name}@{','.join(ds)}" if ds else name, dataclasses.replace(cfg, device=str(device)), ds)
+            for name, cfg in configs for ds in (device_sets or [()])]
+    results = [ConfigResult(name, cfg, devices=tuple(ds)) for name, cfg, ds in runs]
+    bar = tqdm(total=len(runs) * (settings.warmup + len(rigs)), desc="bench", unit="frame", disable=not progress)
+    if interleave:
+        renderers = [open_renderer(scene, cfg, devices=list(ds) or None) for _, cfg, ds in runs]
         for i in range(settings.warmup):
-            renderer.render(rigs[i % len(rigs)])
-            bar.update()
-        renderer.reset_cache()  # timed frames start with an empty cache and fresh totals
+            for r in renderers:
+                r.render(rigs[i % len(rigs)])
+                bar.update()
+        for r in renderers:
+            r.reset_cache()  # timed frames start with an empty cache and fresh totals
         with PeakMemory(device) as mem:
             for i, rig in enumerate(rigs):
-                frame = renderer.render(rig)
-                if frame.schedule is not None:
-                    res.frame_ms.append(frame.schedule.wall_ms)
-                    res.schedules.append(frame.schedule)
-                else:
-                    res.frame_ms.append(frame.times.total_ms)
-                for s in STAGES:
-                    res.stage_ms[s].append(getattr(frame.times, f"{s}_ms"))
-                res.visible.append(frame.counters.n_visible)
-                res.intersections.append(frame.counters.n_intersections)
-                if frame.counters.n_evaluations is not None:
-                    res.evaluations.append(frame.counters.n_evaluations)
-                if i in samples:
-                    res.samples[i] = frame.rgb.detach().cpu()
+                for k in range(len(runs)):
+                    j = (i + k) % len(runs)  # rotate: no configuration always runs right after another
+                    _record(results[j], renderers[j].render(rig), i, samples)
+                    bar.update()
+        for res, r, (_, cfg, _) in zip(results, renderers, runs):
+            res.peak_memory_bytes, res.memory_kind = mem.peak_bytes, f"{mem.kind} (whole interleaved run)"
+            if cfg.cache.temporal:
+                res.cache = _cache_figures(r)
+            r.close()
+        del renderers
+    else:
+        for res, (_, cfg, devices) in zip(results, runs):
+            renderer = open_renderer(scene, cfg, devices=list(devices) or None)
+            for i in range(settings.warmup):
+                renderer.render(rigs[i % len(rigs)])
                 bar.update()
-        res.peak_memory_bytes, res.memory_kind = mem.peak_bytes, mem.kind
-        if cfg.cache.temporal:
-            t = renderer.cache_totals
-            res.cache = {"hit_rate": t.hit_rate, "hits": t.hits, "refreshes": dict(t.refreshes),
-                         "mean_depth": t.mean_depth, "time_saved_ms": t.time_saved_ms,
-                         "max_cache_bytes": t.max_cache_bytes}
-        results.append(res)
-        renderer.close()
-        del renderer
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+            renderer.reset_cache()
+            with PeakMemory(device) as mem:
+                for i, rig in enumerate(rigs):
+                    _record(res, renderer.render(rig), i, samples)
+                    bar.update()
+            res.peak_memory_bytes, res.memory_kind = mem.peak_bytes, mem.kind
+            if cfg.cache.temporal:
+                res.cache = _cache_figures(renderer)
+            renderer.close()
+            del renderer
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     bar.close()
 
     # Quality against the exact reference: the torch backend's own frames when it was run with
@@ -263,4 +304,29 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
             "max_abs_error": max_abs_error(ours, ref),
             "sampled_frames": samples,
         }
+        if res.config.foveation.enabled:
+            # The fovea (its exact rectangle) and the periphery (everything else, band included).
+            layout = fovea_layout(settings.width, settings.height, 2, res.config.foveation, None)
+            inside, outside = layout.masks("cpu")
+            res.quality.update(psnr_fovea_db=psnr(ours, ref, inside), ssim_fovea=ssim(ours, ref, inside),
+                               psnr_periphery_db=psnr(ours, ref, outside), ssim_periphery=ssim(ours, ref, outside))
     return results
+
+
+def speedups(results: list[ConfigResult]) -> dict[str, dict]:
+    """Per configuration: its speed-up over the first, over the same backend without reuse and,
+    for a foveated one, over the same configuration unfoveated (when they ran), each from the
+    frame times of the same frames with a bootstrap interval (gscache.bench.stats.ratio_spread)."""
+    by_name = {r.name: r for r in results}
+    no_reuse = {r.config.backend: r for r in results if not r.config.cache.stereo}
+    out = {}
+    for r in results:
+        entry = {"vs_first": ratio_spread(results[0].frame_ms, r.frame_ms)}
+        own = no_reuse.get(r.config.backend)
+        if own is not None:
+            entry["vs_no_reuse"] = ratio_spread(own.frame_ms, r.frame_ms)
+        plain = by_name.get(r.name.split(FOVEATED)[0] + ("@" + r.name.split("@")[1] if "@" in r.name else ""))
+        if r.config.foveation.enabled and plain is not None and plain is not r:
+            entry["vs_unfoveated"] = ratio_spread(plain.frame_ms, r.frame_ms)
+        out[r.name] = entry
+    return out

@@ -91,12 +91,15 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
     names = [c["name"] for c in report["configs"]]
     assert names[0] == "torch/none"
     modes = [n.split("/")[1] for n in names]
-    assert modes[-6:] == ["stereo", "approx", "D2", "D4", "D8", "dynamic"]  # the reuse rungs
+    assert modes[-9:] == ["stereo", "approx", "D2", "D4", "D8", "dynamic",  # the reuse rungs, then foveated
+                          "dynamic+fov-low", "dynamic+fov-medium", "dynamic+fov-high"]
     for c in report["configs"]:
         assert len(c["frame_ms"]) == 4 and c["median_ms"] > 0 and c["p95_ms"] >= c["median_ms"]
         assert c["fps"] == pytest.approx(1000 / c["median_ms"])
-        assert set(c["stages_median_ms"]) == {"derive", "cull", "shade", "project", "bin", "rasterize"}
-        assert c["peak_memory_bytes"] > 0 and c["memory_kind"] == "rss"
+        assert set(c["stages_median_ms"]) == {"derive", "cull", "shade", "project", "bin", "rasterize", "composite"}
+        assert c["peak_memory_bytes"] > 0 and c["memory_kind"] == "rss (whole interleaved run)"
+        lo, hi = c["speedups"]["vs_first"]["ci95"]
+        assert lo <= c["speedups"]["vs_first"]["ratio"] <= hi
         assert c["work_per_frame"]["tile_intersections"] > 0
         assert c["render_config"]["backend"] == c["name"].split("/")[0]
         assert c["quality"]["sampled_frames"] == [0, 3]
@@ -106,12 +109,40 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
         cpu = report["configs"][names.index("cpu/none")]
         assert cpu["quality"]["psnr_db"] > 60 and cpu["quality"]["ssim"] > 0.999
         assert cpu["work_per_frame"]["gaussian_pixel_evaluations"] > 0
-    d4 = report["configs"][names.index(names[-3])]  # .../D4
+    d4 = report["configs"][names.index(names[-6])]  # .../D4
     assert d4["cache"]["hit_rate"] > 0 and d4["cache"]["refreshes"]["first"] == 1
     assert d4["speedup_vs_no_reuse"] is not None
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    medium = report["configs"][names.index(names[-2])]
+    q = medium["quality"]
+    assert q["psnr_fovea_db"] > 60 and q["psnr_periphery_db"] < q["psnr_fovea_db"] and q["ssim_periphery"] <= 1
+    assert medium["speedup_vs_unfoveated"] == medium["speedups"]["vs_unfoveated"]["ratio"] > 0
+    assert medium["stages_median_ms"]["composite"] > 0
     table = capsys.readouterr().out
-    assert "speed-up" in table and "torch" in table
+    assert "speed-up" in table and "torch" in table and "interleaved frame by frame" in table
+    assert "dynamic+fov-medium" in table and "periphery" in table
+
+
+def test_sequential_bench_and_foveation_for_every_configuration(tmp_path, tiny_scene):
+    out = tmp_path / "out"
+    assert main(["bench", str(tiny_scene), "--configs", "torch,cpu/stereo", "--foveation", "low", "--sequential",
+                 "--frames", "3", "--warmup", "0", "--size", "48x32", "--quality-frames", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert [c["name"] for c in report["configs"]] == ["torch/stereo+fov-low", "cpu/stereo+fov-low"]
+    assert report["settings"]["interleaved"] is False
+    assert all(c["memory_kind"] == "rss" and "psnr_fovea_db" in c["quality"] for c in report["configs"])
+
+
+def test_ratio_spread_brackets_the_ratio_and_is_paired():
+    from gscache.bench.stats import ratio_spread
+
+    slow, fast = [10.0, 12.0, 30.0, 11.0, 10.5], [5.0, 6.0, 15.0, 5.5, 5.25]  # a busy frame hit both
+    r = ratio_spread(slow, fast)
+    assert r["ratio"] == pytest.approx(2.0) and r["paired_min"] == pytest.approx(2.0) == r["paired_max"]
+    assert r["ci95"][0] <= 2.0 <= r["ci95"][1]
+    with pytest.raises(GscacheError):
+        ratio_spread([1.0], [1.0, 2.0])
 
 
 def test_bench_replays_a_trajectory_file(tmp_path, tiny_scene):

@@ -84,7 +84,24 @@ def test_cli_render_of_a_scene_file(tmp_path):
     assert (tmp_path / "s.png").exists()
 
 
+def test_cli_render_foveated_with_a_gaze(tmp_path):
+    """The fovea of a foveated CLI render is the plain render's pixels (the PNG bytes)."""
+    from gscache import save_scene
+    from gscache.presets import FOVEATION_LEVELS
+    from gscache.stages.foveate import fovea_layout
+
+    save_scene(random_scene(400, sh_degree=1, spread=2.0), tmp_path / "s.ply")
+    args = [str(tmp_path / "s.ply"), "--size", "64x48", "--backend", "cpu"]
+    assert main(["render", *args, "--out", str(tmp_path / "plain.png")]) == 0
+    assert main(["render", *args, "--out", str(tmp_path / "fov.png"), "--foveation", "medium", "--gaze", "0.3,0.6"]) == 0
+    plain, fov = (np.asarray(Image.open(tmp_path / f)) for f in ("plain.png", "fov.png"))
+    x0, y0, x1, y1 = fovea_layout(64, 48, 1, FOVEATION_LEVELS["medium"], torch.tensor([[0.3, 0.6]])).inner[0]
+    assert np.array_equal(plain[y0:y1, x0:x1], fov[y0:y1, x0:x1]) and not np.array_equal(plain, fov)
+
+
 @pytest.mark.parametrize("argv,message", [
+    (["render", "--out", "x.png", "--gaze", "middle", "--foveation", "low"], "--gaze"),
+    (["render", "--out", "x.png", "--gaze", "2,0.5", "--foveation", "low", "--size", "16x16"], "gaze"),
     (["render", "--out", "x.png", "--size", "big"], "--size"),
     (["render", "--out", "x.png", "--frames", "0"], "--frames"),
     (["render", "/no/such/scene.ply", "--out", "x.png"], "no such scene file"),

@@ -199,3 +199,25 @@ def test_command_line_scripted_run_and_failures(x_display, tmp_path, capsys):
     proc = subprocess.run([sys.executable, "-m", "gscache.cli", "view", "--frames", "1"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "display" in proc.stderr
+
+
+def test_foveation_key_cycles_the_levels_and_z_draws_the_zones(viewer):
+    from gscache.presets import FOVEATION_LEVELS
+    from gscache.stages.foveate import fovea_layout
+
+    glfw = viewer.glfw
+    viewer.on_key(viewer.window, glfw.KEY_F, 0, glfw.PRESS, 0)  # off -> low
+    assert viewer.foveation == "low" and viewer.renderer.config.foveation == FOVEATION_LEVELS["low"]
+    viewer.step(capture=True)
+    assert viewer.last_frame.times.composite_ms > 0  # the frame was foveated
+    plain = viewer.last_pixels.copy()
+    viewer.on_key(viewer.window, glfw.KEY_Z, 0, glfw.PRESS, 0)
+    viewer.step(capture=True)
+    x0, y0, x1, y1 = fovea_layout(W, H, 2, FOVEATION_LEVELS["low"], None).inner[0]
+    assert (viewer.last_pixels[y0, x0:x1] == 255).all() and not (plain[y0, x0:x1] == 255).all()
+    assert "foveation: low" in "\n".join(viewer.stats.lines(viewer.status()))
+    for _ in range(3):
+        viewer.on_key(viewer.window, glfw.KEY_F, 0, glfw.PRESS, 0)  # low -> medium -> high -> off
+    assert viewer.foveation == "off"
+    viewer.step()
+    assert viewer.last_frame.times.composite_ms == 0

@@ -1,0 +1,161 @@
+"""Foveated rendering: the fovea is the full-resolution render bit for bit (every backend, reuse
+mode, gaze, odd sizes, structured scenes), the periphery is the reduced view upsampled, the
+blend is continuous, and bad settings are refused by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from gscache import GscacheError, open_renderer
+from gscache.camera import StereoRig, look_at
+from gscache.config import FoveationConfig, RenderConfig
+from gscache.presets import FOVEATION_LEVELS, REUSE_MODES
+from gscache.renderer import Renderer, render
+from gscache.stages.foveate import fovea_layout, upsample
+from tests._backends import device_of, params
+from tests._helpers import random_scene
+
+LEVELS = [n for n in FOVEATION_LEVELS if n != "off"]
+
+
+def _scene(n=3000, seed=0):
+    """Gaussians filling the view (the periphery has content), with view-dependent colour."""
+    return random_scene(n, seed=seed, sh_degree=3, spread=2.5, depth=3.0, scale=(0.01, 0.12))
+
+
+def _rig(w=97, h=75, x=0.0):
+    return StereoRig.symmetric(torch.linalg.inv(look_at((x, 0.0, 0.0), (0.0, 0.0, 3.0))), w, h, 80.0)
+
+
+def _inner_equal(a, b, layout):
+    inside, _ = layout.masks(a.images.rgb.device)
+    return torch.equal(a.images.rgb[inside], b.images.rgb[inside]) and \
+        torch.equal(a.images.alpha[inside], b.images.alpha[inside])
+
+
+@pytest.mark.parametrize("backend", params("torch", "cpu", "cuda", "gsplat"))
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("gaze", [None, (0.1, 0.85), ((0.3, 0.5), (0.7, 0.2))])
+def test_the_fovea_is_the_full_resolution_render_bit_for_bit(backend, level, gaze):
+    scene, rig = _scene(), _rig()
+    base = RenderConfig(backend=backend, device=str(device_of(backend)))
+    fov = dataclasses.replace(base, foveation=FOVEATION_LEVELS[level])
+    full, foveated = render(scene, rig, base), render(scene, rig, fov, gaze=gaze)
+    layout = fovea_layout(rig.width, rig.height, 2, FOVEATION_LEVELS[level],
+                          None if gaze is None else torch.tensor(gaze, dtype=torch.float64).expand(2, 2))
+    assert _inner_equal(full, foveated, layout)
+    _, outside = layout.masks(full.images.rgb.device)
+    assert not torch.equal(full.images.rgb[outside], foveated.images.rgb[outside])  # the periphery is reduced
+    assert foveated.times.composite_ms > 0 and foveated.counters.n_intersections < 2 * full.counters.n_intersections
+
+
+@pytest.mark.parametrize("mode", ["none", "stereo", "approx", "D4", "dynamic"])
+def test_the_fovea_is_exact_in_every_reuse_mode_along_a_motion(mode):
+    """Foveated and full renderers with the same reuse mode, frame by frame along a small head
+    motion (temporal hits included): the fovea equals the full render of the same mode."""
+    scene = _scene(seed=1)
+    base = RenderConfig(backend="cpu", device="cpu", cache=REUSE_MODES[mode])
+    cfg = dataclasses.replace(base, foveation=FOVEATION_LEVELS["medium"])
+    layout = fovea_layout(97, 75, 2, cfg.foveation, None)
+    with Renderer(scene, base) as r_full, Renderer(scene, cfg) as r_fov:
+        hits = 0
+        for i in range(5):
+            rig = _rig(x=0.002 * i)
+            a, b = r_full.render(rig), r_fov.render(rig)
+            assert _inner_equal(a, b, layout), f"frame {i}"
+            hits += bool(b.cache and b.cache.hit)
+    if REUSE_MODES[mode].depth > 1:
+        assert hits > 0  # the foveated frames went through the temporal cache (dynamic starts at D = 1)
+
+
+def test_outside_the_band_the_composite_is_the_reduced_view_upsampled():
+    scene, rig = _scene(seed=2), _rig(128, 96)
+    # a third of the resolution, no level of detail: the periphery is the reduced view itself
+    fov = dataclasses.replace(FOVEATION_LEVELS["high"], periphery_min_coverage_px2=0.0)
+    cfg = RenderConfig(backend="torch", device="cpu", foveation=fov)
+    out = render(scene, rig, cfg)
+    s = cfg.foveation.periphery_scale
+    small = StereoRig(rig.T_world_head, rig.left.scaled(s), rig.right.scaled(s), rig.ipd_m)
+    reduced = render(scene, small, RenderConfig(backend="torch", device="cpu"))
+    up = upsample(reduced.images.rgb, 96, 128)
+    layout = fovea_layout(128, 96, 2, cfg.foveation, None)
+    w = layout.weights("cpu")
+    far = w == 0
+    assert far.any() and torch.equal(out.images.rgb[far], up[far])
+    band = (w > 0) & (w < 1)
+    full = render(scene, rig, RenderConfig(backend="torch", device="cpu")).images.rgb
+    blend = torch.lerp(up, full, w[..., None])
+    torch.testing.assert_close(out.images.rgb[band], blend[band], rtol=0, atol=1e-6)
+
+
+def test_blend_weights_are_one_inside_zero_outside_and_continuous():
+    layout = fovea_layout(200, 100, 1, FoveationConfig(0.5, (0.4, 0.5), 0.1), torch.tensor([[0.5, 0.5]]))
+    (x0, y0, x1, y1), = layout.inner
+    w = layout.weights("cpu")[0]
+    assert (w[y0:y1, x0:x1] == 1).all() and w.max() == 1 and w.min() == 0
+    assert (w.diff(dim=1).abs().max() <= 1.5 / layout.band_px) and (w.diff(dim=0).abs().max() <= 1.5 / layout.band_px)
+    # A gaze at the corner moves the rectangle inside the image without shrinking it.
+    corner = fovea_layout(200, 100, 1, FoveationConfig(0.5, (0.4, 0.5), 0.1), torch.tensor([[0.0, 1.0]]))
+    cx0, cy0, cx1, cy1 = corner.inner[0]
+    assert (cx0, cy1) == (0, 100) and (cx1 - cx0, cy1 - cy0) == (x1 - x0, y1 - y0)
+
+
+def test_a_structured_scene_foveates_with_an_exact_fovea():
+    from scenes import structured_demo
+
+    scene = structured_demo(seed=0)
+    rig = StereoRig.symmetric(torch.linalg.inv(look_at((0.0, -1.5, -4.0), (0.0, 0.0, 0.0))), 80, 64, 80.0)
+    base = RenderConfig(backend="cpu", device="cpu")
+    cfg = dataclasses.replace(base, foveation=FOVEATION_LEVELS["low"])
+    layout = fovea_layout(80, 64, 2, cfg.foveation, None)
+    assert _inner_equal(render(scene, rig, base), render(scene, rig, cfg), layout)
+
+
+def test_mono_and_single_gaussian_and_empty_scenes():
+    cfg = RenderConfig(backend="cpu", device="cpu", foveation=FOVEATION_LEVELS["medium"])
+    cam = _rig().eyes()[0]
+    for scene in (_scene(1), random_scene(0, sh_degree=1), _scene()):  # one Gaussian, none, many
+        full = render(scene, cam, RenderConfig(backend="cpu", device="cpu"))
+        out = render(scene, cam, cfg, gaze=(0.8, 0.3))
+        layout = fovea_layout(97, 75, 1, cfg.foveation, torch.tensor([[0.8, 0.3]], dtype=torch.float64))
+        assert out.images.rgb.shape == full.images.rgb.shape and _inner_equal(full, out, layout)
+
+
+def test_periphery_error_shrinks_with_the_level():
+    """The measured periphery PSNR orders as the levels do (more reduction, more error)."""
+    from gscache.bench.metrics import psnr
+
+    scene, rig = _scene(seed=3), _rig(160, 120)
+    full = render(scene, rig, RenderConfig(backend="cpu", device="cpu")).images.rgb
+    values = []
+    for level in LEVELS:
+        cfg = RenderConfig(backend="cpu", device="cpu", foveation=FOVEATION_LEVELS[level])
+        out = render(scene, rig, cfg).images.rgb
+        _, outside = fovea_layout(160, 120, 2, cfg.foveation, None).masks("cpu")
+        values.append(psnr(out[outside], full[outside]))
+    assert values[0] > values[-1] > 15 and all(math.isfinite(v) for v in values)
+
+
+@pytest.mark.parametrize("gaze,message", [((0.5,), "shape"), ((1.5, 0.5), r"\[0, 1\]"), ((float("nan"), 0.5), r"\[0, 1\]"),
+                                          ("centre", "expected")])
+def test_bad_gaze_is_refused_by_name(gaze, message):
+    cfg = RenderConfig(backend="cpu", device="cpu", foveation=FOVEATION_LEVELS["low"])
+    with pytest.raises(GscacheError, match=f"gaze.*{message}"):
+        render(_scene(10), _rig(), cfg, gaze=gaze)
+
+
+@pytest.mark.parametrize("kw,field", [({"periphery_scale": 0.0}, "periphery_scale"), ({"fovea": (1.5, 0.5)}, "fovea"),
+                                      ({"band": -0.1}, "band"), ({"fovea": (0.5,)}, "fovea")])
+def test_bad_foveation_settings_are_refused_by_name(kw, field):
+    with pytest.raises(GscacheError, match=f"foveation.{field}"):
+        RenderConfig(foveation=FoveationConfig(**kw))
+
+
+def test_foveation_over_several_devices_is_refused_clearly():
+    cfg = RenderConfig(backend="cpu", device="cpu", foveation=FOVEATION_LEVELS["low"])
+    with pytest.raises(GscacheError, match="foveation"):
+        open_renderer(_scene(10), cfg, devices=["local", "proc"])
