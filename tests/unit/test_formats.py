@@ -141,7 +141,7 @@ def _rub(scene):
     q = scene.quats.numpy().copy()
     q[:, 2:] *= -1
     sh = scene.sh.numpy() * _flip_signs(scene.sh_degree)[None, :, None]
-    op = scene.opacities.numpy().astype(np.float64)
+    op = np.clip(scene.opacities.numpy().astype(np.float64), 1e-6, 1 - 1e-6)  # byte 255 is opacity 1
     return gsply.GSData(means=means, scales=np.log(scene.scales.numpy()), quats=q,
                         opacities=np.log(op / (1 - op)).astype(np.float32), sh0=sh[:, 0],
                         shN=sh[:, 1:] if scene.sh_degree else None)
