@@ -133,7 +133,7 @@ def periphery_skip_tiles(layout: FoveaLayout, width_p: int, height_p: int, tile_
     tx_n, ty_n = math.ceil(width_p / tile_px), math.ceil(height_p / tile_px)
 
     def axis(a: int, b: int, s: float, n: int) -> tuple[int, int]:
-        ok = [t for t in range(n) if (t * tile_px - 2.5) / s >= a and ((t + 1) * tile_px + 1.5) / s <= b]
+        ok = [t for t in range(n) if (t * tile_px - 2.5) / s >= a and ((t + 1) * tile_px + 2.5) / s <= b]
         return (ok[0], ok[-1] + 1) if ok else (0, 0)
 
     out = []
