@@ -229,7 +229,7 @@ def read_spz(path: str | os.PathLike) -> Scene:
         raise GscacheError(f"{path}: not an SPZ file (neither gzip nor the NGSP magic at the start)")
     if flags & 1:
         warnings.warn(f"{path}: the SPZ flags say the model was trained antialiased (Mip-Splatting's 2D filter); "
-                      "gscache renders it with the standard 0.3 px dilation, which looks slightly blurrier",
+                      "gscache renders it without that filter's opacity compensation (splats look slightly thicker)",
                       GscacheWarning, stacklevel=2)
     return _decode(path, version, n, degree, bits, parts, factors)
 
