@@ -6,7 +6,7 @@ backends and the viewer when they are used.
 
 from . import trajectory as trajectories
 from .camera import Camera, Intrinsics, StereoRig
-from .config import CacheConfig, RenderConfig
+from .config import CacheConfig, FoveationConfig, RenderConfig
 from .errors import GscacheError
 from .records import Frame
 from .api import open_renderer, open_scene
@@ -21,6 +21,7 @@ __all__ = [
     "Renderer",
     "RenderConfig",
     "CacheConfig",
+    "FoveationConfig",
     "load_scene",
     "save_scene",
     "Scene",
