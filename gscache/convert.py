@@ -13,7 +13,6 @@ renders both from an orbit of views around the scene:
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from .errors import GscacheError
 from .scene import load_scene, save_scene, write_format
 from .scene.structured import StructuredScene
 from .sh import SH_C0, num_sh_coeffs
-from .trajectory import named_trajectory
+from .trajectory import named_trajectory, scene_frame
 
 
 @dataclass
@@ -155,7 +154,7 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, *, sh_degree: 
                            bytes_in, Path(target).stat().st_size, write_s, read_s)
     idx = torch.as_tensor(order, dtype=torch.long)
     written = scene.edited(**{k: getattr(scene, k)[idx] for k in ("means", "quats", "scales", "opacities", "sh")})
-    _, radius = _frame(original)
+    _, radius = scene_frame(original)
     report.attributes = attribute_errors(written, back, radius)
     if views:
         config = config or RenderConfig(device="cpu")
@@ -168,9 +167,3 @@ def convert(source: str | os.PathLike, target: str | os.PathLike, *, sh_degree: 
                     progress()
     return report
 
-
-def _frame(scene) -> tuple[np.ndarray, float]:
-    from .trajectory import scene_frame
-
-    centre, radius = scene_frame(scene)
-    return centre, float(radius) if math.isfinite(radius) else 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import statistics
 from dataclasses import dataclass, field
 
@@ -318,15 +319,15 @@ def speedups(results: list[ConfigResult]) -> dict[str, dict]:
     for a foveated one, over the same configuration unfoveated (when they ran), each from the
     frame times of the same frames with a bootstrap interval (gscache.bench.stats.ratio_spread)."""
     by_name = {r.name: r for r in results}
-    no_reuse = {r.config.backend: r for r in results if not r.config.cache.stereo}
+    no_reuse = {r.config.backend: r for r in results if not r.config.cache.stereo and not r.config.foveation.enabled}
     out = {}
     for r in results:
         entry = {"vs_first": ratio_spread(results[0].frame_ms, r.frame_ms)}
         own = no_reuse.get(r.config.backend)
         if own is not None:
             entry["vs_no_reuse"] = ratio_spread(own.frame_ms, r.frame_ms)
-        plain = by_name.get(r.name.split(FOVEATED)[0] + ("@" + r.name.split("@")[1] if "@" in r.name else ""))
-        if r.config.foveation.enabled and plain is not None and plain is not r:
+        plain = by_name.get(re.sub(re.escape(FOVEATED) + r"[a-z]+", "", r.name))  # the name without +fov-LEVEL
+        if r.config.foveation.enabled and plain is not None:
             entry["vs_unfoveated"] = ratio_spread(plain.frame_ms, r.frame_ms)
         out[r.name] = entry
     return out

@@ -31,8 +31,8 @@ def detect_format(path: str | os.PathLike) -> str:
     ``.sog`` if it holds meta.json and an ``.npz`` if it holds ``.npy`` arrays; a file starting
     with the PLY magic is a compressed PLY if its elements are PlayCanvas's (``chunk``, and a
     ``vertex`` element with ``packed_position``), an Octree-GS / Scaffold-GS anchor PLY if it has
-    anchor features, else an Inria PLY; the NGSP magic, plain or as the first bytes of a gzip
-    stream, is SPZ; a headerless file whose size is a multiple of 32 is a .splat.
+    anchor features, else an Inria PLY; the NGSP magic (version 4) or any gzip stream
+    (versions 1-3: read_spz says what is wrong with one that is not SPZ) is SPZ; a headerless file whose size is a multiple of 32 is a .splat.
     """
     path = Path(path)
     if path.is_dir():

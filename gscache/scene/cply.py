@@ -171,7 +171,8 @@ def read_compressed_ply(path: str | os.PathLike) -> Scene:
 
 def morton_order(means: np.ndarray) -> np.ndarray:
     """Indices that sort points along a Z-order curve over their bounding box (21 bits per axis;
-    splat-transform uses 10 and re-sorts ties, which comes to the same ordering in practice)."""
+    splat-transform uses 10 and re-sorts runs of equal codes, so its chunks can differ from these:
+    the format is the same)."""
     n = len(means)
     if n == 0:
         return np.zeros(0, np.int64)

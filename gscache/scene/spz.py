@@ -84,6 +84,15 @@ def _flip_signs(degree: int, factors=RUB_TO_RDF) -> np.ndarray:
     return np.sign((sh_basis(flipped, degree) / sh_basis(d, degree))[0].numpy())
 
 
+def _flip_axes(means: np.ndarray, xyzw: np.ndarray, factors) -> tuple[np.ndarray, np.ndarray]:
+    """Positions [N, 3] and quaternions [N, 4] (x, y, z, w) with the axes scaled by ``factors``
+    (each +-1; a flip of y and z is its own inverse), the quaternions returned as (w, x, y, z):
+    the vector part's x takes fy fz, y fx fz, z fx fy, w stays (SH: _flip_signs)."""
+    fx, fy, fz = factors
+    quats = np.stack([xyzw[:, 3], fy * fz * xyzw[:, 0], fx * fz * xyzw[:, 1], fx * fy * xyzw[:, 2]], axis=1)
+    return means * np.asarray(factors, means.dtype), quats
+
+
 def _to_rdf_factors(system: int, path: str) -> tuple[float, float, float]:
     """Axis signs from a stored CoordinateSystem to RDF (value - 1: bit 0 right, bit 1 up, bit 2 front)."""
     if system == 0:
@@ -136,7 +145,7 @@ def _gunzip_bounded(path: str, raw: bytes) -> bytes:
         head = d.decompress(raw, HEADER.size)
         if len(head) < HEADER.size:
             raise GscacheError(f"{path}: SPZ gzip stream ends inside the 16-byte header")
-        magic, version, n, degree, bits, _flags, _ = HEADER.unpack(head)
+        magic, version, n, degree, bits, flags, _ = HEADER.unpack(head)
         if magic != MAGIC:
             raise GscacheError(f"{path}: gzip stream does not start with the SPZ magic NGSP (found {head[:4]!r})")
         _check_header(path, version, n, degree, bits)
@@ -152,7 +161,7 @@ def _gunzip_bounded(path: str, raw: bytes) -> bytes:
         if len(body) == size and not d.eof:
             raise GscacheError(f"{path}: SPZ gzip stream is cut short or carries more than 1 MiB after its "
                                f"{n:,} points (no gzip end found)")
-        if _flags & 2:
+        if flags & 2:
             body += rest
     except zlib.error as exc:
         raise GscacheError(f"{path}: damaged SPZ gzip stream: {exc}") from None
@@ -282,10 +291,8 @@ def _decode(path: str, version: int, n: int, degree: int, bits: int, parts: list
         codes = sh_b.reshape(n, stored_k - 1, 3)[:, :k - 1]
         for j in range(k - 1):
             sh[:, 1 + j] = (table * signs[j])[codes[:, j]]
-    # Stored axes (RUB unless an extension says) -> RDF: positions, the quaternion's vector part, SH.
-    fx, fy, fz = factors
-    means *= np.array(factors, np.float32)
-    quats = np.stack([xyzw[:, 3], fy * fz * xyzw[:, 0], fx * fz * xyzw[:, 1], fx * fy * xyzw[:, 2]], axis=1)
+    # Stored axes (RUB unless an extension says) -> RDF (the SH above, through the table).
+    means, quats = _flip_axes(means, xyzw, factors)
     return make_scene(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (means, quats, scales, opacities, sh)),
                       source=path)
 
@@ -318,21 +325,20 @@ def encode_spz(scene: Scene, version: int = 3) -> bytes:
     if version not in (3, 4):
         raise GscacheError(f"SPZ writer: version {version}; expected 3 or 4")
     n, degree = scene.count, scene.sh_degree
-    means = scene.means.detach().cpu().numpy().astype(np.float64)
-    means[:, 1:] *= -1  # RDF -> RUB
+    q = scene.quats.detach().cpu().numpy().astype(np.float64)
+    means, wxyz = _flip_axes(scene.means.detach().cpu().numpy().astype(np.float64),
+                             q[:, [1, 2, 3, 0]], RUB_TO_RDF)  # RDF -> RUB (the same flip)
     bits = fractional_bits_for(means)
     if bits < 12:
         warnings.warn(f"SPZ writer: coordinates up to {np.abs(means).max():.0f} m leave {bits} fractional bits "
                       f"(positions rounded to {2.0 ** -bits * 1000:.2f} mm)", GscacheWarning, stacklevel=3)
     fixed = np.round(means * (1 << bits)).astype(np.int64) & 0xFFFFFF
     pos = np.stack([fixed & 0xFF, (fixed >> 8) & 0xFF, (fixed >> 16) & 0xFF], axis=-1).astype(np.uint8)
-    sh = scene.sh.detach().cpu().numpy().astype(np.float64) * _flip_signs(degree)[None, :, None]
+    sh = scene.sh.detach().cpu().numpy().astype(np.float64) * _flip_signs(degree, RUB_TO_RDF)[None, :, None]
     alphas = _u8(scene.opacities.detach().cpu().numpy().astype(np.float64) * 255.0)
     colors = _u8(sh[:, 0] * (COLOR_SCALE * 255.0) + 127.5)
     scales = _u8((np.log(scene.scales.detach().cpu().numpy().astype(np.float64)) + 10.0) * 16.0)
-    q = scene.quats.detach().cpu().numpy().astype(np.float64)
-    xyzw = np.stack([q[:, 1], -q[:, 2], -q[:, 3], q[:, 0]], axis=1)  # RDF -> RUB, then x, y, z, w
-    idx, xyzw = largest_first(xyzw)
+    idx, xyzw = largest_first(wxyz[:, [1, 2, 3, 0]])  # SPZ's component order: x, y, z, w
     rest = others(xyzw, idx)
     mags = np.clip(np.round(np.abs(rest) / math.sqrt(0.5) * 511.0), 0, 511).astype(np.uint32)
     packed = idx.astype(np.uint32)
