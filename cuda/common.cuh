@@ -1,12 +1,13 @@
 // gscache shared math: compiled by nvcc and NVRTC for the GPU (cuda backend) and by the host C++
-// compiler for the CPU (cpu backend, and the SIMT emulation of the kernels: simt.hpp).
+// compiler for the CPU (cpu backend, and the SIMT emulation of the kernels: simt/simt.hpp).
+// Every build compiles with -I<this folder>, so every file includes it as "common.cuh".
 //
 // One arithmetic, two kinds of host path (what the tests hold each to):
-//   * The kernels of cuda/*.cu run these device functions on the GPU, and the same code on the
-//     host under the SIMT emulation (backend "cuda-sim"), so every function here, and every
-//     kernel, executes in CI and is compared with the torch reference.
-//   * host.cpp (backend "cpu") calls the same functions for cull, shade, project and the tile
-//     rectangles, but keeps two separate, faster implementations: its rasterizer blends with a
+//   * The kernels of cuda/kernels/*.cu run these device functions on the GPU, and the same code
+//     on the host under the SIMT emulation (backend "cuda-sim"), so every function here, and
+//     every kernel, executes in CI and is compared with the torch reference.
+//   * host/host.cpp (backend "cpu") calls the same functions for cull, shade, project and the
+//     tile rectangles, but keeps two separate, faster implementations: its rasterizer blends with a
 //     vectorised loop over pixel rows (it inlines gs_splat_alpha but re-states gs_blend's rule)
 //     and binning by a counting sort without a key sort; its derivation evaluates four anchors
 //     at once (mlp_eval4) instead of gs_mlp_eval. Those are tested against the reference as

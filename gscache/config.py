@@ -43,11 +43,12 @@ class BinConfig:
 
     tile_px: int = 16
     """Tile side in pixels."""
-    max_intersections: int = 1 << 26
-    """Memory budget of a frame: more (Gaussian, tile) pairs than this are refused with a
-    GscacheError before the key arrays are allocated (64M: 0.5 GiB of keys in the kernels; the
-    torch reference holds about 100 bytes per pair while it expands and sorts them: 5.5 GiB
-    peak measured at 53M pairs, 20,000 large Gaussians at 1024x1024 per eye)."""
+    memory_budget_bytes: int | None = None
+    """Most memory a frame's tile intersections may hold: each backend states its bytes per
+    (Gaussian, tile) pair (``Backend.bytes_per_intersection``: 12 in the cpu kernels, about 100
+    in the torch reference), and a frame whose count times that exceeds this budget, or the
+    device's free memory when it is binned, is refused with a GscacheError before its key arrays
+    are allocated. None: the free memory alone decides."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +224,9 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError(f"derive.appearance_index: expected >= 0, got {cfg.derive.appearance_index!r}")
     if cfg.derive.anchor_cull not in ("prefilter", "reach"):
         raise GscacheError(f"derive.anchor_cull: expected 'prefilter' or 'reach', got {cfg.derive.anchor_cull!r}")
-    if cfg.bin.max_intersections < 1:
-        raise GscacheError(f"bin.max_intersections: expected >= 1, got {cfg.bin.max_intersections!r}")
+    budget = cfg.bin.memory_budget_bytes
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise GscacheError(f"bin.memory_budget_bytes: expected None or >= 1, got {cfg.bin.memory_budget_bytes!r}")
     if cfg.bin.tile_px not in (8, 16, 32):
         raise GscacheError(f"bin.tile_px: expected 8, 16 or 32, got {cfg.bin.tile_px!r}")
     if len(cfg.raster.background) != 3 or not all(0.0 <= c <= 1.0 for c in cfg.raster.background):

@@ -13,10 +13,11 @@ FRAME_COPIES = 3  # the images, a device-to-host copy and the caller's own array
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Free memory of ``device`` in bytes (CUDA: free device memory; CPU: MemAvailable of
-    /proc/meminfo), or None where it cannot be known."""
+    """Free memory of ``device`` in bytes (CUDA: free device memory plus what torch's caching
+    allocator holds unused; CPU: MemAvailable of /proc/meminfo), or None where it cannot be known."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        cached_unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + cached_unused
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -37,6 +37,8 @@ def _package_links(root: Path) -> list[Path]:
 
 
 def bench(root: Path, frames: int, out: Path) -> dict[str, float]:
+    # GSCACHE_KERNEL_DIR is the checkout's cuda/ (the folder of common.cuh) in every layout: flat
+    # before the split into kernels/, host/ and simt/, split after; each checkout's loader reads its own.
     env = dict(os.environ, PYTHONPATH=str(root), GSCACHE_KERNEL_DIR=str(root / "cuda"))
     code = ("import sys; from gscache.cli import main; sys.exit(main(['bench', '--configs', sys.argv[1], "
             "'--frames', sys.argv[2], '--size', '512x512', '--no-progress', '--out', sys.argv[3]]))")

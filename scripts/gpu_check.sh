@@ -3,7 +3,8 @@
 # tests (cuda and gsplat backends against the torch reference), the cuda kernel tests under
 # NVIDIA's compute-sanitizer (memcheck, racecheck), then time cuda against gsplat (and the
 # reference) on the same stereo frames, the reuse ladder and the structured ladders. Each part has
-# its own time limit so that the whole script stays under 8 minutes.
+# its own time limit so that the whole script stays under 9 minutes. It also measures each GPU
+# backend's peak memory per tile intersection (scripts/isect_memory.py).
 #
 # The GPU machine has torch, CuPy, nvcc and ninja but no gsplat and no package registry, and it
 # receives only the repository. Prepare two ignored folders here first (never commit them):
@@ -53,6 +54,10 @@ if [ -n "$SANITIZER" ]; then
 else
   echo "compute-sanitizer: not found (no CUDA toolkit tool, no nvidia-cuda-sanitizer-api wheel in .whl)" | tee -a "$LOG/gpu.txt"
 fi
+
+echo "== memory per tile intersection (the figure each backend refuses frames by; the README's table)"
+timeout 60 python3 scripts/isect_memory.py --backends cuda,gsplat --gaussians 8000 --scales 0.1,0.2 \
+  --json "$LOG/isect_memory.json" 2>&1 | tee "$LOG/isect_memory.log"
 
 echo "== timings (median stereo-frame ms; speed-up over the first backend; PSNR against it)"
 plant="$GSCACHE_DATA/plant.splat"

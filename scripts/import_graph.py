@@ -10,7 +10,7 @@ Layers, lowest first (a module may import from its own layer and the ones below,
   4 renderer  renderer
   5 multi     multi/* (the multi-device renderer, its devices and ranks)
   6 api       api, the package itself (gscache/__init__)
-  7 faces     cli, bench/*, viewer/*, multi/distributed (the torchrun entry point)
+  7 faces     cli/* (the commands and the torchrun entry point cli/distributed), convert, bench/*, viewer/*
 
 Every import counts, at module level or inside a function (an import hidden in a function still
 makes the dependency). Usage: python3 scripts/import_graph.py [--json FILE]
@@ -38,7 +38,6 @@ RULES = [  # (module-name prefix, layer); the longest matching prefix wins
     ("gscache.multi", "multi"),
     ("gscache.api", "api"), ("gscache.__init__", "api"),
     ("gscache.cli", "faces"), ("gscache.bench", "faces"), ("gscache.convert", "faces"), ("gscache.viewer", "faces"),
-    ("gscache.multi.distributed", "faces"),
 ]
 
 

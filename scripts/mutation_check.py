@@ -1,9 +1,9 @@
 """Mutation check of the kernel tests: plant known kernel bugs one at a time and report which
 the test suite catches, and in which pass.
 
-Each mutant is one textual change of cuda/*.cu, cuda/common.cuh or gscache/backends/cuda.py,
-applied to a copy of the repository. The copy's suite runs in up to three passes, stopping at
-the first that fails (the bug is caught):
+Each mutant is one textual change of cuda/kernels/*.cu, cuda/common.cuh or
+gscache/backends/cuda.py, applied to a copy of the repository. The copy's suite runs in up to
+three passes, stopping at the first that fails (the bug is caught):
 
   plain    the kernel tests with the emulated cuda backend in its default random serial
            schedule (and the cpu backend, which shares common.cuh)
@@ -42,48 +42,48 @@ class Mutant:
 
 
 MUTANTS = [
-    Mutant("raster-no-batch-barrier", "cuda/rasterize.cu", "        __syncthreads();\n", "",
+    Mutant("raster-no-batch-barrier", "cuda/kernels/rasterize.cu", "        __syncthreads();\n", "",
            "remove the barrier between loading a batch of splats into shared memory and reading it"),
-    Mutant("raster-no-reuse-barrier", "cuda/rasterize.cu", "if (__syncthreads_count(done) == n) break;",
+    Mutant("raster-no-reuse-barrier", "cuda/kernels/rasterize.cu", "if (__syncthreads_count(done) == n) break;",
            "if (done && !done) break;",
            "remove the barrier before the next batch's loads (and the tile's early exit with it): a race"),
-    Mutant("raster-early-return", "cuda/rasterize.cu", "    const int start = p.ranges[2 * tile]",
+    Mutant("raster-early-return", "cuda/kernels/rasterize.cu", "    const int start = p.ranges[2 * tile]",
            "    if (!inside) return;\n    const int start = p.ranges[2 * tile]",
            "return before the barriers for pixels outside the image (diverges at sizes that are not tile "
            "multiples)"),
-    Mutant("raster-no-pixel-stop", "cuda/rasterize.cu", "j < count && !done; ++j", "j < count; ++j",
+    Mutant("raster-no-pixel-stop", "cuda/kernels/rasterize.cu", "j < count && !done; ++j", "j < count; ++j",
            "drop the early-exit condition of a finished pixel"),
-    Mutant("raster-batch-bound", "cuda/rasterize.cu", "        if (idx < end) {", "        if (idx <= end) {",
+    Mutant("raster-batch-bound", "cuda/kernels/rasterize.cu", "        if (idx < end) {", "        if (idx <= end) {",
            "off-by-one bounds test of a batch's loads (reads one intersection past the tile)"),
     Mutant("raster-shared-undersized", "gscache/backends/cuda.py", "shared_mem=ts * ts * SPLAT_FLOATS * 4",
            "shared_mem=ts * ts * (SPLAT_FLOATS - 1) * 4", "launch rasterize with too little shared memory"),
     Mutant("raster-one-eye", "gscache/backends/cuda.py", "(bins.tiles_x, bins.tiles_y, E), (ts, ts)",
            "(bins.tiles_x, bins.tiles_y, 1), (ts, ts)", "a grid that covers only the first eye"),
-    Mutant("bin-count-bounds", "cuda/bin.cu", "    if (f >= (long long)p.E * p.V) return;\n    int lo[2], hi[2];\n    p.counts",
+    Mutant("bin-count-bounds", "cuda/kernels/bin.cu", "    if (f >= (long long)p.E * p.V) return;\n    int lo[2], hi[2];\n    p.counts",
            "    if (f > (long long)p.E * p.V) return;\n    int lo[2], hi[2];\n    p.counts",
            "off-by-one bounds test in bin_count_kernel (one thread past the end reads and writes)"),
-    Mutant("bin-emit-eye-stride", "cuda/bin.cu", "const long long tile = eye * T + ", "const long long tile = eye * (T - 1) + ",
+    Mutant("bin-emit-eye-stride", "cuda/kernels/bin.cu", "const long long tile = eye * T + ", "const long long tile = eye * (T - 1) + ",
            "wrong stride of the eye in the tile id"),
-    Mutant("bin-ranges-last-end", "cuda/bin.cu", "gs_tile_lower_bound(p.keys, p.n_isect, t + 1)",
+    Mutant("bin-ranges-last-end", "cuda/kernels/bin.cu", "gs_tile_lower_bound(p.keys, p.n_isect, t + 1)",
            "gs_tile_lower_bound(p.keys, p.n_isect - 1, t + 1)", "off-by-one end of the last non-empty tile"),
-    Mutant("bin-ranges-empty-tiles", "cuda/bin.cu", "    p.ranges[2 * t] = (int)gs_tile_lower_bound(p.keys, p.n_isect, t);",
+    Mutant("bin-ranges-empty-tiles", "cuda/kernels/bin.cu", "    p.ranges[2 * t] = (int)gs_tile_lower_bound(p.keys, p.n_isect, t);",
            "    if (t > 0 && gs_tile_lower_bound(p.keys, p.n_isect, t) == gs_tile_lower_bound(p.keys, p.n_isect, t + 1)) {\n"
            "        p.ranges[2 * t] = p.ranges[2 * t + 1] = 0;\n        return;\n    }\n"
            "    p.ranges[2 * t] = (int)gs_tile_lower_bound(p.keys, p.n_isect, t);",
            "the old contract bug: empty tiles after non-empty ones written as (0, 0)"),
-    Mutant("shade-sh-stride", "cuda/shade.cu", "p.sh + (long long)p.K * 3 * i", "p.sh + (long long)p.K * i",
+    Mutant("shade-sh-stride", "cuda/kernels/shade.cu", "p.sh + (long long)p.K * 3 * i", "p.sh + (long long)p.K * i",
            "wrong stride between Gaussians' SH coefficients"),
-    Mutant("project-conic-stride", "cuda/project.cu", "p.conics + 3 * f", "p.conics + 2 * f",
+    Mutant("project-conic-stride", "cuda/kernels/project.cu", "p.conics + 3 * f", "p.conics + 2 * f",
            "wrong stride of the conics output"),
     Mutant("blend-depth-weight", "cuda/common.cuh", "    depth_acc += w * depth;", "    depth_acc += alpha * depth;",
            "depth accumulated without the transmittance"),
-    Mutant("derive-no-weight-barrier", "cuda/derive.cu",
+    Mutant("derive-no-weight-barrier", "cuda/kernels/derive.cu",
            "    for (int i = threadIdx.x; i < n_weights; i += blockDim.x) s_weights[i] = weights[i];\n    __syncthreads();",
            "    for (int i = threadIdx.x; i < n_weights; i += blockDim.x) s_weights[i] = weights[i];",
            "remove the barrier after staging the MLP weights in shared memory"),
-    Mutant("derive-copy-stride", "cuda/derive.cu", "i += blockDim.x) s_weights[i]", "i += blockDim.x + 1) s_weights[i]",
+    Mutant("derive-copy-stride", "cuda/kernels/derive.cu", "i += blockDim.x) s_weights[i]", "i += blockDim.x + 1) s_weights[i]",
            "wrong stride of the weight-staging loop (some weights never copied)"),
-    Mutant("derive-early-return", "cuda/derive.cu",
+    Mutant("derive-early-return", "cuda/kernels/derive.cu",
            "    const float* w = gs_stage_weights(p.weights, p.n_weights, p.use_shared);\n    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n    if (i >= p.n) return;",
            "    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n    if (i >= p.n) return;\n    const float* w = gs_stage_weights(p.weights, p.n_weights, p.use_shared);",
            "return before the weight-staging barrier in derive_count_kernel (anchor counts not a multiple of the block)"),

@@ -28,7 +28,10 @@ def register(name: str, factory: Callable[[], Backend], auto: bool = True) -> No
 def _torch_backend() -> Backend:
     from .. import stages
 
-    return Backend("torch", stages.cull, stages.shade, stages.project, stages.bin_tiles, stages.rasterize)
+    from ..stages.bin import BYTES_PER_INTERSECTION
+
+    return Backend("torch", stages.cull, stages.shade, stages.project, stages.bin_tiles, stages.rasterize,
+                   BYTES_PER_INTERSECTION)
 
 
 def _cpu_backend() -> Backend:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import GscacheError, GscacheWarning
 from ..scene.record import Scene
-from ..scene.structured import AnchorMLPs, StructuredScene
+from ..scene.structured import PER_OFFSET, AnchorMLPs, StructuredScene
 from ..stages.derive import appearance_row, derive_anchors, mixed_features, view_inputs
 from ..stages.protocols import DeriveFn
 
@@ -125,6 +125,25 @@ def packed_mlps(mlps: AnchorMLPs, device: torch.device, appearance_index: int | 
     return per_key[key]
 
 
+def check_kernel_widths(scene: StructuredScene, appearance_index: int | None) -> None:
+    """The fused kernels' contract on the packed MLPs (cuda/common.cuh, GsDeriveParams): each
+    MLP's first layer takes the F + 3 (+ 1 distance) (+ 1 level) inputs the kernel writes (the
+    appearance embedding folded into the bias), and its last layer gives the k, 7k or 3k values
+    the kernel reads per anchor. StructuredScene checks the modules when it is built; this checks
+    the packed table the kernels will index, once before every launch, so that no kernel reads
+    outside its buffers whatever was done to the modules since."""
+    packed = packed_mlps(scene.mlps, torch.device("cpu"), appearance_index)
+    layers, table = packed.layers.tolist(), packed.mlps.tolist()
+    F, k, level = scene.features.shape[1], scene.n_offsets, int(scene.mlps.add_level)
+    for j, name in enumerate(PER_OFFSET):
+        first, count, dist = table[3 * j: 3 * j + 3]
+        n_in, n_out = layers[first][0], layers[first + count - 1][1]
+        if (n_in, n_out) != (F + 3 + dist + level, PER_OFFSET[name] * k):
+            raise GscacheError(f"{scene.source or 'StructuredScene'}: mlps.{name}: the fused derivation needs "
+                               f"{F + 3 + dist + level} inputs and {PER_OFFSET[name] * k} outputs "
+                               f"(F = {F}, n_offsets = {k}), the packed MLP has {n_in} and {n_out}")
+
+
 def _compact(scene: StructuredScene, ids: Tensor, features: Tensor) -> tuple[StructuredScene, Tensor]:
     """The anchors ``ids`` alone, with ``features`` [A', F] in place of theirs (the feature bank's
     mix, which depends on the view), and the indices 0..A'-1 into it."""
@@ -152,6 +171,7 @@ def with_reference_fallback(kernel) -> DeriveFn:
         if scene.mlps.appearance is not None:
             appearance_row(scene, appearance_index)  # the range check, with its message
             index = appearance_index
+        check_kernel_widths(scene, index)
         if scene.mlps.feature_bank is not None:
             direction, dist = view_inputs(scene, ids, position)
             scene, ids = _compact(scene, ids, mixed_features(scene, ids, direction, dist))

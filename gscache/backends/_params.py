@@ -1,10 +1,11 @@
 """The kernels' parameter structs of cuda/common.cuh, mirrored once in ctypes.
 
-Every kernel (cuda/*.cu), every entry point of the cpu library (cuda/host.cpp) and every SIMT
-emulation launch takes one of these structs (by value on the GPU, by pointer on the host), so an
-argument list is written once in C and once here. ``tests/backends/test_kernel_contract.py``
-compiles a probe of every field's offset and every struct's size against this mirror. Pointer
-fields hold device addresses for the cuda backend and host addresses otherwise.
+Every kernel (cuda/kernels/*.cu), every entry point of the cpu library (cuda/host/host.cpp) and
+every SIMT emulation launch takes one of these structs (by value on the GPU, by pointer on the
+host), so an argument list is written once in C and once here.
+``tests/backends/test_kernel_contract.py`` compiles a probe of every field's offset and every
+struct's size against this mirror. Pointer fields hold device addresses for the cuda backend and
+host addresses otherwise.
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ _SIGNATURES = {
     "gs_derive_emit_cpu": ([_P], None),
 }
 ABI_VERSION = 3
+BYTES_PER_INTERSECTION = 12
+"""The sorted keys (int64) and Gaussian ids (int32): the host library sorts in place through
+per-tile cursors, so nothing else grows with the intersections (measured with
+scripts/isect_memory.py: see the README)."""
 
 
 def _lib() -> ctypes.CDLL:
@@ -114,7 +118,7 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     inputs = dict(means2d=projected.means2d, radii=projected.radii, depths=projected.depths, counts=counts, offsets=0)
     _call(lib.gs_bin_count_cpu, fill(GsBinParams, **inputs, keys=0, ids=0, ranges=0, n_isect=0, **grid))
     n_isect = int(counts.sum(dtype=torch.int64))
-    check_intersections(n_isect, cfg)
+    check_intersections(n_isect, cfg, BYTES_PER_INTERSECTION, "cpu", torch.device("cpu"))
     keys = torch.empty(n_isect, dtype=torch.int64)
     gaussian_ids = torch.empty(n_isect, dtype=torch.int32)
     ranges = torch.empty(E * tiles_x * tiles_y, 2, dtype=torch.int32)
@@ -188,5 +192,5 @@ def make_backend() -> Backend:
         _lib()
     except (BuildError, OSError) as exc:
         raise BackendUnavailable(str(exc)) from None
-    return Backend("cpu", cull, shade, project, bin_tiles, rasterize, device_types=("cpu",),
+    return Backend("cpu", cull, shade, project, bin_tiles, rasterize, BYTES_PER_INTERSECTION, device_types=("cpu",),
                    derive=with_reference_fallback(derive))

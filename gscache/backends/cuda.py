@@ -1,11 +1,11 @@
-"""The cuda backend: the kernels of cuda/*.cu, launched by this module's grid, block and
+"""The cuda backend: the kernels of cuda/kernels/*.cu, launched by this module's grid, block and
 shared-memory arithmetic through a :class:`KernelRuntime`, the one seam between it and the
 machine:
 
 * :class:`CupyRuntime` (backend ``cuda``): compiled at run time by CuPy (NVRTC), launched on
   torch's current CUDA stream with the parameter struct passed by value.
 * ``gscache.backends.simt.SimRuntime`` (backend ``cuda-sim``): the same kernels compiled for the
-  host under the SIMT emulation of cuda/simt.hpp, on CPU tensors, so that everything in this
+  host under the SIMT emulation of cuda/simt/, on CPU tensors, so that everything in this
   module and every kernel body runs in CI.
 
 Culling is the torch reference's (cheap and memory-bound); the exclusive prefix sums and the
@@ -39,10 +39,16 @@ from ._params import (GsBinParams, GsDeriveParams, GsProjectParams, GsRasterPara
 THREADS = 256  # threads per block of the one-thread-per-item kernels
 SPLAT_FLOATS = 10  # GS_SPLAT_FLOATS of cuda/common.cuh: floats per splat in rasterize's shared batch
 SHARED_MEM_LIMIT = 48 * 1024  # bytes of dynamic shared memory a launch may ask for without opting in
+BYTES_PER_INTERSECTION = 64
+"""Peak bytes bin_tiles holds per intersection: keys (int64) and ids (int32) from the emit
+kernel, then during the stable sort the shifted keys, the sorted keys and the int64 order, and
+the sort's own double buffers; then the gathered keys and ids and their int64 temporaries. An
+estimate from the code (CUDA's sort buffers are not those of the CPU build); scripts/gpu_check.sh
+measures it on a GPU."""
 
 
 class KernelRuntime(Protocol):
-    """Where the kernels run: compiles (once) and launches kernel ``name`` of cuda/<file>.cu."""
+    """Where the kernels run: compiles (once) and launches kernel ``name`` of cuda/kernels/<file>.cu."""
 
     name: str
     device_type: str
@@ -148,7 +154,7 @@ class CudaKernels:
         ends = torch.cumsum(emit_counts.reshape(-1).to(torch.int64), 0)
         offsets = (ends - emit_counts.reshape(-1)).contiguous()
         n_isect = int(ends[-1]) if ends.numel() else 0  # one host sync: the key buffer's size
-        check_intersections(n_isect, cfg)
+        check_intersections(n_isect, cfg, BYTES_PER_INTERSECTION, self.rt.name, dev)
         keys = torch.empty(n_isect, dtype=torch.int64, device=dev)
         flat_ids = torch.empty(n_isect, dtype=torch.int32, device=dev)
         ranges = torch.empty(n_tiles, 2, dtype=torch.int32, device=dev)  # every tile is written
@@ -249,7 +255,7 @@ class CudaKernels:
 def backend_on(runtime: KernelRuntime) -> Backend:
     """The cuda kernels as a backend on ``runtime``."""
     k = CudaKernels(runtime)
-    return Backend(runtime.name, cull, k.shade, k.project, k.bin_tiles, k.rasterize,
+    return Backend(runtime.name, cull, k.shade, k.project, k.bin_tiles, k.rasterize, BYTES_PER_INTERSECTION,
                    device_types=(runtime.device_type,), derive=with_reference_fallback(k.derive))
 
 

@@ -19,6 +19,11 @@ from ..stages import cull
 from ..stages.bin import check_intersections, tile_grid, tile_rects
 from .table import Backend, BackendUnavailable
 
+BYTES_PER_INTERSECTION = 64
+"""Peak bytes per intersection: gsplat's isect_tiles keys (int64) and flatten ids (int32), sorted
+by CUB radix sort into second buffers, then this adapter's int64 image, tile and key temporaries
+(and rasterize's int64 eye / flatten-id temporaries). An estimate from the code; scripts/gpu_check.sh
+measures it on a GPU."""
 
 def _gs():
     from gsplat.cuda import _wrapper
@@ -59,7 +64,8 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     tiles_x, tiles_y = tile_grid(views, cfg)
     T = tiles_x * tiles_y
     # gsplat counts and allocates in one call: the budget is checked on the rectangles first.
-    check_intersections(int(_tile_counts(projected, cfg, tiles_x, tiles_y).sum()), cfg)
+    check_intersections(int(_tile_counts(projected, cfg, tiles_x, tiles_y).sum()), cfg, BYTES_PER_INTERSECTION, "gsplat",
+                        projected.depths.device)
     tiles_per_gauss, isect_ids, flatten_ids = gs.isect_tiles(
         projected.means2d, projected.radii, projected.depths, cfg.tile_px, tiles_x, tiles_y
     )
@@ -111,4 +117,4 @@ def make_backend() -> Backend:
         raise BackendUnavailable(f"gsplat is not installed ({exc.msg})") from None
     if not torch.cuda.is_available():
         raise BackendUnavailable("gsplat's kernels need a CUDA device, and torch sees none")
-    return Backend("gsplat", cull, shade, project, bin_tiles, rasterize, device_types=("cuda",))
+    return Backend("gsplat", cull, shade, project, bin_tiles, rasterize, BYTES_PER_INTERSECTION, device_types=("cuda",))

@@ -1,7 +1,7 @@
 """The ``cuda-sim`` backend: the cuda backend (gscache/backends/cuda.py, unchanged) with its
-kernels executed on the CPU by the SIMT emulation of cuda/simt.hpp and cuda/simt.cpp.
+kernels executed on the CPU by the SIMT emulation of cuda/simt/simt.hpp and simt.cpp.
 
-Every kernel of cuda/*.cu is compiled by the host C++ compiler as device code (common.cuh's
+Every kernel of cuda/kernels/*.cu is compiled by the host C++ compiler as device code (common.cuh's
 ``__CUDA_ARCH__`` branches) into one library, with one generated C launcher per kernel; this
 module's :class:`SimRuntime` is the :class:`~gscache.backends.cuda.KernelRuntime` that calls
 them, so the grid, block and shared-memory arithmetic, the parameter packing and the host-side
@@ -40,7 +40,7 @@ class KernelFault(GscacheRuntimeError):
 
 
 class SimLaunch(ctypes.Structure):
-    """Mirror of ``gs_simt::LaunchConfig`` (cuda/simt.hpp)."""
+    """Mirror of ``gs_simt::LaunchConfig`` (cuda/simt/simt.hpp)."""
 
     _fields_ = [
         ("grid", ctypes.c_uint * 3),

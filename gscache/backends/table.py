@@ -22,6 +22,10 @@ class Backend:
     project: ProjectFn
     bin: BinFn
     rasterize: RasterizeFn
+    bytes_per_intersection: int
+    """Peak bytes its bin and rasterize stages hold per (Gaussian, tile) pair: the figure its bin
+    stage refuses frames by (gscache.stages.bin.check_intersections; measured with
+    scripts/isect_memory.py)."""
     device_types: tuple[str, ...] = ("cpu", "cuda")
     """torch device types whose tensors the stages accept."""
     derive: DeriveFn = derive_anchors

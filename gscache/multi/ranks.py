@@ -4,7 +4,7 @@ holds a replica of the scene and renders its bands. Messages are pickled objects
 ("frame", id, rig, bands), ("scene", scene), ("config", config), ("reset",) or ("stop",), a rank answers ("result", id, ShareResult) or
 ("error", id, text). A rank that does not answer within the group's timeout fails the receive;
 its bands are then re-rendered on rank 0 and the rank is dropped. The torchrun entry point is
-gscache.multi.distributed."""
+gscache.cli.distributed."""
 
 from __future__ import annotations
 

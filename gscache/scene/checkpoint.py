@@ -33,11 +33,11 @@ import torch
 from ..atomic import atomic_write
 from ..errors import GscacheError
 from .ply import _read_vertices
-from .structured import LOD_ROUNDINGS, AnchorMLPs, StructuredScene
+from .structured import LOD_ROUNDINGS, UPSTREAM_FILES, AnchorMLPs, StructuredScene, mlp_input_width
 
-MLP_FILES = ("opacity_mlp.pt", "cov_mlp.pt", "color_mlp.pt")
+MLP_FILES = tuple(UPSTREAM_FILES[name] for name in ("opacity", "cov", "color"))
 APPEARANCE_FILE = "embedding_appearance.pt"
-BANK_FILE = "feature_bank_mlp.pt"
+BANK_FILE = UPSTREAM_FILES["feature_bank"]
 CFG_FIELDS = ("fork", "dist2level", "add_opacity_dist", "add_cov_dist", "add_color_dist", "add_level",
               "appearance_dim", "use_feat_bank", "n_offsets", "feat_dim")
 """The cfg_args fields the reader uses (overridable with ``cfg_args={...}``)."""
@@ -121,13 +121,6 @@ def _load_module(path: Path) -> torch.nn.Module:
     return module.eval()
 
 
-def _in_width(module: torch.nn.Module, where: Path) -> int:
-    for p in module.parameters():
-        if p.dim() == 2:
-            return int(p.shape[1])
-    raise GscacheError(f"{where}: the MLP has no 2D weight, so its input width is unknown")
-
-
 def _embedding_table(path: Path) -> torch.Tensor:
     """The [C, D] table of a saved appearance embedding (an nn.Embedding, maybe wrapped)."""
     module = _load_module(path)
@@ -139,20 +132,6 @@ def _embedding_table(path: Path) -> torch.Tensor:
     if not torch.isfinite(table).all():
         raise GscacheError(f"{path}: the appearance embeddings hold NaN or Inf values")
     return table
-
-
-def _check_outputs(folder: Path, name: str, module, width: int, expected: int, sample: torch.Tensor,
-                   why: str) -> None:
-    """The MLP runs on an input of its width and gives ``expected`` values (a model whose widths
-    disagree with its n_offsets would make the kernels read rows the MLP never wrote)."""
-    try:
-        with torch.no_grad():
-            out = module(sample[:, :width])
-    except Exception as exc:  # noqa: BLE001 - a module that cannot run on its own input width
-        raise GscacheError(f"{folder / name}: the MLP fails on a [1, {width}] input: {type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    if tuple(out.shape) != (1, expected):
-        raise GscacheError(f"{folder / name}: output width {tuple(out.shape)[1:]}, expected {expected}: {why}")
 
 
 # ---- reading ------------------------------------------------------------------------------------
@@ -327,32 +306,18 @@ def read_structured(path: str | os.PathLike, iteration: int | None = None, cfg_a
     cfg.update(overrides)
 
     t = _anchor_table(ply, cfg, where)
-    octree, k, n_feat = t["octree"], t["k"], t["n_feat"]
+    octree, n_feat = t["octree"], t["n_feat"]
     appearance, bank_file = _optional_modules(folder, cfg, where, n_feat)
     app_dim = 0 if appearance is None else appearance.shape[1]
     fork, rounding = _lod_settings(folder, cfg_path, cfg, where, octree and t["standard_dist"] > 0)
 
     guessed: list[str] = []
     opacity, cov, color = (_load_mlp(folder / name) for name in MLP_FILES)
-    widths = {name: _in_width(m, folder / name) for name, m in zip(MLP_FILES, (opacity, cov, color))}
-    base = n_feat + 3
-    inputs = _resolve_inputs(folder, where, cfg, widths, base, octree, app_dim, guessed)
+    widths = {name: mlp_input_width(m, str(folder / name)) for name, m in zip(MLP_FILES, (opacity, cov, color))}
+    inputs = _resolve_inputs(folder, where, cfg, widths, n_feat + 3, octree, app_dim, guessed)
     bank = _load_module(bank_file) if bank_file is not None else None
-    if bank is not None:
-        bank_width = _in_width(bank, bank_file)
-        expected = 4 if not octree else 3 + int(inputs["level"])
-        if bank_width != expected:
-            raise GscacheError(f"{bank_file}: input width {bank_width}, expected {expected} "
-                               f"({'view direction 3 + distance 1 (Scaffold-GS)' if not octree else 'view direction 3'}"
-                               f"{' + level 1' if octree and inputs['level'] else ''})")
     mlps = AnchorMLPs(opacity, cov, color, inputs["opacity_mlp.pt"], inputs["cov_mlp.pt"], inputs["color_mlp.pt"],
                       inputs["level"], appearance, bank, bank_dist=not octree)
-    sample = torch.zeros(1, base + 2 + app_dim)
-    for name, module, per in zip(MLP_FILES, (opacity, cov, color), (1, 7, 3)):
-        _check_outputs(folder, name, module, widths[name], per * k, sample,
-                       f"n_offsets = {k} (from f_offset_*) times {per} per offset")
-    if bank is not None:
-        _check_outputs(folder, BANK_FILE, bank, _in_width(bank, bank_file), 3, sample, "3 mixing weights")
     if guessed:
         warnings.warn(f"{folder}: no cfg_args; inferred from the MLP widths: {', '.join(guessed)}", stacklevel=3)
     levels = t["levels"]

@@ -16,6 +16,55 @@ from ..errors import GscacheError, GscacheWarning
 from ..sh import sh_degree_of
 from .identity import assign_token, keep_token
 
+QUAT_TOLERANCE = 1e-4
+"""Largest | |q|^2 - 1 | a Scene's quaternion may have as it is: float32 rounding of a
+normalised one stays below 1e-6, and a covariance from a quaternion this far off is inflated by
+at most 0.01%."""
+
+
+def _scaled_by_largest(quats: Tensor) -> tuple[Tensor, Tensor]:
+    """(``quats`` [N, 4] divided row by row by its largest absolute component, that component
+    [N]); zero rows stay zero. Lengths of the scaled rows (1 to 2) neither overflow for huge
+    components (1e30) nor underflow for tiny ones (1e-30)."""
+    qmax = quats.abs().amax(dim=1)
+    return quats / torch.where(qmax > 0, qmax, torch.ones_like(qmax))[:, None], qmax
+
+
+def unit_quaternions(quats: Tensor) -> Tensor:
+    """``quats`` [N, 4] (finite, none all zero) divided by their lengths, [N, 4]."""
+    scaled, _ = _scaled_by_largest(quats)
+    return scaled / scaled.norm(dim=1, keepdim=True)
+
+
+def normalised_rotations(quats, where: str, field_name: str = "quats"):
+    """The one rule for the quaternions of records however they are built (Scene; the anchor
+    rotations of a StructuredScene): a finite, non-zero quaternion whose squared length is more
+    than QUAT_TOLERANCE from 1 is normalised, with one GscacheWarning that names the field and
+    counts the rows; every other row is kept bit for bit (the same tensor when no row is off).
+    Zero and non-finite quaternions are left for ``Scene.check_values`` to refuse by name: they
+    have no direction to keep. Anything but a float [N, 4] tensor is left for ``validate``."""
+    if not isinstance(quats, Tensor) or quats.dim() != 2 or quats.shape[1] != 4 or not quats.is_floating_point() \
+            or quats.shape[0] == 0 or quats.is_meta:  # a meta tensor has no values to look at
+        return quats
+    # The common case first, about 3 ns a row: every squared length within the tolerance (a NaN
+    # propagates through max and an overflow is inf: both fail the test and take the careful path).
+    if bool((torch.einsum("ij,ij->i", quats, quats) - 1.0).abs().max() <= QUAT_TOLERANCE):
+        return quats
+    scaled, qmax = _scaled_by_largest(quats)
+    length = qmax * scaled.norm(dim=1)  # [N]; inf where it overflows float32
+    # `~(x <= tol)` is true for an overflowed (inf) length too; NaN rows are not finite.
+    off = torch.isfinite(quats).all(dim=1) & (qmax > 0) & ~((length * length - 1.0).abs() <= QUAT_TOLERANCE)
+    if not bool(off.any()):  # one host sync on a CUDA scene: the warning needs the answer
+        return quats
+    lengths = length[off]
+    warnings.warn(f"{where}: field {field_name!r}: {int(off.sum()):,} of {quats.shape[0]:,} rotations are not unit "
+                  f"quaternions (length {float(lengths.min()):.4g} to {float(lengths.max()):.4g}); normalised, as "
+                  f"make_scene does (a quaternion's length would scale its Gaussian's covariance by its square)",
+                  GscacheWarning, stacklevel=4)
+    fixed = quats.clone()
+    fixed[off] = scaled[off] / scaled[off].norm(dim=1, keepdim=True)
+    return fixed
+
 
 @dataclass(frozen=True, slots=True)
 class Scene:
@@ -23,6 +72,11 @@ class Scene:
 
     Build one with :func:`make_scene`, which checks and repairs raw arrays. Edits make a new
     Scene through :meth:`edited`, which bumps ``version`` so caches know to drop what they hold.
+    Built any way (the constructor, ``edited``, ``dataclasses.replace``), a Scene has the shapes
+    and dtypes below (``validate``, a GscacheError naming the field) and unit quaternions: others
+    are normalised with a warning (:func:`normalised_rotations`), so that every backend draws the
+    same Gaussians. Values that cannot be drawn (NaN, negative scales) are refused by
+    ``check_values`` where a renderer takes the scene.
     """
 
     means: Float[Tensor, "N 3"]
@@ -43,6 +97,8 @@ class Scene:
     """Identity for caches (gscache.scene.identity): new for every scene built, kept by ``to()``."""
 
     def __post_init__(self) -> None:
+        self.validate()  # shapes, dtypes, devices: no pass over the data
+        object.__setattr__(self, "quats", normalised_rotations(self.quats, f"scene {self.source or '(unnamed)'}"))
         assign_token(self)
 
     @property
@@ -111,13 +167,15 @@ class Scene:
         return torch.quantile(sample, quantile, dim=0), torch.quantile(sample, 1 - quantile, dim=0)
 
     def validate(self) -> None:
-        c = ShapeChecker("Scene")
+        c = ShapeChecker(f"scene {self.source}: Scene" if self.source else "Scene")
         c.check("means", self.means, ("N", 3), torch.float32)
         c.check("quats", self.quats, ("N", 4), torch.float32)
         c.check("scales", self.scales, ("N", 3), torch.float32)
         c.check("opacities", self.opacities, ("N",), torch.float32)
         c.check("sh", self.sh, ("N", "K", 3), torch.float32)
-        sh_degree_of(self.sh.shape[1])
+        if self.sh.shape[1] not in (1, 4, 9, 16):
+            raise GscacheError(f"{c.owner}.sh: expected K = (degree + 1)^2 = 1, 4, 9 or 16 coefficients per channel, "
+                               f"got shape {tuple(self.sh.shape)}")
 
 
 def make_scene(means, quats, scales, opacities, sh, source: str = "") -> Scene:
@@ -157,11 +215,7 @@ def make_scene(means, quats, scales, opacities, sh, source: str = "") -> Scene:
     for t in arrays.values():
         ok = torch.isfinite(t)
         finite &= ok.flatten(1).all(dim=1) if ok.dim() > 1 else ok
-    # Normalise after scaling by the largest component, so that huge components (1e30) do not
-    # overflow the norm (and tiny ones do not underflow it).
-    qmax = arrays["quats"].abs().amax(dim=1) if n else torch.zeros(0)
-    qscaled = arrays["quats"] / torch.where(qmax > 0, qmax, torch.ones_like(qmax))[:, None]
-    qnorm = qscaled.norm(dim=1)
+    qmax = arrays["quats"].abs().amax(dim=1)
     drawable = finite & (qmax > 0) & (arrays["scales"] > 0).all(dim=1)
     n_bad = int(n - drawable.sum())
     if n_bad:
@@ -173,8 +227,8 @@ def make_scene(means, quats, scales, opacities, sh, source: str = "") -> Scene:
             stacklevel=2,
         )
         arrays = {k: v[drawable].contiguous() for k, v in arrays.items()}
-        qscaled, qnorm = qscaled[drawable], qnorm[drawable]
-    quats_unit = (qscaled / qnorm[:, None]).contiguous()
+    # File formats store quaternions of any length (Inria PLY), so these are normalised silently.
+    quats_unit = unit_quaternions(arrays["quats"]).contiguous()
     opac = arrays["opacities"].clamp(0.0, 1.0).contiguous()
     return Scene(arrays["means"], quats_unit, arrays["scales"], opac, arrays["sh"], source=source)
 

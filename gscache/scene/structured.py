@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from .._validate import ShapeChecker
 from ..errors import GscacheError
 from .identity import assign_token, keep_token
+from .record import normalised_rotations
 
 LOD_ROUNDINGS = ("round", "floor", "ceil", "progressive")
+PER_OFFSET = {"opacity": 1, "cov": 7, "color": 3}
+"""Outputs of each MLP per offset: an opacity; 3 scale logits and a quaternion; RGB."""
+UPSTREAM_FILES = {"opacity": "opacity_mlp.pt", "cov": "cov_mlp.pt", "color": "color_mlp.pt",
+                  "feature_bank": "feature_bank_mlp.pt"}
+"""The checkpoint file each MLP is saved in (messages name both)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,88 @@ class AnchorMLPs:
     @property
     def appearance_dim(self) -> int:
         return 0 if self.appearance is None else int(self.appearance.shape[1])
+
+
+def mlp_input_width(module: torch.nn.Module, where: str) -> int:
+    """Input width of an MLP: the second axis of its first 2D weight."""
+    for p in module.parameters():
+        if p.dim() == 2:
+            return int(p.shape[1])
+    raise GscacheError(f"{where}: the MLP has no 2D weight, so its input width is unknown")
+
+
+def mlp_input_widths(mlps: AnchorMLPs, n_features: int) -> dict[str, int]:
+    """The input width each MLP must have (derive's inputs: feature F, view direction 3,
+    distance 1 where the MLP takes it, level 1 with ``add_level``, the appearance embedding for
+    the colour MLP; the feature bank: view direction, then distance (Scaffold-GS) or level)."""
+    base = n_features + 3 + int(mlps.add_level)
+    widths = {"opacity": base + int(mlps.opacity_dist), "cov": base + int(mlps.cov_dist),
+              "color": base + int(mlps.color_dist) + mlps.appearance_dim}
+    if mlps.feature_bank is not None:
+        widths["feature_bank"] = 3 + (1 if mlps.bank_dist else int(mlps.add_level))
+    return widths
+
+
+def _describe_inputs(mlps: AnchorMLPs, name: str, n_features: int) -> str:
+    if name == "feature_bank":
+        return "view direction 3" + (" + distance 1" if mlps.bank_dist else " + level 1" if mlps.add_level else "")
+    dist = getattr(mlps, f"{name}_dist")
+    return (f"features {n_features} + view direction 3{' + distance 1' if dist else ''}"
+            f"{' + level 1' if mlps.add_level else ''}"
+            f"{f' + appearance {mlps.appearance_dim}' if name == 'color' and mlps.appearance_dim else ''}")
+
+
+def _check_output(module: torch.nn.Module, width: int, expected: int, where: str, why: str) -> None:
+    """The MLP runs on a [1, width] input and gives [1, expected] (a model whose widths disagree
+    with n_offsets would make the fused kernels read rows the MLP never wrote)."""
+    try:
+        param = next(module.parameters())
+        with torch.no_grad():
+            out = module(torch.zeros(1, width, device=param.device, dtype=param.dtype))
+    except Exception as exc:  # noqa: BLE001 - a module that cannot run on its own input width
+        raise GscacheError(f"{where}: the MLP fails on a [1, {width}] input: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != (1, expected):
+        got = tuple(out.shape)[1:] if isinstance(out, Tensor) else type(out).__name__
+        raise GscacheError(f"{where}: output width {got}, expected {expected}: {why}")
+
+
+# MLPs already checked, per AnchorMLPs object: the (feature, offset) counts they were checked
+# for, so that per-frame copies of a scene (dataclasses.replace) do not run them again.
+_CHECKED: "weakref.WeakKeyDictionary[AnchorMLPs, set[tuple[int, int]]]" = weakref.WeakKeyDictionary()
+
+
+def check_mlps(mlps: AnchorMLPs, n_features: int, n_offsets: int, where: str) -> None:
+    """Refuse MLPs whose input or output widths disagree with the anchors (F features, k
+    offsets), naming the MLP, its checkpoint file and the widths; every construction path of a
+    StructuredScene passes here, before any backend runs them."""
+    if not isinstance(mlps, AnchorMLPs):
+        raise GscacheError(f"{where}: mlps: expected AnchorMLPs, got {type(mlps).__name__}")
+    if (n_features, n_offsets) in _CHECKED.get(mlps, ()):
+        return
+    if mlps.appearance is not None and (not isinstance(mlps.appearance, Tensor) or mlps.appearance.dim() != 2
+                                        or mlps.appearance.dtype != torch.float32):
+        raise GscacheError(f"{where}: mlps.appearance: expected a float32 [cameras, D] table, got "
+                           f"{getattr(mlps.appearance, 'dtype', type(mlps.appearance).__name__)} "
+                           f"{tuple(getattr(mlps.appearance, 'shape', ()))}")
+    if mlps.feature_bank is not None and n_features % 4:
+        raise GscacheError(f"{where}: mlps.feature_bank mixes every 4th feature, so the feature count must be a "
+                           f"multiple of 4, got {n_features}")
+    for name, width in mlp_input_widths(mlps, n_features).items():
+        module = getattr(mlps, name)
+        label = f"{where}: mlps.{name} ({UPSTREAM_FILES[name]})"
+        if not isinstance(module, torch.nn.Module):
+            raise GscacheError(f"{label}: expected a torch.nn.Module, got {type(module).__name__}")
+        have = mlp_input_width(module, label)
+        if have != width:
+            raise GscacheError(f"{label}: input width {have}, expected {width} "
+                               f"({_describe_inputs(mlps, name, n_features)})")
+        if name == "feature_bank":
+            _check_output(module, width, 3, label, "3 mixing weights")
+        else:
+            _check_output(module, width, PER_OFFSET[name] * n_offsets, label,
+                          f"n_offsets = {n_offsets} times {PER_OFFSET[name]} per offset")
+    _CHECKED.setdefault(mlps, set()).add((n_features, n_offsets))
 
 
 @dataclass(frozen=True)
@@ -86,10 +176,36 @@ class StructuredScene:
     """Identity for caches (gscache.scene.identity): new for every scene built, kept by ``to()``."""
 
     def __post_init__(self) -> None:
+        """Every construction path (the loader, the generators, the constructor, ``replace``,
+        ``to``) checks the anchor fields and the MLP widths here, and normalises the anchor
+        rotations as a Scene's (gscache.scene.record.normalised_rotations)."""
+        where = self.source or "StructuredScene"
         if self.lod_rounding not in LOD_ROUNDINGS:
-            raise GscacheError(f"{self.source or 'StructuredScene'}: lod_rounding (dist2level) {self.lod_rounding!r}; "
+            raise GscacheError(f"{where}: lod_rounding (dist2level) {self.lod_rounding!r}; "
                                f"expected one of {', '.join(LOD_ROUNDINGS)}")
+        if isinstance(self.fork, bool) or not isinstance(self.fork, int) or self.fork < 2:
+            raise GscacheError(f"{where}: fork {self.fork!r}; expected an integer >= 2")
+        if isinstance(self.n_levels, bool) or not isinstance(self.n_levels, int) or self.n_levels < 1:
+            raise GscacheError(f"{where}: n_levels {self.n_levels!r}; expected an integer >= 1")
+        self._check_fields(where)
+        if self.anchor_quats is not None:
+            object.__setattr__(self, "anchor_quats", normalised_rotations(self.anchor_quats, where, "anchor_quats"))
+        check_mlps(self.mlps, self.features.shape[1], self.offsets.shape[1], where)
         assign_token(self)
+
+    def _check_fields(self, where: str) -> None:
+        c = ShapeChecker(where)
+        c.check("anchors", self.anchors, ("A", 3), torch.float32)
+        c.check("offsets", self.offsets, ("A", "k", 3), torch.float32)
+        c.check("features", self.features, ("A", "F"), torch.float32)
+        c.check("scales", self.scales, ("A", 6), torch.float32)
+        c.check("levels", self.levels, ("A",), torch.float32)
+        c.check("extra_levels", self.extra_levels, ("A",), torch.float32)
+        if self.anchor_quats is not None:
+            c.check("anchor_quats", self.anchor_quats, ("A", 4), torch.float32)
+        if c.dims["k"] < 1:
+            raise GscacheError(f"{where}.offsets: expected at least one offset per anchor, got shape "
+                               f"{tuple(self.offsets.shape)}")
 
     @property
     def count(self) -> int:
@@ -143,4 +259,4 @@ class StructuredScene:
             anchor_quats=None if self.anchor_quats is None else self.anchor_quats.to(device), mlps=mlps), self)
 
 
-__all__ = ["StructuredScene", "AnchorMLPs", "LOD_ROUNDINGS"]
+__all__ = ["StructuredScene", "AnchorMLPs", "LOD_ROUNDINGS", "check_mlps", "mlp_input_width"]

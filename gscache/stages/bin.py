@@ -17,6 +17,7 @@ from ..camera import ViewBatch
 from ..config import BinConfig
 from ..errors import GscacheError
 from ..records import DEPTH_BITS_MASK, TILE_KEY_SHIFT, Projected, TileBins
+from ..resources import available_bytes
 
 
 def tile_grid(views: ViewBatch, cfg: BinConfig) -> tuple[int, int]:
@@ -37,13 +38,36 @@ def tile_rects(means2d: Tensor, radii: Tensor, tile_px: int, tiles_x: int, tiles
     return lo, hi
 
 
-def check_intersections(n: int, cfg: BinConfig) -> None:
-    """Refuse a frame whose tile intersections exceed the budget (every backend calls this
-    between counting and allocating): a clear error, never an out-of-memory kill."""
-    if n > cfg.max_intersections:
-        raise GscacheError(f"bin: this frame has {n:,} tile intersections, over the budget of "
-                           f"{cfg.max_intersections:,} (BinConfig.max_intersections): lower the resolution, "
-                           f"raise the budget if memory allows, or cull the scene")
+BYTES_PER_INTERSECTION = 100
+"""Peak bytes the torch reference holds per (Gaussian, tile) pair while it expands, keys and
+sorts them: int64 source, offset, tile, key and order arrays and their temporaries (measured with
+``scripts/isect_memory.py``: see the README's table)."""
+
+
+MAX_INTERSECTIONS = 2**31 - 1
+"""TileBins.tile_ranges are int32 (records.py): no frame may have more, whatever memory it has."""
+
+
+def check_intersections(n: int, cfg: BinConfig, bytes_per_intersection: int, backend: str,
+                        device: torch.device) -> None:
+    """Refuse a frame whose tile intersections would take more memory than the budget or than
+    ``device`` has free, or more than int32 tile ranges index (every backend calls this between
+    counting and allocating, with its own bytes per intersection): a clear error, never an
+    out-of-memory kill or an overflow."""
+    if n > MAX_INTERSECTIONS:
+        raise GscacheError(f"bin: this frame has {n:,} tile intersections, more than the {MAX_INTERSECTIONS:,} that "
+                           f"TileBins' int32 tile ranges can index: lower the resolution or cull the scene")
+    need = n * bytes_per_intersection
+    what = (f"bin: this frame has {n:,} tile intersections, about {need / 2**30:.2f} GiB in the {backend} backend "
+            f"({bytes_per_intersection} bytes each)")
+    advice = "lower the resolution, cull the scene, or use a backend that holds less per intersection"
+    budget = cfg.memory_budget_bytes
+    if budget is not None and need > budget:
+        raise GscacheError(f"{what}, over BinConfig.memory_budget_bytes = {budget:,} ({budget / 2**30:.2f} GiB): "
+                           f"{advice}, or raise the budget if memory allows")
+    free = available_bytes(device)
+    if free is not None and need > free:
+        raise GscacheError(f"{what}, but {device} has {free / 2**30:.2f} GiB free: {advice}")
 
 
 def depth_bits(depths: Tensor) -> Tensor:
@@ -83,7 +107,7 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
         depth_order = torch.argsort(projected.depths[0], stable=True)  # [V], once for all views
         flat_index = flat_index[:, depth_order]
     emit_order = flat_index.reshape(-1)  # [E*V]
-    check_intersections(int(counts.sum()), cfg)
+    check_intersections(int(counts.sum()), cfg, BYTES_PER_INTERSECTION, "torch", device)
     emit_counts = counts.reshape(-1)[emit_order]
     # Expand every (view, Gaussian) into its tiles: intersection i belongs to flat index src[i].
     src = torch.repeat_interleave(emit_order, emit_counts)  # [I]

@@ -132,7 +132,8 @@ def _reach_cull(scene: StructuredScene, ids: Tensor, views: ViewBatch, margin_px
     a view, and some more)."""
     r = scene.reach[ids]
     n = ids.numel()
-    spheres = Scene(scene.anchors[ids].contiguous(), torch.zeros(n, 4, device=scene.device),
+    identity = torch.tensor([1.0, 0.0, 0.0, 0.0], device=scene.device).expand(n, 4).contiguous()
+    spheres = Scene(scene.anchors[ids].contiguous(), identity,
                     (r / 3.0)[:, None].expand(-1, 3).contiguous(), torch.ones(n, device=scene.device),
                     torch.zeros(n, 1, 3, device=scene.device))
     kept: Visible = cull(spheres, views, CullConfig(margin_px=margin_px), ProjectConfig())
@@ -184,6 +185,16 @@ def mixed_features(scene: StructuredScene, ids: Tensor, direction: Tensor, dist:
     return feat[:, ::4].repeat(1, 4) * w[:, :, 0] + feat[:, ::2].repeat(1, 2) * w[:, :, 1] + feat * w[:, :, 2]
 
 
+def _outputs(scene: StructuredScene, name: str, out: Tensor, per_offset: int) -> Tensor:
+    """``out`` [A', per_offset * k], or a GscacheError naming the MLP (StructuredScene checks the
+    widths when it is built; this guards modules changed in place since)."""
+    if out.dim() != 2 or out.shape[1] != per_offset * scene.n_offsets:
+        raise GscacheError(f"{scene.source or 'StructuredScene'}: mlps.{name} gave shape {tuple(out.shape)}, expected "
+                           f"[anchors, {per_offset * scene.n_offsets}] (n_offsets = {scene.n_offsets} times "
+                           f"{per_offset})")
+    return out
+
+
 def derive_anchors(scene: StructuredScene, ids: Tensor, position: Tensor, appearance_index: int = 0) -> Scene:
     """The Gaussians of the anchors ``ids`` [A'] int64 for a viewpoint at ``position`` [3].
 
@@ -203,9 +214,9 @@ def derive_anchors(scene: StructuredScene, ids: Tensor, position: Tensor, appear
         return torch.cat(parts, dim=1)
 
     with torch.no_grad():
-        opacity = mlps.opacity(inputs(mlps.opacity_dist))  # [A', k]
-        color = mlps.color(inputs(mlps.color_dist, colour=True)).reshape(-1, 3)  # [A'k, 3]
-        scale_rot = mlps.cov(inputs(mlps.cov_dist)).reshape(-1, 7)  # [A'k, 7]
+        opacity = _outputs(scene, "opacity", mlps.opacity(inputs(mlps.opacity_dist)), 1)  # [A', k]
+        color = _outputs(scene, "color", mlps.color(inputs(mlps.color_dist, colour=True)), 3).reshape(-1, 3)  # [A'k, 3]
+        scale_rot = _outputs(scene, "cov", mlps.cov(inputs(mlps.cov_dist)), 7).reshape(-1, 7)  # [A'k, 7]
     if scene.lod_rounding == "progressive":
         _, fade = lod_levels(scene, position)
         opacity = opacity * fade[ids, None]

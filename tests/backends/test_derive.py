@@ -91,7 +91,8 @@ def test_packer_layout_and_bad_mlps():
     assert unfusable_reason(scene) is None
     odd = dataclasses.replace(scene.mlps, color=torch.nn.Sequential(torch.nn.Linear(20, 24), torch.nn.GELU()))
     assert "GELU" in unfusable_reason(dataclasses.replace(scene, mlps=odd))
-    wide = dataclasses.replace(scene.mlps, cov=torch.nn.Sequential(torch.nn.Linear(20, 300)))
+    wide = dataclasses.replace(scene.mlps, cov=torch.nn.Sequential(  # a hidden layer wider than the kernels' 256
+        torch.nn.Linear(20, 300), torch.nn.ReLU(), torch.nn.Linear(300, 7 * scene.n_offsets)))
     assert "300" in unfusable_reason(dataclasses.replace(scene, mlps=wide))
     assert "progressive" in unfusable_reason(dataclasses.replace(scene, lod_rounding="progressive"))
     not_seq = dataclasses.replace(scene.mlps, opacity=torch.nn.Linear(20, 8))

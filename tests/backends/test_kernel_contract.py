@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from gscache import records, sh
-from gscache.backends._loader import kernel_dir
+from gscache.backends._loader import KernelTree, kernel_dir
 
 
 def _defines() -> dict[str, str]:
@@ -49,7 +49,7 @@ def test_constants_agree():
     assert {k: int(d[f"GS_ACT_{k.upper()}"]) for k in _mlp.ACTIVATIONS} == _mlp.ACTIVATIONS
     assert int(d["GS_ACT_NONE"]) == 0 and 0 not in _mlp.ACTIVATIONS.values()
     assert int(d["GS_SPLAT_FLOATS"]) == cuda.SPLAT_FLOATS
-    text = (kernel_dir() / "rasterize.cu").read_text()
+    text = (KernelTree.at().kernels / "rasterize.cu").read_text()
     assert text.count("batch + ") == cuda.SPLAT_FLOATS - 1  # the shared arrays the kernel carves out
 
 
@@ -116,7 +116,7 @@ def test_every_cu_file_compiles_with_nvcc(tmp_path, arch):
         # CI sets GSCACHE_REQUIRE_NVCC=1: there a missing nvcc is a failure, not a skip.
         assert os.environ.get("GSCACHE_REQUIRE_NVCC") != "1", "nvcc is required (GSCACHE_REQUIRE_NVCC=1) but not found"
         pytest.skip("nvcc not found: the CUDA kernels cannot be compiled here")
-    sources = sorted(kernel_dir().glob("*.cu"))
+    sources = KernelTree.at().cu_files()
     assert {p.stem for p in sources} >= {"shade", "project", "bin", "rasterize"}
     for src in sources:
         cmd = [nvcc, f"-arch={arch}", "-std=c++17", "-c", f"-I{kernel_dir()}", "--Werror", "all-warnings",

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from gscache import backends
-from gscache.backends._loader import kernel_dir, simt_kernels
+from gscache.backends._loader import KernelTree, kernel_dir, simt_kernels
 from gscache.camera import StereoRig, look_at, views_of
 from gscache.config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
 from gscache.scenes import structured_demo
@@ -42,7 +42,7 @@ def _nvcc() -> str:
 def resource_usage(arch: str) -> dict[str, dict[str, int]]:
     """kernel -> registers, stack (bytes per thread) and static shared memory, from ptxas."""
     out = {}
-    for src in sorted(kernel_dir().glob("*.cu")):
+    for src in KernelTree.at().cu_files():
         proc = subprocess.run([_nvcc(), f"-arch={arch}", "-std=c++17", "--resource-usage", "-c", f"-I{kernel_dir()}",
                                "-o", os.devnull, str(src)], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch_two_ranks(tmp_path, timeout_s: int, rank1_module: str = "gscache.multi.distributed") -> list:
+def _launch_two_ranks(tmp_path, timeout_s: int, rank1_module: str = "gscache.cli.distributed") -> list:
     path = tmp_path / "scene.ply"
     save_scene(random_scene(2000, seed=9, sh_degree=1), path)
     port = _free_port()
@@ -30,7 +30,7 @@ def _launch_two_ranks(tmp_path, timeout_s: int, rank1_module: str = "gscache.mul
     for rank in (0, 1):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        module = rank1_module if rank == 1 else "gscache.multi.distributed"
+        module = rank1_module if rank == 1 else "gscache.cli.distributed"
         procs.append(subprocess.Popen(
             [sys.executable, "-m", module, str(path), "--frames", "4", "--size", "64x48",
              "--backend", "cpu", "--timeout", str(timeout_s), "--check"],

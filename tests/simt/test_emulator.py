@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gscache import backends
-from gscache.backends._loader import kernel_dir
+from gscache.backends._loader import KernelTree, kernel_dir
 from tests._backends import params
 
 pytestmark = pytest.mark.parametrize("_sim", params("cuda-sim"))  # skipped with the reason where no g++
@@ -28,11 +28,9 @@ class ProbeParams(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def probe_src(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("simt_probe")
-    for path in kernel_dir().iterdir():
-        if path.is_file():
-            shutil.copy(path, src / path.name)
-    shutil.copy(Path(__file__).with_name("probe.cu"), src / "probe.cu")
+    src = tmp_path_factory.mktemp("simt_probe") / "cuda"
+    shutil.copytree(kernel_dir(), src, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(Path(__file__).with_name("probe.cu"), KernelTree.at(src).kernels / "probe.cu")
     return src
 
 

@@ -1,5 +1,7 @@
 """Values that cannot be rendered are refused by name: config numbers (NaN, infinity, ranges),
-scenes built directly with NaN or out-of-range fields; quaternions of any magnitude normalise."""
+scenes built directly with NaN or out-of-range fields; quaternions of any magnitude normalise.
+(Directly built records on every backend, and the memory budgets per intersection:
+test_construction_paths.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from gscache import GscacheError, Renderer, RenderConfig
-from gscache.config import CacheConfig, CullConfig, ProjectConfig, RasterConfig
+from gscache.config import BinConfig, CacheConfig, CullConfig, ProjectConfig, RasterConfig
 from gscache.scene.record import Scene, make_scene
 
 
@@ -22,6 +24,8 @@ from gscache.scene.record import Scene, make_scene
     (dict(raster=RasterConfig(background=(0.0, math.nan, 0.0))), "raster.background"),
     (dict(cache=CacheConfig(margin_px=math.inf)), "cache.margin_px"),
     (dict(cache=CacheConfig(depth=2.5)), "cache.depth"),
+    (dict(bin=BinConfig(memory_budget_bytes=0)), "bin.memory_budget_bytes"),
+    (dict(bin=BinConfig(memory_budget_bytes=1.5e9)), "bin.memory_budget_bytes"),
 ])
 def test_config_numbers_are_checked(cfg, field):
     with pytest.raises(GscacheError, match=field.replace(".", r"\.")):
@@ -57,23 +61,6 @@ def test_directly_built_scenes_with_bad_values_are_refused(field, value, message
     r = Renderer(good, RenderConfig(backend="torch"))
     with pytest.raises(GscacheError, match=message):
         r.set_scene(bad)
-
-
-def test_too_many_intersections_are_refused_on_every_cpu_backend():
-    from gscache import StereoRig
-    from gscache.camera import look_at
-    from gscache.config import BinConfig
-    from gscache import backends
-    from tests._helpers import random_scene
-
-    scene = random_scene(2000, seed=1, scale=(0.3, 0.6))  # large Gaussians: many tiles each
-    rig = StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), 128, 128)
-    for name, status in backends.available().items():
-        if status != "ok" or name in ("cuda", "gsplat"):
-            continue
-        cfg = RenderConfig(backend=name, bin=BinConfig(max_intersections=10_000))
-        with pytest.raises(GscacheError, match="tile intersections, over the budget of 10,000"):
-            Renderer(scene, cfg).render(rig)
 
 
 def test_a_frame_larger_than_free_memory_is_refused_before_rendering():

@@ -156,13 +156,15 @@ def test_cache_depth_one_is_the_uncached_render(scene):
 
 
 def test_a_checkpoint_whose_mlp_widths_disagree_with_n_offsets_is_refused(tmp_path):
-    import dataclasses
-
+    """The loader builds the record, whose own check names the folder, the MLP and its file."""
     scene = structured_demo(seed=0, spacing=0.5)
+    write_structured(scene, tmp_path / "w")
     width = scene.mlps.color[0].in_features
     short = torch.nn.Sequential(torch.nn.Linear(width, 3 * scene.n_offsets - 3), torch.nn.Sigmoid()).eval()
-    write_structured(dataclasses.replace(scene, mlps=dataclasses.replace(scene.mlps, color=short)), tmp_path / "w")
-    with pytest.raises(GscacheError, match=f"color_mlp.pt: output width .* n_offsets = {scene.n_offsets}"):
+    torch.jit.save(torch.jit.trace(short, torch.zeros(1, width)), next((tmp_path / "w").rglob("color_mlp.pt")))
+    with pytest.raises(GscacheError, match=rf"w.*: mlps\.color \(color_mlp\.pt\): output width \({3 * scene.n_offsets - 3},\), "
+                                           rf"expected {3 * scene.n_offsets}: "
+                                           rf"n_offsets = {scene.n_offsets}"):
         load_scene(tmp_path / "w")
 
 

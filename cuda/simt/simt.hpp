@@ -1,5 +1,5 @@
-// SIMT emulation of the CUDA kernels on the host: every .cu file of cuda/ is compiled by the host
-// C++ compiler with this header force-included (-include simt.hpp -D__CUDACC__
+// SIMT emulation of the CUDA kernels on the host: every .cu file of cuda/kernels/ is compiled by
+// the host C++ compiler with this header force-included (-include simt/simt.hpp -D__CUDACC__
 // -D__CUDA_ARCH__=800 -DGS_SIMT), so common.cuh takes its device branches and the kernels run
 // unmodified, one host thread per CUDA thread (simt.cpp is the runtime; gscache/backends/simt.py
 // builds and drives it).

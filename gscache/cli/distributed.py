@@ -3,9 +3,9 @@ protocol in gscache.multi.ranks; rank 0 presents, every other rank is a device).
 
 Run (one machine, two ranks; on several machines give each torchrun the same --rdzv endpoint):
 
-    torchrun --nproc-per-node 2 -m gscache.multi.distributed SCENE --frames 60 --size 512x512 --check
+    torchrun --nproc-per-node 2 -m gscache.cli.distributed SCENE --frames 60 --size 512x512 --check
     # machine A (rank 0 presents):  torchrun --nnodes 2 --node-rank 0 --nproc-per-node 1 \\
-    #     --master-addr A --master-port 29500 -m gscache.multi.distributed SCENE --frames 60
+    #     --master-addr A --master-port 29500 -m gscache.cli.distributed SCENE --frames 60
     # machine B:                   the same with --node-rank 1 (and the scene at the same path)
 """
 
@@ -26,15 +26,15 @@ from ..errors import GscacheError
 from ..presets import parse_size
 from ..renderer import Renderer
 from ..trajectory import named_trajectory
-from .ranks import RankDevice, init_group, serve
-from .scheduler import MultiDeviceRenderer, ScheduleConfig
+from ..multi.ranks import RankDevice, init_group, serve
+from ..multi.scheduler import MultiDeviceRenderer, ScheduleConfig
 
 
 def main(argv: list[str] | None = None, factory=Renderer) -> int:
     """The entry point; ``factory(scene, config)`` builds each rank's renderer (tests pass one that
     misbehaves)."""
 
-    p = argparse.ArgumentParser(prog="python -m gscache.multi.distributed",
+    p = argparse.ArgumentParser(prog="python -m gscache.cli.distributed",
                                 description="Render a VR trajectory with the tiles spread over torchrun's ranks.")
     p.add_argument("scene", nargs="?", help="scene file (every rank loads it; default: the demo scene)")
     p.add_argument("--frames", type=int, default=30)
