@@ -147,6 +147,7 @@ struct GsRasterParams {
     float* out_rgb;             // [E,H,W,3]
     float* out_alpha;           // [E,H,W]
     float* out_depth;           // [E,H,W]
+    float* out_median_depth;    // [E,H,W]
     int E, V, tile_px, tiles_x, tiles_y, width, height;
     float alpha_max, alpha_min, t_min;
 };
@@ -385,10 +386,15 @@ GS_HD float gs_splat_alpha(float dx, float dy, float A, float Bn, float C, float
     return kept < alpha_min ? 0.f : kept;
 }
 
+// The transmittance whose crossing gives a pixel's median depth (MEDIAN_T of
+// gscache/stages/rasterize.py): the depth of the blended splat that takes T from above it to it
+// or below, where the accumulated opacity first reaches one half; 0 where no splat does.
+#define GS_MEDIAN_T 0.5f
+
 // One front-to-back blending step of a pixel. Returns false, blending nothing, when the splat
 // would take the transmittance T below t_min: the pixel is then finished.
 GS_HD bool gs_blend(float alpha, float& T, float t_min, const float* color, float depth, float* rgb_acc,
-                    float& depth_acc) {
+                    float& depth_acc, float& median_depth) {
     const float T_next = T * (1.f - alpha);
     if (T_next < t_min) return false;
     const float w = alpha * T;
@@ -396,6 +402,7 @@ GS_HD bool gs_blend(float alpha, float& T, float t_min, const float* color, floa
     rgb_acc[1] += w * color[1];
     rgb_acc[2] += w * color[2];
     depth_acc += w * depth;
+    median_depth = (T > GS_MEDIAN_T && T_next <= GS_MEDIAN_T) ? depth : median_depth;
     T = T_next;
     return true;
 }

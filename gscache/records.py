@@ -159,7 +159,13 @@ class Images:
     alpha: Float[Tensor, "E H W"]
     """Accumulated opacity, 1 - final transmittance."""
     depth: Float[Tensor, "E H W"]
-    """Expected depth: sum(w_i z_i) / alpha where alpha > 0, else 0."""
+    """Expected depth: sum(w_i z_i) / alpha where alpha > 0, else 0. A blend of every layer the
+    pixel sees: across a silhouette or through a translucent layer it lies between surfaces."""
+    median_depth: Float[Tensor, "E H W"] | None = None
+    """Median depth: the depth of the blended splat that takes the transmittance from above 0.5
+    to 0.5 or below (where the accumulated opacity first reaches one half), else 0 (alpha < 0.5:
+    no surface dominates the pixel). Always the depth of one splat, never a mix: the depth that
+    reprojects a pixel. None where the backend cannot produce it (gsplat)."""
     evaluations: int | None = None
     """Gaussian-pixel alpha evaluations done, where the backend counts them."""
 
@@ -168,6 +174,8 @@ class Images:
         c.check("rgb", self.rgb, ("E", "H", "W", 3), torch.float32)
         c.check("alpha", self.alpha, ("E", "H", "W"), torch.float32)
         c.check("depth", self.depth, ("E", "H", "W"), torch.float32)
+        if self.median_depth is not None:
+            c.check("median_depth", self.median_depth, ("E", "H", "W"), torch.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +233,9 @@ class Frame:
     @staticmethod
     def concat(frames: "list[Frame]") -> "Frame":
         """Views rendered separately, as one frame: images stacked, times and work added up."""
-        images = Images(*(torch.cat([getattr(f.images, k) for f in frames]) for k in ("rgb", "alpha", "depth")))
+        medians = [f.images.median_depth for f in frames]
+        images = Images(*(torch.cat([getattr(f.images, k) for f in frames]) for k in ("rgb", "alpha", "depth")),
+                        median_depth=None if any(m is None for m in medians) else torch.cat(medians))
         times = StageTimes(**{k: sum(getattr(f.times, k) for f in frames) for k in StageTimes.__dataclass_fields__})
         evals = [f.counters.n_evaluations for f in frames]
         counters = WorkCounters(
@@ -249,8 +259,14 @@ class Frame:
 
     @property
     def depth(self) -> Tensor:
-        """[E, H, W] float32."""
+        """[E, H, W] float32: the expected depth (Images.depth)."""
         return self.images.depth
+
+    @property
+    def median_depth(self) -> Tensor | None:
+        """[E, H, W] float32: the median depth (Images.median_depth), None where the backend
+        cannot produce it."""
+        return self.images.median_depth
 
     @property
     def n_views(self) -> int:

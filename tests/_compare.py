@@ -20,11 +20,14 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "rasterize.rgb": (0.0, 1e-5),
     "rasterize.alpha": (0.0, 1e-5),
     "rasterize.depth": (1e-4, 1e-4),
+    "rasterize.median_depth": (1e-6, 1e-6),
 }
 # Boundary band of images: at most this fraction of pixels beyond the float tolerance, and none
 # beyond the band's own bound.
 BAND_FRACTION = 1e-3
-BAND_ATOL = {"rgb": 5e-3, "alpha": 5e-3, "depth": 5e-2}
+# A median depth is one splat's depth: where a pixel's transmittance lands within rounding of 0.5
+# one side takes the next splat, as far behind as that splat is (no bound but the fraction).
+BAND_ATOL = {"rgb": 5e-3, "alpha": 5e-3, "depth": 5e-2, "median_depth": float("inf")}
 # Radii are ceil() of a float: the boundary band allows +-1 on this fraction of Gaussians.
 RADII_FRACTION = 1e-3
 
@@ -92,5 +95,7 @@ def assert_stage_close(actual, ref, stage: str) -> None:
     elif stage == "rasterize":
         for field in ("rgb", "alpha", "depth"):
             assert_image_close(getattr(actual, field), getattr(ref, field), f"rasterize.{field}")
+        if actual.median_depth is not None:  # None: a backend that gives none (gsplat)
+            assert_image_close(actual.median_depth, ref.median_depth, "rasterize.median_depth")
     else:
         raise ValueError(f"unknown stage {stage!r}")

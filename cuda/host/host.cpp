@@ -31,7 +31,7 @@
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 3
+#define GS_ABI_VERSION 4
 
 extern "C" {
 
@@ -357,14 +357,14 @@ template <int TILE>
 static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gaussian_ids, const int* ranges,
                                int tiles_x, int tiles_y, int width, int height, float alpha_max, float alpha_min,
                                float t_min, const float* background, float* out_rgb, float* out_alpha,
-                               float* out_depth) {
+                               float* out_depth, float* out_median) {
     constexpr int P = TILE * TILE;
     const int64_t T = (int64_t)tiles_x * tiles_y;
     int64_t evaluations = 0;
 #pragma omp parallel for schedule(dynamic, 2) reduction(+ : evaluations)
     for (int64_t t = 0; t < E * T; ++t) {
         // Per-pixel state, structure of arrays so the row loop vectorises.
-        alignas(64) float trans[P], acc_r[P], acc_g[P], acc_b[P], acc_d[P];
+        alignas(64) float trans[P], acc_r[P], acc_g[P], acc_b[P], acc_d[P], med[P];
         alignas(64) float done[P];  // 1 once the pixel has stopped (float keeps the vector lanes uniform)
         const int64_t eye = t / T, local = t % T;
         const int x0 = (int)(local % tiles_x) * TILE, y0 = (int)(local / tiles_x) * TILE;
@@ -372,7 +372,7 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
         bool tile_done = false;
         for (int p = 0; p < P; ++p) {
             trans[p] = 1.f;
-            acc_r[p] = acc_g[p] = acc_b[p] = acc_d[p] = 0.f;
+            acc_r[p] = acc_g[p] = acc_b[p] = acc_d[p] = med[p] = 0.f;
             // Pixels beyond the image edge start out finished.
             done[p] = (x0 + p % TILE >= width) || (y0 + p / TILE >= height) ? 1.f : 0.f;
         }
@@ -411,6 +411,7 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
                     float* ag = acc_g + off;
                     float* ab = acc_b + off;
                     float* ad = acc_d + off;
+                    float* md = med + off;
                     float* dn = done + off;
                     const float xbase = (float)(x0 + h * HALF);
 #pragma omp simd simdlen(HALF)
@@ -427,6 +428,8 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
                         ag[x] += w * cg;
                         ab[x] += w * cb;
                         ad[x] += w * z;
+                        // gs_blend's median rule: this splat, blended, takes T across GS_MEDIAN_T.
+                        md[x] = (stop == 0.f && Tp > GS_MEDIAN_T && T_next <= GS_MEDIAN_T) ? z : md[x];
                         tr[x] = stop > 0.f ? Tp : T_next;
                         dn[x] = gs_max(dn[x], stop);
                     }
@@ -444,6 +447,7 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
                 out_rgb[3 * o + 2] = acc_b[p] + trans[p] * background[2];
                 out_alpha[o] = a;
                 out_depth[o] = a > 0.f ? acc_d[p] / std::max(a, 1e-12f) : 0.f;
+                out_median[o] = med[p];
             }
     }
     return evaluations;
@@ -457,6 +461,7 @@ extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
     const float *depths = p->depths, *background = p->background;
     const int *gaussian_ids = p->gaussian_ids, *ranges = p->ranges;
     float *out_rgb = p->out_rgb, *out_alpha = p->out_alpha, *out_depth = p->out_depth;
+    float* out_median = p->out_median_depth;
     // One view at a time: its packed splats (V records) stay small enough for the caches, where
     // both eyes' records together would not for large scenes (measured on the 500k-Gaussian scene).
     const int64_t T = (int64_t)tiles_x * tiles_y, HW = (int64_t)height * width;
@@ -469,7 +474,7 @@ extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
 #define GS_RASTERIZE(TILE)                                                                                           \
     rasterize_tiles<TILE>(1, V, splats.data(), gaussian_ids, ranges + 2 * e * T, tiles_x, tiles_y, width, height,     \
                           alpha_max, alpha_min, t_min, background, out_rgb + 3 * e * HW, out_alpha + e * HW,          \
-                          out_depth + e * HW)
+                          out_depth + e * HW, out_median + e * HW)
         switch (tile_px) {
             case 8: evaluations += GS_RASTERIZE(8); break;
             case 16: evaluations += GS_RASTERIZE(16); break;

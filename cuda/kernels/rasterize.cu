@@ -7,7 +7,8 @@
 //   gaussian_ids i32[I]     visible-Gaussian index of each sorted intersection
 //   ranges    i32[E*T,2]    [start, end) of each tile's intersections
 //   background f32[3]
-//   out_rgb   f32[E,H,W,3], out_alpha f32[E,H,W], out_depth f32[E,H,W]   out
+//   out_rgb   f32[E,H,W,3], out_alpha f32[E,H,W], out_depth f32[E,H,W],
+//   out_median_depth f32[E,H,W]                                                  out
 // Launch: grid (tiles_x, tiles_y, E), block (tile_px, tile_px), dynamic shared memory
 // tile_px^2 * GS_SPLAT_FLOATS floats (one batch of splats: centre 2, conic 3, opacity 1, colour 3, depth 1).
 // Each block walks its tile's list in batches of tile_px^2 splats that its threads load into
@@ -38,7 +39,7 @@ extern "C" __global__ void rasterize_kernel(const GsRasterParams p) {
     const float px = (float)x + 0.5f, py = (float)y + 0.5f;
 
     const int start = p.ranges[2 * tile], end = p.ranges[2 * tile + 1];
-    float T = 1.f, depth_acc = 0.f;
+    float T = 1.f, depth_acc = 0.f, median_depth = 0.f;
     float rgb[3] = {0.f, 0.f, 0.f};
     bool done = !inside;
 
@@ -68,7 +69,7 @@ extern "C" __global__ void rasterize_kernel(const GsRasterParams p) {
                                                p.alpha_max, p.alpha_min);
             if (alpha == 0.f) continue;
             const float color[3] = {s_r[j], s_g[j], s_b[j]};
-            if (!gs_blend(alpha, T, p.t_min, color, s_z[j], rgb, depth_acc)) done = true;
+            if (!gs_blend(alpha, T, p.t_min, color, s_z[j], rgb, depth_acc, median_depth)) done = true;
         }
     }
     if (!inside) return;
@@ -79,4 +80,5 @@ extern "C" __global__ void rasterize_kernel(const GsRasterParams p) {
     p.out_rgb[3 * o + 2] = rgb[2] + T * p.background[2];
     p.out_alpha[o] = a;
     p.out_depth[o] = a > 0.f ? depth_acc / fmaxf(a, 1e-12f) : 0.f;
+    p.out_median_depth[o] = median_depth;
 }

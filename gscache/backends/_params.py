@@ -51,7 +51,7 @@ GsBinParams = _struct("GsBinParams", ["means2d", "radii", "depths", "counts", "o
                       "``struct GsBinParams`` (count, emit and tile-range kernels; the cpu library's binning).")
 GsRasterParams = _struct("GsRasterParams",
                          ["means2d", "conics", "opacities", "colors", "depths", "gaussian_ids", "ranges", "background",
-                          "out_rgb", "out_alpha", "out_depth"],
+                          "out_rgb", "out_alpha", "out_depth", "out_median_depth"],
                          [("E", _I32), ("V", _I32), ("tile_px", _I32), ("tiles_x", _I32), ("tiles_y", _I32),
                           ("width", _I32), ("height", _I32), ("alpha_max", _F32), ("alpha_min", _F32),
                           ("t_min", _F32)],

@@ -38,7 +38,7 @@ _SIGNATURES = {
     "gs_derive_count_cpu": ([_P], None),
     "gs_derive_emit_cpu": ([_P], None),
 }
-ABI_VERSION = 3
+ABI_VERSION = 4
 BYTES_PER_INTERSECTION = 12
 """The sorted keys (int64) and Gaussian ids (int32): the host library sorts in place through
 per-tile cursors, so nothing else grows with the intersections (measured with
@@ -148,13 +148,14 @@ def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: Tile
     rgb = torch.empty(E, H, W, 3)
     alpha = torch.empty(E, H, W)
     depth = torch.empty(E, H, W)
+    median = torch.empty(E, H, W)
     evaluations = _call(_lib().gs_rasterize_cpu, fill(
         GsRasterParams, means2d=projected.means2d, conics=projected.conics, opacities=visible.opacities,
         colors=shaded.colors, depths=projected.depths, gaussian_ids=bins.gaussian_ids, ranges=bins.tile_ranges,
-        background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth, E=E, V=V, tile_px=bins.tile_px,
-        tiles_x=bins.tiles_x, tiles_y=bins.tiles_y, width=W, height=H, alpha_max=cfg.alpha_max,
-        alpha_min=cfg.alpha_min, t_min=cfg.transmittance_min))
-    return Images(rgb=rgb, alpha=alpha, depth=depth, evaluations=evaluations)
+        background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth, out_median_depth=median, E=E, V=V,
+        tile_px=bins.tile_px, tiles_x=bins.tiles_x, tiles_y=bins.tiles_y, width=W, height=H,
+        alpha_max=cfg.alpha_max, alpha_min=cfg.alpha_min, t_min=cfg.transmittance_min))
+    return Images(rgb=rgb, alpha=alpha, depth=depth, median_depth=median, evaluations=evaluations)
 
 
 def derive(scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor, appearance_index: int | None) -> Scene:

@@ -204,16 +204,18 @@ class CudaKernels:
         rgb = torch.empty(E, H, W, 3, device=dev)
         alpha = torch.empty(E, H, W, device=dev)
         depth = torch.empty(E, H, W, device=dev)
+        median = torch.empty(E, H, W, device=dev)
         ts = bins.tile_px
         if E * H * W:
             self.rt.launch("rasterize", "rasterize_kernel", dev, (bins.tiles_x, bins.tiles_y, E), (ts, ts), fill(
                 GsRasterParams, means2d=projected.means2d, conics=projected.conics, opacities=visible.opacities,
                 colors=shaded.colors, depths=projected.depths, gaussian_ids=bins.gaussian_ids,
-                ranges=bins.tile_ranges, background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth, E=E,
-                V=V, tile_px=ts, tiles_x=bins.tiles_x, tiles_y=bins.tiles_y, width=W, height=H,
+                ranges=bins.tile_ranges, background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth,
+                out_median_depth=median, E=E, V=V, tile_px=ts, tiles_x=bins.tiles_x, tiles_y=bins.tiles_y,
+                width=W, height=H,
                 alpha_max=cfg.alpha_max, alpha_min=cfg.alpha_min, t_min=cfg.transmittance_min),
                 shared_mem=ts * ts * SPLAT_FLOATS * 4)
-        return Images(rgb=rgb, alpha=alpha, depth=depth)
+        return Images(rgb=rgb, alpha=alpha, depth=depth, median_depth=median)
 
     def derive(self, scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor,
                appearance_index: int | None) -> Scene:

@@ -45,8 +45,9 @@ class ShareResult:
     """What a device returns for one frame: the pixel rows of its bands and its timings."""
 
     bands: tuple[Band, ...]
-    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    """Per band: rgb [rows_px, W, 3], alpha [rows_px, W], depth [rows_px, W] (CPU tensors)."""
+    rows: list[tuple]
+    """Per band: rgb [rows_px, W, 3], alpha, depth and median depth [rows_px, W] (CPU tensors;
+    the median depth None where the device's backend gives none)."""
     tile_costs: torch.Tensor
     """[E, T] int32: intersections per tile of the whole frame (every device bins in full)."""
     device_ms: float
@@ -67,7 +68,8 @@ def render_share(renderer, rig: StereoRig, bands: tuple[Band, ...]) -> ShareResu
     rows = []
     for b in bands:
         y0, y1 = b.row0 * tile_px, min(b.row1 * tile_px, rig.height)
-        rows.append(tuple(t[b.eye, y0:y1].detach().cpu().contiguous() for t in (frame.rgb, frame.alpha, frame.depth)))
+        rows.append(tuple(None if t is None else t[b.eye, y0:y1].detach().cpu().contiguous()
+                          for t in (frame.rgb, frame.alpha, frame.depth, frame.median_depth)))
     t = frame.times
     return ShareResult(bands, rows, frame.tile_costs.cpu(), (time.perf_counter() - start) * 1e3, t.rasterize_ms,
                        t.total_ms - t.rasterize_ms, frame.counters, frame.cache)
@@ -170,11 +172,13 @@ class SharedRows:
         self.rgb = torch.zeros(2, height, width, 3).share_memory_()
         self.alpha = torch.zeros(2, height, width).share_memory_()
         self.depth = torch.zeros(2, height, width).share_memory_()
+        self.median_depth = torch.zeros(2, height, width).share_memory_()
 
     def write(self, res: ShareResult, tile_px: int) -> None:
+        # Worker processes render with CPU backends, which all give the median depth.
         for band, rows in zip(res.bands, res.rows):
             y0 = band.row0 * tile_px
-            for dst, src in zip((self.rgb, self.alpha, self.depth), rows):
+            for dst, src in zip((self.rgb, self.alpha, self.depth, self.median_depth), rows):
                 dst[band.eye, y0:y0 + src.shape[0]] = src
 
     def read(self, bands, tile_px: int) -> list:
@@ -182,7 +186,7 @@ class SharedRows:
         out = []
         for b in bands:
             y0, y1 = b.row0 * tile_px, min(b.row1 * tile_px, height)
-            out.append((self.rgb[b.eye, y0:y1], self.alpha[b.eye, y0:y1], self.depth[b.eye, y0:y1]))
+            out.append(tuple(t[b.eye, y0:y1] for t in (self.rgb, self.alpha, self.depth, self.median_depth)))
         return out
 
 

@@ -390,16 +390,21 @@ class MultiDeviceRenderer:
         rgb = bg.expand(E, H, W, 3).clone()
         alpha = torch.zeros(E, H, W, device=device)
         depth = torch.zeros(E, H, W, device=device)
+        median = torch.zeros(E, H, W, device=device)
         tile_px = self.config.bin.tile_px
         first = next(iter(results.values()))
         for res in results.values():
-            for band, (r, a, d) in zip(res.bands, res.rows):
+            for band, (r, a, d, m) in zip(res.bands, res.rows):
                 y0 = band.row0 * tile_px
                 rgb[band.eye, y0:y0 + r.shape[0]] = r.to(device)
                 alpha[band.eye, y0:y0 + r.shape[0]] = a.to(device)
                 depth[band.eye, y0:y0 + r.shape[0]] = d.to(device)
+                if m is None:  # a device whose backend gives no median depth: the frame has none
+                    median = None
+                elif median is not None:
+                    median[band.eye, y0:y0 + r.shape[0]] = m.to(device)
         times = StageTimes(rasterize_ms=max(r.raster_ms for r in results.values()))
-        return Frame(Images(rgb, alpha, depth), times, first.counters, first.cache, first.tile_costs)
+        return Frame(Images(rgb, alpha, depth, median), times, first.counters, first.cache, first.tile_costs)
 
     def _update(self, shares, results, failed, plan: TilePlan, wall_ms: float, recovered_ms: float) -> ScheduleStats:
         costs = next((r.tile_costs for r in results.values()), None)

@@ -199,11 +199,25 @@ def upsample(t: Tensor, height: int, width: int) -> Tensor:
                          align_corners=False).permute(0, 2, 3, 1)
 
 
+def _median_composite(fovea: Tensor, periphery: Tensor, layout: FoveaLayout, w: Tensor) -> Tensor:
+    """Median depths [E, H, W]: the periphery's upsampled to the nearest pixel and the fovea's
+    where its weight is at least one half. Never a blend: a median depth is one splat's depth,
+    and a mix of a surface and the background (0) or of two surfaces lies on neither."""
+    E, H, W = fovea.shape
+    out = F.interpolate(periphery[:, None], size=(H, W), mode="nearest-exact")[:, 0]
+    for e in range(E):
+        x0, y0, x1, y1 = layout.outer(e)
+        region = out[e, y0:y1, x0:x1]
+        region.copy_(torch.where(w[e, y0:y1, x0:x1] >= 0.5, fovea[e, y0:y1, x0:x1], region))
+    return out.contiguous()
+
+
 def composite(fovea: Images, periphery: Images, layout: FoveaLayout) -> Images:
     """The fovea over the upsampled periphery: the periphery where the fovea's weight w is 0,
     ``lerp(periphery, fovea, w)`` across the band and the fovea's own values inside each eye's
     rectangle (w = 1), so those pixels are the full render's bit for bit. The blend runs on the
-    outer rectangles only (the rest is the upsampled periphery as it is)."""
+    outer rectangles only (the rest is the upsampled periphery as it is). Median depths are
+    chosen, not blended (_median_composite)."""
     E, H, W = fovea.alpha.shape
     w = layout.weights(fovea.rgb.device)
     rgb = upsample(periphery.rgb, H, W)
@@ -219,6 +233,10 @@ def composite(fovea: Images, periphery: Images, layout: FoveaLayout) -> Images:
         rgb[e, y0:y1, x0:x1] = fovea.rgb[e, y0:y1, x0:x1]
         alpha[e, y0:y1, x0:x1] = fovea.alpha[e, y0:y1, x0:x1]
         depth[e, y0:y1, x0:x1] = fovea.depth[e, y0:y1, x0:x1]
+    median = None
+    if fovea.median_depth is not None and periphery.median_depth is not None:
+        median = _median_composite(fovea.median_depth, periphery.median_depth, layout, w)
     evals = None if fovea.evaluations is None or periphery.evaluations is None else \
         fovea.evaluations + periphery.evaluations
-    return Images(rgb=rgb.contiguous(), alpha=alpha.contiguous(), depth=depth.contiguous(), evaluations=evals)
+    return Images(rgb=rgb.contiguous(), alpha=alpha.contiguous(), depth=depth.contiguous(), median_depth=median,
+                  evaluations=evals)

@@ -4,7 +4,9 @@ Per pixel with centre p = (i + 0.5, j + 0.5) and splat g (centre m, conic (a, b,
 ``d = m - p``, ``power = -0.5 (a dx^2 + c dy^2) - b dx dy``, skipped if power > 0;
 ``alpha = min(alpha_max, opacity * exp(power))``, skipped if alpha < alpha_min. Blending:
 ``C += alpha * T * color``, ``T *= 1 - alpha``; a pixel stops at (and does not blend) the first
-splat that would take T below transmittance_min (the rule of Inria's and gsplat's kernels).
+splat that would take T below transmittance_min (the rule of Inria's and gsplat's kernels). The
+median depth is the depth of the blended splat that takes T from above MEDIAN_T to MEDIAN_T or
+below (T only decreases, so at most one splat does), 0 where none does.
 
 The reference keeps that order exactly but evaluates it in blocks. Each tile's list is cut into
 batches of B splats; round r blends batch r of every tile that still has one and has pixels
@@ -29,20 +31,22 @@ from ..records import Images, Projected, Shaded, TileBins, Visible
 # exp() of very negative numbers takes a slow path on CPUs; powers below this give alphas far
 # under any alpha_min (exp(-30) ~ 1e-13), so clamping them changes no pixel.
 POWER_FLOOR = -30.0
+MEDIAN_T = 0.5  # GS_MEDIAN_T of cuda/common.cuh: the transmittance whose crossing gives the median depth
 
 
-def _blend_batch(T: Tensor, rgb: Tensor, dep: Tensor, done: Tensor, px: Tensor, py: Tensor,
-                 splats: dict[str, Tensor], cfg: RasterConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _blend_batch(T: Tensor, rgb: Tensor, dep: Tensor, med: Tensor, done: Tensor, px: Tensor, py: Tensor,
+                 splats: dict[str, Tensor], cfg: RasterConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Blend one batch of B splats into c tiles of P pixels.
 
     Args:
-        T, dep: transmittance and depth sum, [c, P]; rgb: colour sum [c, P, 3]; done: [c, P] bool.
+        T, dep, med: transmittance, depth sum and median depth, [c, P]; rgb: colour sum [c, P, 3];
+            done: [c, P] bool.
         px, py: pixel centres, [c, P].
         splats: "mx", "my", "A", "Bn", "C" (power = dx (A dx + Bn dy) + C dy^2), "opac", "depth"
             each [c, 1, B] (opacity 0 marks padding); "color" [c, B, 3].
 
     Returns:
-        The updated (T, rgb, dep, done).
+        The updated (T, rgb, dep, med, done).
     """
     dx = splats["mx"] - px[:, :, None]  # [c, P, B]
     dy = splats["my"] - py[:, :, None]
@@ -64,9 +68,12 @@ def _blend_batch(T: Tensor, rgb: Tensor, dep: Tensor, done: Tensor, px: Tensor, 
     w = alpha.mul_(T_ext[..., :-1]).masked_fill_(stop, 0.0)  # [c, P, B] blending weights
     rgb = rgb + torch.bmm(w, splats["color"])
     dep = dep + torch.bmm(w, splats["depth"].transpose(1, 2)).squeeze(-1)
+    # The one blended splat (if any) across which T falls to MEDIAN_T: its depth, exactly.
+    crosses = (T_ext[..., :-1] > MEDIAN_T) & (T_ext[..., 1:] <= MEDIAN_T) & ~stop  # [c, P, B]
+    med = torch.where(crosses.any(dim=-1), (crosses * splats["depth"]).sum(dim=-1), med)
     n_blended = (~stop).sum(dim=-1, keepdim=True)  # the first stopped splat, or B
     T_new = T_ext.gather(-1, n_blended).squeeze(-1)
-    return T_new, rgb, dep, done | stop[..., -1]
+    return T_new, rgb, dep, med, done | stop[..., -1]
 
 
 def rasterize(
@@ -97,6 +104,7 @@ def rasterize(
     trans = torch.ones(E * n_tiles, P, device=device)
     acc_rgb = torch.zeros(E * n_tiles, P, 3, device=device)
     acc_depth = torch.zeros(E * n_tiles, P, device=device)
+    median = torch.zeros(E * n_tiles, P, device=device)
     local = torch.arange(P, device=device)
     all_tiles = torch.arange(E * n_tiles, device=device)
     tile_x0 = ((all_tiles % n_tiles) % tiles_x) * ts
@@ -144,10 +152,10 @@ def rasterize(
             }
             px = tile_x0[tiles, None].to(torch.float32) + (local % ts).to(torch.float32) + 0.5  # [c, P]
             py = tile_y0[tiles, None].to(torch.float32) + (local // ts).to(torch.float32) + 0.5
-            T, rgb, dep, done = _blend_batch(
-                trans[tiles], acc_rgb[tiles], acc_depth[tiles], done_px[tiles], px, py, splats, cfg
+            T, rgb, dep, med, done = _blend_batch(
+                trans[tiles], acc_rgb[tiles], acc_depth[tiles], median[tiles], done_px[tiles], px, py, splats, cfg
             )
-            trans[tiles], acc_rgb[tiles], acc_depth[tiles], done_px[tiles] = T, rgb, dep, done
+            trans[tiles], acc_rgb[tiles], acc_depth[tiles], median[tiles], done_px[tiles] = T, rgb, dep, med, done
             tile_done[tiles] = done.all(dim=1)
 
     # Tiles back to images: [E, tiles_y, tiles_x, ts, ts] -> [E, H, W].
@@ -162,4 +170,5 @@ def rasterize(
     rgb = to_image(acc_rgb) + trans_img[..., None] * bg
     depth_sum = to_image(acc_depth)
     depth = torch.where(alpha > 0, depth_sum / alpha.clamp(min=1e-12), 0.0)
-    return Images(rgb=rgb.contiguous(), alpha=alpha.contiguous(), depth=depth.contiguous())
+    return Images(rgb=rgb.contiguous(), alpha=alpha.contiguous(), depth=depth.contiguous(),
+                  median_depth=to_image(median))

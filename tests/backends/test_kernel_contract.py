@@ -1,5 +1,6 @@
 """What is written twice must agree: the constants of cuda/common.cuh and of Python (key layout,
-SH constants, FOV clamp, MLP activation codes and width, floats per splat), and every parameter
+SH constants, FOV clamp, median-depth transmittance, MLP activation codes and width, floats per
+splat), and every parameter
 struct in C and in its ctypes mirror (every field's offset and size, the struct's size). Every
 kernel takes one parameter struct. Every .cu file compiles with nvcc for sm_80 and sm_90 with
 warnings treated as errors."""
@@ -42,9 +43,11 @@ def test_sh_constants_agree():
 def test_constants_agree():
     from gscache.backends import _mlp, cuda
     from gscache.stages.project import FOV_CLAMP
+    from gscache.stages.rasterize import MEDIAN_T
 
     d = _defines()
     assert float(d["GS_FOV_CLAMP"].rstrip("f")) == FOV_CLAMP
+    assert float(d["GS_MEDIAN_T"].rstrip("f")) == MEDIAN_T
     assert int(d["GS_MLP_MAX_WIDTH"]) == _mlp.MAX_WIDTH
     assert {k: int(d[f"GS_ACT_{k.upper()}"]) for k in _mlp.ACTIVATIONS} == _mlp.ACTIVATIONS
     assert int(d["GS_ACT_NONE"]) == 0 and 0 not in _mlp.ACTIVATIONS.values()

@@ -75,9 +75,11 @@ def test_each_stage_matches_the_reference(backend, scene_name):
         torch.testing.assert_close(proj.conics[both], projected.conics[both], rtol=1e-3, atol=1e-5)
         out = impl.rasterize(visible, shaded, projected, bins, views, RasterConfig())
         assert psnr(out.rgb, images.rgb) > GSPLAT_MIN_PSNR_DB
+        assert out.median_depth is None  # gsplat's rasterizer gives no median depth
     else:
         assert_stage_close(impl.project(visible, shaded, views, ProjectConfig()), projected, "project")
         out = impl.rasterize(visible, shaded, projected, bins, views, RasterConfig())
+        assert out.median_depth is not None and bool((out.median_depth.cpu() > 0).any())
         assert_stage_close(out, images, "rasterize")
 
 

@@ -23,7 +23,9 @@ from tests._helpers import camera, random_scene, rig
 
 
 def dense_composite(scene, camera_or_rig, cfg: RasterConfig = RasterConfig(), tile_px: int = 16):
-    """[E, H, W, 3] rgb and [E, H, W] alpha by sequential blending over all Gaussians."""
+    """[E, H, W, 3] rgb, [E, H, W] alpha and [E, H, W] median depth by sequential blending over
+    all Gaussians (the median depth: the depth of the blended splat that takes T from above 0.5
+    to 0.5 or below)."""
     views = views_of(camera_or_rig, "cpu")
     visible = cull(scene, views, CullConfig(), ProjectConfig())
     shaded = shade(visible, views, ShadeConfig())
@@ -32,12 +34,13 @@ def dense_composite(scene, camera_or_rig, cfg: RasterConfig = RasterConfig(), ti
     tx_n, ty_n = -(-W // tile_px), -(-H // tile_px)
     ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
     tile_x, tile_y = (xs // tile_px).long(), (ys // tile_px).long()
-    rgbs, alphas = [], []
+    rgbs, alphas, medians = [], [], []
     for e in range(views.n_views):
         lo, hi = tile_rects(proj.means2d[e], proj.radii[e], tile_px, tx_n, ty_n)
         T = torch.ones(H, W)
         C = torch.zeros(H, W, 3)
         done = torch.zeros(H, W, dtype=torch.bool)
+        median = torch.zeros(H, W)
         for g in torch.argsort(proj.depths[e], stable=True).tolist():
             if (proj.radii[e, g] <= 0).any():
                 continue
@@ -52,11 +55,13 @@ def dense_composite(scene, camera_or_rig, cfg: RasterConfig = RasterConfig(), ti
             stop = use & (T_next < cfg.transmittance_min)
             blend = use & ~stop
             C = torch.where(blend[..., None], C + (alpha * T)[..., None] * shaded.colors[e, g], C)
+            median = torch.where(blend & (T > 0.5) & (T_next <= 0.5), proj.depths[e, g], median)
             T = torch.where(blend, T_next, T)
             done |= stop
         rgbs.append(C + T[..., None] * torch.tensor(cfg.background))
         alphas.append(1 - T)
-    return torch.stack(rgbs), torch.stack(alphas)
+        medians.append(median)
+    return torch.stack(rgbs), torch.stack(alphas), torch.stack(medians)
 
 
 def _reference(scene, view, raster=RasterConfig()):
@@ -68,9 +73,13 @@ def test_reference_matches_dense_oracle(seed, n):
     scene = random_scene(n, seed=seed, sh_degree=2, spread=1.2)
     view = rig(72, 40)
     frame = _reference(scene, view)
-    rgb, alpha = dense_composite(scene, view)
+    rgb, alpha, median = dense_composite(scene, view)
     assert (frame.rgb - rgb).abs().max() < 1e-5
     assert (frame.alpha - alpha).abs().max() < 1e-5
+    # Exactly one splat's depth, where the transmittance crosses one half (a pixel whose T lands
+    # within rounding of 0.5 may take the next splat: none does in these scenes).
+    assert torch.equal(frame.median_depth, median)
+    assert bool(((frame.median_depth > 0) == (frame.alpha >= 0.5)).all())
 
 
 def test_early_termination_matches_oracle():
@@ -83,16 +92,17 @@ def test_early_termination_matches_oracle():
     scene = make_scene(means, torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1), torch.full((n, 3), 0.4),
                        torch.full((n,), 0.97), torch.rand(n, 1, 3, generator=g))
     cam = camera(48, 48)
-    rgb, alpha = dense_composite(scene, cam)
+    rgb, alpha, median = dense_composite(scene, cam)
     frame = _reference(scene, cam, RasterConfig(batch_gaussians=8))
     assert (frame.rgb - rgb).abs().max() < 1e-5
     assert alpha[0, 24, 24] > 0.999  # the stack is opaque in the middle
+    assert torch.equal(frame.median_depth, median) and frame.median_depth[0, 24, 24] > 0
 
 
 def test_background_shows_through():
     scene = random_scene(30, seed=7)
     raster = RasterConfig(background=(0.2, 0.4, 0.6))
-    rgb, _ = dense_composite(scene, camera(), raster)
+    rgb, _, _ = dense_composite(scene, camera(), raster)
     frame = _reference(scene, camera(), raster)
     assert (frame.rgb - rgb).abs().max() < 1e-5
 
