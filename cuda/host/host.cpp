@@ -428,9 +428,11 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
                         ag[x] += w * cg;
                         ab[x] += w * cb;
                         ad[x] += w * z;
-                        // gs_blend's median rule: this splat, blended, takes T across GS_MEDIAN_T.
-                        md[x] = (stop == 0.f && Tp > GS_MEDIAN_T && T_next <= GS_MEDIAN_T) ? z : md[x];
-                        tr[x] = stop > 0.f ? Tp : T_next;
+                        const float T_new = stop > 0.f ? Tp : T_next;
+                        // gs_blend's median rule: this splat takes T across GS_MEDIAN_T (a stopped one
+                        // leaves T as it was). At most once per pixel, added to 0: exactly z.
+                        md[x] += (Tp > GS_MEDIAN_T ? z : 0.f) * (T_new <= GS_MEDIAN_T ? 1.f : 0.f);
+                        tr[x] = T_new;
                         dn[x] = gs_max(dn[x], stop);
                     }
                 }
