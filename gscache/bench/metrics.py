@@ -1,4 +1,4 @@
-"""Image error metrics: PSNR, SSIM and max abs error of [..., H, W, 3] images in [0, 1]."""
+"""Image error metrics: PSNR, SSIM, FLIP and max abs error of [..., H, W, 3] images in [0, 1]."""
 
 from __future__ import annotations
 
@@ -80,4 +80,38 @@ def ssim(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
         count += s.numel()
     if count == 0:
         raise GscacheError("ssim: the mask selects no window centre")
+    return total / count
+
+
+def pixels_per_degree(width: int, height: int, fov_y_deg: float) -> float:
+    """Pixels per degree of visual angle across the image's horizontal field of view: what a
+    headset that shows the eye's image at its native resolution gives (FLIP's viewing condition)."""
+    fov_x = 2.0 * math.degrees(math.atan(math.tan(math.radians(fov_y_deg) / 2.0) * width / height))
+    return width / fov_x
+
+
+def flip(test: Tensor, reference: Tensor, ppd: float, mask: Tensor | None = None) -> float:
+    """Mean LDR-FLIP error (Andersson et al. 2020, NVIDIA's ``flip-evaluator``) of ``test``
+    against ``reference``, [..., H, W, 3] clamped to [0, 1] and taken as sRGB-encoded (as 3DGS
+    colours are trained), viewed at ``ppd`` pixels per degree; over the pixels of ``mask``
+    ([..., H, W] bool) when given. 0: identical; 1: the largest perceived difference."""
+    try:
+        import flip_evaluator
+    except ImportError as exc:
+        raise GscacheError(f"FLIP needs the flip-evaluator package (pip install flip-evaluator): {exc}") from None
+    if not ppd > 0:
+        raise GscacheError(f"flip: pixels per degree must be > 0, got {ppd!r}")
+    a, b = _as_images(test, reference)
+    a = a.reshape(-1, *a.shape[-3:]).float().numpy()
+    b = b.reshape(-1, *b.shape[-3:]).float().numpy()
+    m = None if mask is None else mask.expand(test.shape[:-1]).reshape(-1, *test.shape[-3:-1]).cpu().numpy()
+    total, count = 0.0, 0
+    for i in range(a.shape[0]):  # FLIP's spatial filters see one whole image at a time
+        error = flip_evaluator.evaluate(b[i], a[i], "LDR", inputsRGB=True, applyMagma=False, computeMeanError=False,
+                                        parameters={"ppd": float(ppd)})[0][..., 0]
+        values = error if m is None else error[m[i]]
+        total += float(values.sum(dtype="float64"))
+        count += values.size
+    if count == 0:
+        raise GscacheError("flip: the mask selects no pixel")
     return total / count

@@ -73,6 +73,20 @@ def _finite(x):
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
+def _json_quality(q: dict) -> dict:
+    """The quality figures with every infinite PSNR (identical images) as null, per frame and
+    for the worst frame too, and "exact" saying whether the whole run was."""
+    out = {k: _finite(v) if k.startswith("psnr") else v for k, v in q.items()}
+    if "psnr_db" in q:
+        out["exact"] = not math.isfinite(q["psnr_db"])
+    if "frames" in q:
+        out["frames"] = [_json_quality(f) for f in q["frames"]]
+        out["worst_frame"] = _json_quality(q["worst_frame"])
+        for f in (*out["frames"], out["worst_frame"]):
+            f.pop("exact", None)
+    return out
+
+
 def build_report(results: list[ConfigResult], scene_info: dict, settings: dict, trajectory: str,
                  device: torch.device) -> dict:
     """The JSON report. ``speedup_vs_first`` / ``_no_reuse`` / ``_unfoveated`` are ratios of median
@@ -87,13 +101,7 @@ def build_report(results: list[ConfigResult], scene_info: dict, settings: dict, 
         s["speedup_vs_first"] = sp["vs_first"]["ratio"]
         s["speedup_vs_no_reuse"] = sp["vs_no_reuse"]["ratio"] if "vs_no_reuse" in sp else None
         s["speedup_vs_unfoveated"] = sp["vs_unfoveated"]["ratio"] if "vs_unfoveated" in sp else None
-        q = dict(s["quality"])
-        if q:
-            for key in [k for k in q if k.startswith("psnr")]:
-                if key == "psnr_db":
-                    q["exact"] = not math.isfinite(q[key])
-                q[key] = _finite(q[key])
-        s["quality"] = q
+        s["quality"] = _json_quality(s["quality"])
         configs.append(s)
     return {"schema": SCHEMA, "environment": environment(device), "scene": scene_info, "trajectory": trajectory,
             "settings": settings, "configs": configs}
@@ -116,11 +124,14 @@ def format_table(report: dict) -> str:
         f"{sc['source']}: {size}; {st['frames']} stereo frames of "
         f"{st['width']}x{st['height']} per eye ({report['trajectory']}), {how}; {machine}",
         f"{'config':22} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up [95% CI]':>19} {'vs none':>7} {'PSNR dB':>8} "
-        f"{'SSIM':>7} {'max err':>8} {'hits':>5} {'D':>4} {'peak MiB':>9} {'visible':>9} {'isects':>9} {'evals':>10}",
+        f"{'worst':>6} {'SSIM':>7} {'FLIP':>6} {'max err':>8} {'hits':>5} {'D':>4} {'peak MiB':>9} {'visible':>9} "
+        f"{'isects':>9} {'evals':>10}",
     ]
     for c in report["configs"]:
         q = c["quality"]
         psnr_txt = "exact" if q.get("exact") else (f"{q['psnr_db']:.1f}" if q else "-")
+        worst = q.get("worst_frame", {}).get("psnr_db")
+        worst_txt = "-" if not q else ("exact" if worst is None else f"{worst:.1f}")
         w = c["work_per_frame"]
         evals = f"{w['gaussian_pixel_evaluations']:.3g}" if w["gaussian_pixel_evaluations"] else "-"
         vs_none = f"{c['speedup_vs_no_reuse']:6.2f}x" if c["speedup_vs_no_reuse"] else "      -"
@@ -131,14 +142,16 @@ def format_table(report: dict) -> str:
         lines.append(
             f"{c['name']:22} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} "
             f"{c['speedup_vs_first']:6.2f}x [{lo:4.2f}-{hi:4.2f}] "
-            f"{vs_none} {psnr_txt:>8} {q.get('ssim', float('nan')):7.4f} {q.get('max_abs_error', float('nan')):8.2g} "
+            f"{vs_none} {psnr_txt:>8} {worst_txt:>6} {q.get('ssim', float('nan')):7.4f} {q.get('flip', float('nan')):6.4f} "
+            f"{q.get('max_abs_error', float('nan')):8.2g} "
             f"{hits} {depth} {c['peak_memory_bytes'] / 2**20:9.0f} {w['visible_gaussians']:9.0f} "
             f"{w['tile_intersections']:9.0f} {evals:>10}"
         )
     foveated = [c for c in report["configs"] if "psnr_fovea_db" in c["quality"]]
     if foveated:
         lines.append("foveation (speed-up over the same configuration unfoveated [95% CI] (paired per-frame min-max); "
-                     "PSNR dB / SSIM of the fovea's exact rectangle, the periphery (the rest) and the whole image):")
+                     "PSNR dB / SSIM / FLIP of the fovea's exact rectangle, the periphery (the rest) and the whole "
+                     "image):")
 
         def db(v):
             return "exact" if v is None else f"{v:.1f}"
@@ -147,9 +160,9 @@ def format_table(report: dict) -> str:
             q, sp = c["quality"], c["speedups"].get("vs_unfoveated")
             ratio = (f"{sp['ratio']:5.2f}x [{sp['ci95'][0]:.2f}-{sp['ci95'][1]:.2f}] "
                      f"({sp['paired_min']:.2f}-{sp['paired_max']:.2f})") if sp else "(no unfoveated run)"
-            lines.append(f"  {c['name']:28} {ratio}; fovea {db(q['psnr_fovea_db'])} / {q['ssim_fovea']:.4f}, "
-                         f"periphery {db(q['psnr_periphery_db'])} / {q['ssim_periphery']:.4f}, "
-                         f"whole {db(q['psnr_db'])} / {q['ssim']:.4f}")
+            lines.append(f"  {c['name']:28} {ratio}; fovea {db(q['psnr_fovea_db'])} / {q['ssim_fovea']:.4f} / "
+                         f"{q['flip_fovea']:.4f}, periphery {db(q['psnr_periphery_db'])} / {q['ssim_periphery']:.4f} / "
+                         f"{q['flip_periphery']:.4f}, whole {db(q['psnr_db'])} / {q['ssim']:.4f} / {q['flip']:.4f}")
     multi = [c for c in report["configs"] if c.get("devices")]
     if multi:
         lines.append("devices (share of the tile cost, median device ms; balance = slowest / mean device time):")

@@ -15,11 +15,10 @@ from ..config import CacheConfig, DeriveConfig, RenderConfig
 from ..errors import GscacheError
 from ..api import default_device, open_renderer
 from ..presets import FOVEATION_LEVELS, REUSE_MODES, foveation_level
-from ..stages.foveate import fovea_layout
 from ..scene.record import Scene
 from ..trajectory import Trajectory
 from .memory import PeakMemory
-from .metrics import max_abs_error, psnr, ssim
+from .quality import measure_quality
 from .stats import ratio_spread, summarize
 
 STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize", "composite")
@@ -58,7 +57,7 @@ class ConfigResult:
     evaluations: list[int] = field(default_factory=list)
     peak_memory_bytes: int = 0
     memory_kind: str = ""
-    quality: dict[str, float] = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
     devices: tuple[str, ...] = ()
     """Multi-device configurations: the devices (gscache.multi.parse_devices specs)."""
@@ -299,18 +298,8 @@ def run_bench(scene: Scene, trajectory: Trajectory, configs: list[tuple[str, Ren
             continue
         ours = torch.stack([res.samples[i] for i in samples])
         ref = torch.stack([reference[i] for i in samples])
-        res.quality = {
-            "psnr_db": psnr(ours, ref),  # of the mean squared error over all sampled frames
-            "ssim": ssim(ours, ref),
-            "max_abs_error": max_abs_error(ours, ref),
-            "sampled_frames": samples,
-        }
-        if res.config.foveation.enabled:
-            # The fovea (its exact rectangle) and the periphery (everything else, band included).
-            layout = fovea_layout(settings.width, settings.height, 2, res.config.foveation, None)
-            inside, outside = layout.masks("cpu")
-            res.quality.update(psnr_fovea_db=psnr(ours, ref, inside), ssim_fovea=ssim(ours, ref, inside),
-                               psnr_periphery_db=psnr(ours, ref, outside), ssim_periphery=ssim(ours, ref, outside))
+        res.quality = measure_quality(ours, ref, samples, settings.width, settings.height, settings.fov_y_deg,
+                                      res.config.foveation)
     return results
 
 

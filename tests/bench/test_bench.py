@@ -102,9 +102,15 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
         assert lo <= c["speedups"]["vs_first"]["ratio"] <= hi
         assert c["work_per_frame"]["tile_intersections"] > 0
         assert c["render_config"]["backend"] == c["name"].split("/")[0]
-        assert c["quality"]["sampled_frames"] == [0, 3]
+        q = c["quality"]
+        assert q["sampled_frames"] == [0, 3] and [f["frame"] for f in q["frames"]] == [0, 3]
+        assert 0 <= q["flip"] <= 1 and q["flip_ppd"] > 0
+        finite = [f for f in q["frames"] if f["psnr_db"] is not None]  # None: an identical frame
+        assert q["worst_frame"] in q["frames"]
+        assert not finite or q["worst_frame"]["psnr_db"] == min(f["psnr_db"] for f in finite)
     ref = report["configs"][0]
     assert ref["quality"]["exact"] is True and ref["speedup_vs_first"] == 1.0
+    assert ref["quality"]["flip"] == 0 and all(f["psnr_db"] is None for f in ref["quality"]["frames"])
     if "cpu/none" in names:
         cpu = report["configs"][names.index("cpu/none")]
         assert cpu["quality"]["psnr_db"] > 60 and cpu["quality"]["ssim"] > 0.999
@@ -116,11 +122,14 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
     medium = report["configs"][names.index(names[-2])]
     q = medium["quality"]
     assert q["psnr_fovea_db"] > 60 and q["psnr_periphery_db"] < q["psnr_fovea_db"] and q["ssim_periphery"] <= 1
+    # (FLIP's filters span degrees of view, so the periphery's error reaches into a small fovea's
+    # FLIP: only PSNR separates the regions at this size.)
+    assert 0 <= q["flip_fovea"] <= 1 and {"flip_fovea", "psnr_periphery_db"} <= set(q["worst_frame"])
     assert medium["speedup_vs_unfoveated"] == medium["speedups"]["vs_unfoveated"]["ratio"] > 0
     assert medium["stages_median_ms"]["composite"] > 0
     table = capsys.readouterr().out
     assert "speed-up" in table and "torch" in table and "interleaved frame by frame" in table
-    assert "dynamic+fov-medium" in table and "periphery" in table
+    assert "dynamic+fov-medium" in table and "periphery" in table and "FLIP" in table and "worst" in table
 
 
 def test_sequential_bench_and_foveation_for_every_configuration(tmp_path, tiny_scene):
@@ -168,3 +177,20 @@ def test_bench_bad_options_fail_clearly(tmp_path, monkeypatch, capsys, argv, mes
     assert main(argv + ["--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "bench_out").exists()
+
+
+def test_flip_and_the_viewing_condition():
+    from gscache.bench.metrics import flip, pixels_per_degree
+
+    assert pixels_per_degree(512, 512, 90.0) == pytest.approx(512 / 90.0)
+    assert pixels_per_degree(2048, 1024, 90.0) > pixels_per_degree(1024, 1024, 90.0)
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(1, 40, 56, 3, generator=g)
+    small = (ref + 0.02 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+    large = (ref + 0.2 * torch.randn(ref.shape, generator=g)).clamp(0, 1)
+    assert flip(ref, ref, 10.0) == 0.0
+    assert 0 < flip(small, ref, 10.0) < flip(large, ref, 10.0) <= 1
+    left = torch.zeros(40, 56, dtype=torch.bool)
+    left[:, :28] = True
+    half = torch.where(left[..., None], large, ref)  # the error on the left half only
+    assert flip(half, ref, 10.0, ~left) < flip(half, ref, 10.0, left)
