@@ -26,7 +26,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from ._validate import ShapeChecker
@@ -176,6 +176,27 @@ class Images:
         c.check("depth", self.depth, ("E", "H", "W"), torch.float32)
         if self.median_depth is not None:
             c.check("median_depth", self.median_depth, ("E", "H", "W"), torch.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Reprojected:
+    """One view built from another view's pixels (gscache.stages.reproject)."""
+
+    rgb: Float[Tensor, "H W 3"]
+    """Colour resampled from the source where ``valid``, else 0."""
+    alpha: Float[Tensor, "H W"]
+    """Accumulated opacity resampled from the source where ``valid``, else 0."""
+    depth: Float[Tensor, "H W"]
+    """The target view's depth estimate (steps 1-2), 0 where no source pixel lands."""
+    valid: Bool[Tensor, "H W"]
+    """Pixels whose colour the source determines (step 3); the rest must be rendered."""
+
+    def validate(self) -> None:
+        c = ShapeChecker("Reprojected")
+        c.check("rgb", self.rgb, ("H", "W", 3), torch.float32)
+        c.check("alpha", self.alpha, ("H", "W"), torch.float32)
+        c.check("depth", self.depth, ("H", "W"), torch.float32)
+        c.check("valid", self.valid, ("H", "W"), torch.bool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,10 @@ nearest depth winning); a measurement of the depths, not the renderer's warp. Re
 the share of target pixels a source pixel lands on (coverage), the PSNR over the pixels both depths
 cover (the same pixels for both), and the share of those whose error exceeds 8/255.
 
+Then the reference reprojection (gscache.stages.reproject: median depth splatted into the target,
+sampled back bilinearly where the depths agree) on the same pairs: the share of the target's
+covered pixels (exact alpha >= 0.5) it declares valid, its PSNR over them and the share over 8/255.
+
 Usage: python3 scripts/depth_for_reprojection.py [SCENE] [--frames 12] [--size 512] [--distance 2.2]
 """
 
@@ -90,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[name] = (float(mask.float().mean()), -10 * math.log10(max(mse, 1e-12)),
                              float((err.abs().amax(-1) > 8 / 255).float().mean()) if err.numel() else 0.0)
             rows[kind].append(row)
+    back = _backward_rows(frames, args.frames, args.size)
     print(f"{scene.source}: {args.frames} frames of vr head motion, {args.size}x{args.size} per eye; {cpu_model()}")
     print(f"{'warp':9} {'depth':13} {'coverage':>9} {'PSNR (dB, pixels both cover)':>29} {'> 8/255':>8}")
     for kind, per_frame in rows.items():
@@ -100,7 +105,35 @@ def main(argv: list[str] | None = None) -> int:
             bad = sum(r[name][2] for r in per_frame) / len(per_frame)
             label = "expected" if name == "depth" else "median"
             print(f"{kind:9} {label:13} {cov:>9.3f} {f'{p:.2f} mean, {worst:.2f} worst':>29} {bad:>8.4f}")
+    print("reference reprojection (median depth, backward bilinear sample where depths agree):")
+    print(f"{'warp':9} {'valid / covered':>16} {'PSNR (dB, valid pixels)':>29} {'> 8/255':>8}")
+    for kind, per_frame in back.items():
+        share = sum(r[0] for r in per_frame) / len(per_frame)
+        p = sum(r[1] for r in per_frame) / len(per_frame)
+        worst = min(r[1] for r in per_frame)
+        bad = sum(r[2] for r in per_frame) / len(per_frame)
+        print(f"{kind:9} {share:>16.3f} {f'{p:.2f} mean, {worst:.2f} worst':>29} {bad:>8.4f}")
     return 0
+
+
+def _backward_rows(frames, n: int, size: int) -> dict[str, list]:
+    """Per pair: (valid share of the target's covered pixels, PSNR over valid pixels, share of
+    valid pixels over 8/255) of gscache.stages.reproject."""
+    from gscache.stages.reproject import reproject
+
+    rows = {"stereo": [], "temporal": []}
+    for f in range(n):
+        (img, views), (nxt, nviews) = frames[f], frames[f + 1]
+        for kind, (dst, d, dv) in {"stereo": (img, 1, views), "temporal": (nxt, 0, nviews)}.items():
+            out = reproject(img.rgb[0], img.alpha[0], img.median_depth[0], views.viewmats[0], views.Ks[0],
+                            dv.viewmats[d], dv.Ks[d], size, size)
+            covered = dst.alpha[d] >= 0.5
+            err = (out.rgb.clamp(0, 1) - dst.rgb[d].clamp(0, 1))[out.valid]
+            mse = float((err ** 2).mean()) if err.numel() else 0.0
+            rows[kind].append((float((out.valid & covered).sum()) / max(1, int(covered.sum())),
+                               -10 * math.log10(max(mse, 1e-12)),
+                               float((err.abs().amax(-1) > 8 / 255).float().mean()) if err.numel() else 0.0))
+    return rows
 
 
 if __name__ == "__main__":
