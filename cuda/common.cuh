@@ -98,6 +98,24 @@ struct GsCullParams {  // host.cpp only: the cuda backend culls with the torch r
     float eps2d, extent_sigma, margin_px;
 };
 
+struct GsReprojectParams {  // gscache/stages/reproject.py is the reference
+    const float* rgb;               // [Hs,Ws,3] the source view
+    const float* alpha;             // [Hs,Ws]
+    const float* median;            // [Hs,Ws] median depth, 0: none
+    const double* dst_from_src;     // [12] rows of the 3x4 transform source camera -> target camera
+    const double* src_from_dst;     // [12] its inverse
+    const double* src_K;            // [4] fx, fy, cx, cy
+    const double* dst_K;            // [4]
+    unsigned long long* zbuf;       // [H*W] scratch: float64 bits of the nearest splatted depth
+    double* zfill;                  // [H*W] scratch: the depth after the crack fill (inf: none)
+    float* out_rgb;                 // [H,W,3]
+    float* out_alpha;               // [H,W]
+    float* out_depth;               // [H,W]
+    unsigned char* out_valid;       // [H,W]
+    int src_width, src_height, width, height;
+    double depth_tolerance;
+};
+
 struct GsShadeParams {
     const float* means;
     const float* quats;
@@ -405,6 +423,117 @@ GS_HD bool gs_blend(float alpha, float& T, float t_min, const float* color, floa
     median_depth = (T > GS_MEDIAN_T && T_next <= GS_MEDIAN_T) ? depth : median_depth;
     T = T_next;
     return true;
+}
+
+// ---- Reproject: a rendered view carried into another (gscache/stages/reproject.py) --------
+// In float64, the reference's own steps, so that the kernels agree with it but where a point lands
+// within rounding of a pixel edge. The depth splat keeps the nearest depth of each target pixel as
+// the bits of a positive double (which order like the doubles) by an atomic minimum.
+#define GS_REPROJECT_EMPTY 0x7ff0000000000000ULL  // +inf: no depth
+
+GS_HD unsigned long long gs_double_bits(double d) {
+#if defined(__CUDA_ARCH__)
+    return (unsigned long long)__double_as_longlong(d);
+#else
+    unsigned long long u;
+    std::memcpy(&u, &d, sizeof u);
+    return u;
+#endif
+}
+
+GS_HD double gs_bits_double(unsigned long long u) {
+#if defined(__CUDA_ARCH__)
+    return __longlong_as_double((long long)u);
+#else
+    double d;
+    std::memcpy(&d, &u, sizeof d);
+    return d;
+#endif
+}
+
+GS_HD void gs_atomic_min_u64(unsigned long long* slot, unsigned long long v) {
+#if defined(__CUDA_ARCH__)
+    atomicMin(slot, v);
+#else
+    unsigned long long seen = __atomic_load_n(slot, __ATOMIC_RELAXED);
+    while (v < seen && !__atomic_compare_exchange_n(slot, &seen, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+#endif
+}
+
+// The point at depth z through the centre of pixel (u, v) of a camera with intrinsics K (fx, fy,
+// cx, cy), carried by the 3x4 transform M: out = M [x y z 1]^T.
+GS_HD void gs_reproject_carry(const double* K, double u, double v, double z, const double* M, double* out) {
+    const double x = (u + 0.5 - K[2]) / K[0] * z, y = (v + 0.5 - K[3]) / K[1] * z;
+    for (int r = 0; r < 3; ++r) out[r] = M[4 * r] * x + M[4 * r + 1] * y + M[4 * r + 2] * z + M[4 * r + 3];
+}
+
+// Step 1 for source pixel (u, v): its depth into the target pixel that contains its point.
+GS_HD void gs_reproject_splat(const GsReprojectParams& p, int u, int v) {
+    const float z = p.median[(long long)v * p.src_width + u];
+    if (!(z > 0.f)) return;
+    double q[3];
+    gs_reproject_carry(p.src_K, u, v, z, p.dst_from_src, q);
+    if (!(q[2] > 0.0)) return;
+    const double x = floor(p.dst_K[0] * q[0] / q[2] + p.dst_K[2]), y = floor(p.dst_K[1] * q[1] / q[2] + p.dst_K[3]);
+    if (!(x >= 0.0 && x < p.width && y >= 0.0 && y < p.height)) return;
+    gs_atomic_min_u64(p.zbuf + (long long)y * p.width + (long long)x, gs_double_bits(q[2]));
+}
+
+// Step 2 for target pixel i: an empty pixel with two or more 4-neighbours that have a depth takes
+// the farthest of them (a crack at a silhouette then takes the background, which step 3 refuses).
+GS_HD void gs_reproject_fill(const GsReprojectParams& p, long long i) {
+    double z = gs_bits_double(p.zbuf[i]);
+    if (p.zbuf[i] == GS_REPROJECT_EMPTY) {
+        const int x = (int)(i % p.width), y = (int)(i / p.width);
+        const long long nb[4] = {y > 0 ? i - p.width : -1, y + 1 < p.height ? i + p.width : -1, x > 0 ? i - 1 : -1,
+                                 x + 1 < p.width ? i + 1 : -1};
+        int have = 0;
+        double farthest = 0.0;
+        for (int k = 0; k < 4; ++k) {
+            if (nb[k] < 0 || p.zbuf[nb[k]] == GS_REPROJECT_EMPTY) continue;
+            const double zn = gs_bits_double(p.zbuf[nb[k]]);
+            farthest = have++ ? (zn > farthest ? zn : farthest) : zn;
+        }
+        if (have >= 2) z = farthest;
+    }
+    p.zfill[i] = z;
+}
+
+// Step 3 for target pixel i: back into the source, bilinear where all four taps' median depths
+// agree with the point's own source depth within depth_tolerance (relative).
+GS_HD void gs_reproject_sample(const GsReprojectParams& p, long long i) {
+    const double z = p.zfill[i];
+    const bool has = gs_double_bits(z) != GS_REPROJECT_EMPTY;
+    float rgba[4] = {0.f, 0.f, 0.f, 0.f};
+    bool ok = false;
+    if (has) {
+        double q[3];
+        gs_reproject_carry(p.dst_K, (double)(i % p.width), (double)(i / p.width), z, p.src_from_dst, q);
+        const double zs = q[2];
+        const double xs = p.src_K[0] * q[0] / zs + p.src_K[2] - 0.5, ys = p.src_K[1] * q[1] / zs + p.src_K[3] - 0.5;
+        const double x0 = floor(xs), y0 = floor(ys);
+        ok = zs > 0.0 && x0 >= 0.0 && x0 + 1 < p.src_width && y0 >= 0.0 && y0 + 1 < p.src_height;
+        if (ok) {
+            const double fx = xs - x0, fy = ys - y0;
+            const long long t00 = (long long)y0 * p.src_width + (long long)x0;
+            const long long taps[4] = {t00, t00 + 1, t00 + p.src_width, t00 + p.src_width + 1};
+            const double w[4] = {(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy};
+            double acc[4] = {0.0, 0.0, 0.0, 0.0};
+            for (int k = 0; k < 4; ++k) {
+                const double zt = p.median[taps[k]];
+                ok = ok && zt > 0.0 && fabs(zt - zs) <= p.depth_tolerance * zs;
+                for (int c = 0; c < 3; ++c) acc[c] += w[k] * (double)p.rgb[3 * taps[k] + c];
+                acc[3] += w[k] * (double)p.alpha[taps[k]];
+            }
+            if (ok)
+                for (int c = 0; c < 4; ++c) rgba[c] = (float)acc[c];
+        }
+    }
+    p.out_depth[i] = has ? (float)z : 0.f;
+    p.out_valid[i] = ok;
+    for (int c = 0; c < 3; ++c) p.out_rgb[3 * i + c] = rgba[c];
+    p.out_alpha[i] = rgba[3];
 }
 
 // ---- Structured scenes: the fused derivation of an anchor's k Gaussians --------------------

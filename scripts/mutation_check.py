@@ -89,12 +89,20 @@ MUTANTS = [
            "return before the weight-staging barrier in derive_count_kernel (anchor counts not a multiple of the block)"),
     Mutant("derive-shared-limit", "gscache/backends/cuda.py", "use_shared = n_weights * 4 <= SHARED_MEM_LIMIT",
            "use_shared = n_weights * 4 <= 8 * SHARED_MEM_LIMIT", "ask for more shared memory than a launch may have"),
+    Mutant("reproject-no-depth-test", "cuda/common.cuh", "fabs(zt - zs) <= p.depth_tolerance * zs",
+           "fabs(zt - zs) <= 1e30 * zs", "sample across silhouettes: drop the taps' depth agreement test"),
+    Mutant("reproject-splat-bounds", "cuda/common.cuh", "x >= 0.0 && x < p.width && y >= 0.0 && y < p.height",
+           "x >= 0.0 && x <= p.width && y >= 0.0 && y < p.height",
+           "off-by-one bounds test of the depth splat (writes one pixel past a row, or past the buffer)"),
     Mutant("threads-per-block", "gscache/backends/cuda.py", "THREADS = 256 ", "THREADS = 2048 ",
            "a block size over the hardware limit"),
 ]
 
-KERNEL_TESTS = ["tests/backends", "tests/simt", "tests/unit/test_cache.py"]
-SIM_TESTS = ["tests/backends/test_kernel_matrix.py", "tests/backends/test_stages.py", "tests/backends/test_derive.py"]
+# test_mutants.py checks the mutants against the (here mutated) sources: it would "catch" every one.
+KERNEL_TESTS = ["tests/backends", "tests/simt", "tests/unit/test_cache.py", "tests/unit/test_reproject.py",
+                "--ignore=tests/simt/test_mutants.py"]
+SIM_TESTS = ["tests/backends/test_kernel_matrix.py", "tests/backends/test_stages.py", "tests/backends/test_derive.py",
+             "tests/unit/test_reproject.py"]
 
 
 def _lib(name: str) -> str:

@@ -21,6 +21,9 @@
 //   derive_count: n visible anchors ids i64[n] into the A anchors: anchors f32[A,3], features
 //              f32[A,F], levels f32[A], viewpoint f32[3], MLP tables (common.cuh)
 //              -> opac f32[n,k] (tanh outputs), counts i32[n] (how many > 0)
+//   reproject: source rgb f32[Hs,Ws,3], alpha f32[Hs,Ws], median depth f32[Hs,Ws], the 3x4 transforms
+//              between the cameras and both intrinsics (f64) -> rgb f32[H,W,3], alpha f32[H,W], depth
+//              f32[H,W], valid u8[H,W] (scratch zbuf u64[H*W], zfill f64[H*W]).
 //   derive_emit: the same plus offsets f32[A,k,3], scales f32[A,6], opac, starts i64[n] (exclusive
 //              prefix sum of counts) -> means f32[M,3], quats f32[M,4], scales f32[M,3],
 //              opacities f32[M], sh f32[M,1,3], rows in (anchor, offset) order.
@@ -31,7 +34,7 @@
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 4
+#define GS_ABI_VERSION 5
 
 extern "C" {
 
@@ -183,6 +186,20 @@ void gs_bin_sorted_cpu(const GsBinParams* p) {
                 }
         }
     }
+}
+
+// Reproject: the steps of common.cuh's gs_reproject_* over every pixel, one after the other.
+void gs_reproject_cpu(const GsReprojectParams* p) {
+    const int64_t n = (int64_t)p->width * p->height;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) p->zbuf[i] = GS_REPROJECT_EMPTY;
+#pragma omp parallel for schedule(static)
+    for (int v = 0; v < p->src_height; ++v)
+        for (int u = 0; u < p->src_width; ++u) gs_reproject_splat(*p, u, v);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) gs_reproject_fill(*p, i);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) gs_reproject_sample(*p, i);
 }
 
 }  // extern "C"

@@ -13,8 +13,11 @@
 //     call site of every waiting thread: threads waiting at different barriers, or a thread that
 //     exits while others wait, is barrier divergence and fails the launch; so does a barrier that
 //     does not complete within the launch's timeout (a deadlock).
-//   * Warp-level intrinsics (shuffles, votes, atomics) are not emulated: the kernels use none,
-//     and one that does fails to compile here rather than run with wrong semantics.
+//   * Warp-level intrinsics (shuffles, votes) are not emulated: the kernels use none, and one
+//     that does fails to compile here rather than run with wrong semantics. Of the atomics, the
+//     64-bit atomicMin on global memory is (the reprojection's depth splat): a host atomic
+//     compare-and-swap loop, right in every schedule (the free one included) and seen as atomic
+//     by ThreadSanitizer; any other atomic fails to compile.
 #pragma once
 
 #include <cmath>
@@ -77,6 +80,22 @@ inline unsigned int __float_as_uint(float f) {
     unsigned int u;
     std::memcpy(&u, &f, sizeof u);
     return u;
+}
+inline long long __double_as_longlong(double d) {
+    long long u;
+    std::memcpy(&u, &d, sizeof u);
+    return u;
+}
+inline double __longlong_as_double(long long u) {
+    double d;
+    std::memcpy(&d, &u, sizeof d);
+    return d;
+}
+inline unsigned long long atomicMin(unsigned long long* address, unsigned long long val) {
+    unsigned long long old = __atomic_load_n(address, __ATOMIC_RELAXED);
+    while (val < old && !__atomic_compare_exchange_n(address, &old, val, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
 }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }

@@ -19,6 +19,7 @@ _P = ctypes.c_void_p
 _I32 = ctypes.c_int
 _I64 = ctypes.c_longlong
 _F32 = ctypes.c_float
+_F64 = ctypes.c_double
 
 
 class GsView(ctypes.Structure):
@@ -40,6 +41,12 @@ def _struct(name: str, pointers: list[str], scalars: list[tuple[str, type]], doc
 GsCullParams = _struct("GsCullParams", ["means", "scales", "views", "keep"],
                        [("N", _I64), ("E", _I32), ("eps2d", _F32), ("extent_sigma", _F32), ("margin_px", _F32)],
                        "``struct GsCullParams`` (cpu library only).")
+GsReprojectParams = _struct("GsReprojectParams",
+                            ["rgb", "alpha", "median", "dst_from_src", "src_from_dst", "src_K", "dst_K", "zbuf",
+                             "zfill", "out_rgb", "out_alpha", "out_depth", "out_valid"],
+                            [("src_width", _I32), ("src_height", _I32), ("width", _I32), ("height", _I32),
+                             ("depth_tolerance", _F64)],
+                            "``struct GsReprojectParams`` (cpu library only).")
 GsShadeParams = _struct("GsShadeParams", ["means", "quats", "scales", "sh", "positions", "covars", "colors"],
                         [("E", _I32), ("V", _I32), ("K", _I32), ("degree", _I32)], "``struct GsShadeParams``.")
 GsProjectParams = _struct("GsProjectParams", ["means", "covars", "views", "means2d", "conics", "depths", "radii"],
@@ -63,7 +70,7 @@ GsDeriveParams = _struct("GsDeriveParams",
                           ("use_shared", _I32)],
                          "``struct GsDeriveParams`` (count and emit kernels).")
 
-PARAM_STRUCTS = (GsView, GsCullParams, GsShadeParams, GsProjectParams, GsBinParams, GsRasterParams, GsDeriveParams)
+PARAM_STRUCTS = (GsView, GsCullParams, GsReprojectParams, GsShadeParams, GsProjectParams, GsBinParams, GsRasterParams, GsDeriveParams)
 
 
 def fill(cls: type[ctypes.Structure], **fields) -> ctypes.Structure:

@@ -11,18 +11,20 @@ import torch
 
 from ..camera import ViewBatch
 from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
-from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..records import Images, Projected, Reprojected, Shaded, TileBins, Visible
 from ..scene.record import Scene
 from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages.bin import check_intersections, tile_grid
 from ..stages.cull import select_visible
+from ..stages.reproject import DEPTH_TOLERANCE
 from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import BuildError, host_library
 from ._mlp import packed_mlps, with_reference_fallback
+from ._reproject import reprojected, reproject_fields
 from ._params import (GsBinParams, GsCullParams, GsDeriveParams, GsProjectParams, GsRasterParams,
-                      GsShadeParams, GsView, fill)
+                      GsReprojectParams, GsShadeParams, GsView, fill)
 
 _P = ctypes.c_void_p
 # Every entry point takes its kernel's parameter struct (cuda/common.cuh) by pointer.
@@ -37,8 +39,9 @@ _SIGNATURES = {
     "gs_rasterize_cpu": ([_P], ctypes.c_int64),
     "gs_derive_count_cpu": ([_P], None),
     "gs_derive_emit_cpu": ([_P], None),
+    "gs_reproject_cpu": ([_P], None),
 }
-ABI_VERSION = 4
+ABI_VERSION = 5
 BYTES_PER_INTERSECTION = 12
 """The sorted keys (int64) and Gaussian ids (int32): the host library sorts in place through
 per-tile cursors, so nothing else grows with the intersections (measured with
@@ -187,6 +190,16 @@ def derive(scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor, ap
     return Scene(means, quats, scales, opacities, sh, version=scene.version, source=f"derived from {scene.source}")
 
 
+def reproject(rgb: torch.Tensor, alpha: torch.Tensor, median_depth: torch.Tensor, src_view: torch.Tensor,
+              src_K: torch.Tensor, dst_view: torch.Tensor, dst_K: torch.Tensor, height: int, width: int,
+              depth_tolerance: float = DEPTH_TOLERANCE) -> Reprojected:
+    """gscache.stages.reproject.reproject in the host library (common.cuh's float64 steps, OpenMP)."""
+    fields = reproject_fields(rgb, alpha, median_depth, src_view, src_K, dst_view, dst_K, height, width,
+                              depth_tolerance)
+    _call(_lib().gs_reproject_cpu, fill(GsReprojectParams, **fields))
+    return reprojected(fields)
+
+
 def make_backend() -> Backend:
     """The cpu backend, or BackendUnavailable with the reason (no compiler, build failure)."""
     try:
@@ -194,4 +207,4 @@ def make_backend() -> Backend:
     except (BuildError, OSError) as exc:
         raise BackendUnavailable(str(exc)) from None
     return Backend("cpu", cull, shade, project, bin_tiles, rasterize, BYTES_PER_INTERSECTION, device_types=("cpu",),
-                   derive=with_reference_fallback(derive))
+                   derive=with_reference_fallback(derive), reproject=reproject)

@@ -23,18 +23,20 @@ import torch
 
 from ..camera import ViewBatch
 from ..config import BinConfig, ProjectConfig, RasterConfig, ShadeConfig
-from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..records import Images, Projected, Reprojected, Shaded, TileBins, Visible
 from ..scene.record import Scene
 from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages import cull
 from ..stages.bin import check_intersections, tile_grid
+from ..stages.reproject import DEPTH_TOLERANCE
 from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import cuda_module
 from ._mlp import packed_mlps, with_reference_fallback
-from ._params import (GsBinParams, GsDeriveParams, GsProjectParams, GsRasterParams, GsShadeParams, as_kernel_arg,
-                      fill)
+from ._reproject import reprojected, reproject_fields
+from ._params import (GsBinParams, GsDeriveParams, GsProjectParams, GsRasterParams, GsReprojectParams,
+                      GsShadeParams, as_kernel_arg, fill)
 
 THREADS = 256  # threads per block of the one-thread-per-item kernels
 SPLAT_FLOATS = 10  # GS_SPLAT_FLOATS of cuda/common.cuh: floats per splat in rasterize's shared batch
@@ -217,6 +219,22 @@ class CudaKernels:
                 shared_mem=ts * ts * SPLAT_FLOATS * 4)
         return Images(rgb=rgb, alpha=alpha, depth=depth, median_depth=median)
 
+    def reproject(self, rgb: torch.Tensor, alpha: torch.Tensor, median_depth: torch.Tensor, src_view: torch.Tensor,
+                  src_K: torch.Tensor, dst_view: torch.Tensor, dst_K: torch.Tensor, height: int, width: int,
+                  depth_tolerance: float = DEPTH_TOLERANCE) -> Reprojected:
+        """gscache.stages.reproject.reproject as three kernels (splat, fill, sample; common.cuh's
+        float64 steps), one thread per pixel."""
+        fields = reproject_fields(rgb, alpha, median_depth, src_view, src_K, dst_view, dst_K, height, width,
+                                  depth_tolerance)
+        dev = median_depth.device
+        params = fill(GsReprojectParams, **fields)
+        n_src, n_dst = median_depth.numel(), height * width
+        for kernel, n in (("reproject_splat_kernel", n_src), ("reproject_fill_kernel", n_dst),
+                          ("reproject_sample_kernel", n_dst)):
+            if n:
+                self.rt.launch("reproject", kernel, dev, _blocks(n), (THREADS,), params)
+        return reprojected(fields)
+
     def derive(self, scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor,
                appearance_index: int | None) -> Scene:
         """The fused derivation (wrapped by _mlp.with_reference_fallback): one thread per
@@ -258,7 +276,8 @@ def backend_on(runtime: KernelRuntime) -> Backend:
     """The cuda kernels as a backend on ``runtime``."""
     k = CudaKernels(runtime)
     return Backend(runtime.name, cull, k.shade, k.project, k.bin_tiles, k.rasterize, BYTES_PER_INTERSECTION,
-                   device_types=(runtime.device_type,), derive=with_reference_fallback(k.derive))
+                   device_types=(runtime.device_type,), derive=with_reference_fallback(k.derive),
+                   reproject=k.reproject)
 
 
 def make_backend() -> Backend:

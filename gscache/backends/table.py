@@ -1,4 +1,4 @@
-"""What a backend is: a named table of the six stage functions (signatures in
+"""What a backend is: a named table of the stage functions (signatures in
 ``gscache.stages.protocols``), and the error a backend factory raises when it cannot run here."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from ..errors import GscacheRuntimeError
 from ..stages.derive import derive_anchors
-from ..stages.protocols import BinFn, CullFn, DeriveFn, ProjectFn, RasterizeFn, ShadeFn
+from ..stages.reproject import reproject as reference_reproject
+from ..stages.protocols import BinFn, CullFn, DeriveFn, ProjectFn, RasterizeFn, ReprojectFn, ShadeFn
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,10 @@ class Backend:
     derive: DeriveFn = derive_anchors
     """Structured scenes: the derivation of anchors' Gaussians; the torch reference unless the
     backend has a fused kernel (which falls back to the reference for MLPs it cannot run)."""
+
+    reproject: ReprojectFn = reference_reproject
+    """One rendered view carried into another (gscache.stages.reproject.reproject's signature):
+    the torch reference unless the backend has a kernel of its own (the cpu backend so far)."""
 
     @property
     def fused_derive(self) -> bool:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..camera import ViewBatch
 from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
-from ..records import Images, Projected, Shaded, TileBins, Visible
+from ..records import Images, Projected, Reprojected, Shaded, TileBins, Visible
 from ..scene.record import Scene
 from ..scene.structured import StructuredScene
 
@@ -49,3 +49,11 @@ class DeriveFn(Protocol):
     def __call__(self, scene: StructuredScene, ids: Tensor, position: Tensor, appearance_index: int = 0) -> Scene:
         """The Gaussians of anchors ``ids`` [A'] int64 seen from ``position`` [3] (SH degree 0),
         with appearance embedding ``appearance_index`` where the model has them."""
+
+
+class ReprojectFn(Protocol):
+    def __call__(self, rgb: Tensor, alpha: Tensor, median_depth: Tensor, src_view: Tensor, src_K: Tensor,
+                 dst_view: Tensor, dst_K: Tensor, height: int, width: int,
+                 depth_tolerance: float = ...) -> Reprojected:
+        """One rendered view [Hs, Ws, ...] carried into another, [height, width] (the steps in
+        gscache.stages.reproject)."""

@@ -1,6 +1,7 @@
 """Reproject: an exact rendered view, carried into another view with its median depth (the
-reference of the pixel-reuse cache's warp; issue 23). Pure PyTorch, the specification that warp
-kernels will be tested against; not yet wired into the pipeline.
+reference of the pixel-reuse cache's warp; issue 23). Pure PyTorch, the specification the warp
+kernels are tested against (the cpu backend's, gscache.backends.cpu.reproject, so far); not yet
+wired into the pipeline.
 
 A backward warp with a target depth estimate, in three steps (pixel (i, j) has its centre at
 (i + 0.5, j + 0.5) in both views, as everywhere in gscache):
@@ -51,13 +52,26 @@ def _transform(points: Tensor, T: Tensor) -> Tensor:
     return points @ T[:3, :3].T + T[:3, 3]
 
 
-def _splat_depth(depth: Tensor, src_view: Tensor, src_K: Tensor, dst_view: Tensor, dst_K: Tensor,
-                 height: int, width: int) -> Tensor:
+def camera_transforms(src_view: Tensor, dst_view: Tensor) -> tuple[Tensor, Tensor]:
+    """(source camera -> target camera, target camera -> source camera), [4, 4] float64, from the
+    views' T_cam_world [4, 4] (what every implementation of the warp is given)."""
+    src, dst = src_view.double(), dst_view.double()
+    return dst @ torch.linalg.inv(src), src @ torch.linalg.inv(dst)
+
+
+def check_inputs(median_depth: Tensor | None, depth_tolerance: float) -> None:
+    """What every implementation refuses before it starts."""
+    if median_depth is None:
+        raise GscacheError("reproject: the source has no median depth (a backend that gives none, gsplat)")
+    if not depth_tolerance > 0:
+        raise GscacheError(f"reproject: depth_tolerance must be > 0, got {depth_tolerance!r}")
+
+
+def _splat_depth(depth: Tensor, src_K: Tensor, T_dst_src: Tensor, dst_K: Tensor, height: int, width: int) -> Tensor:
     """Step 1: the nearest depth landing in each target pixel, [H', W'] float64 (inf: none)."""
     ok = depth > 0
     points = _pixel_rays(src_K, *depth.shape)[ok] * depth[ok].double()[:, None]  # source camera space
-    T = dst_view.double() @ torch.linalg.inv(src_view.double())  # source camera -> target camera
-    p = _transform(points, T)
+    p = _transform(points, T_dst_src)
     z = p[:, 2]
     K = dst_K.double()
     x = torch.floor(K[0, 0] * p[:, 0] / z + K[0, 2])  # the pixel containing the point
@@ -94,16 +108,14 @@ def reproject(rgb: Tensor, alpha: Tensor, median_depth: Tensor, src_view: Tensor
     Returns:
         Reprojected [height, width].
     """
-    if median_depth is None:
-        raise GscacheError("reproject: the source has no median depth (a backend that gives none, gsplat)")
-    if not depth_tolerance > 0:
-        raise GscacheError(f"reproject: depth_tolerance must be > 0, got {depth_tolerance!r}")
+    check_inputs(median_depth, depth_tolerance)
     Hs, Ws = median_depth.shape
-    z_dst = _fill_cracks(_splat_depth(median_depth, src_view, src_K, dst_view, dst_K, height, width))
+    T_dst_src, T_src_dst = camera_transforms(src_view, dst_view)
+    z_dst = _fill_cracks(_splat_depth(median_depth, src_K, T_dst_src, dst_K, height, width))
     has = torch.isfinite(z_dst)
     # Step 3: target pixels with a depth, back into the source.
     points = _pixel_rays(dst_K, height, width)[has] * z_dst[has][:, None]
-    p = _transform(points, src_view.double() @ torch.linalg.inv(dst_view.double()))
+    p = _transform(points, T_src_dst)
     zs = p[:, 2]
     K = src_K.double()
     xs = K[0, 0] * p[:, 0] / zs + K[0, 2] - 0.5  # continuous pixel index: centres at integers

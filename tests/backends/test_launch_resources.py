@@ -78,6 +78,9 @@ def largest_launches() -> dict[str, tuple[int, int]]:
     structured = structured_demo(seed=0, spacing=0.5)
     position = torch.tensor([0.0, -2.0, -5.0])
     impl.derive(structured, torch.nonzero(lod_mask(structured, position)).squeeze(1), position)
+    frame = impl.rasterize(visible, shaded, projected, bins, views, RasterConfig())
+    impl.reproject(frame.rgb[0], frame.alpha[0], frame.median_depth[0], views.viewmats[0], views.Ks[0],
+                   views.viewmats[1], views.Ks[1], rig.height, rig.width)
     out: dict[str, tuple[int, int]] = {}
     for name, _, block, shared in rt.launches:
         threads = math.prod(block)
