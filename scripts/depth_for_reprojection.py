@@ -31,14 +31,12 @@ def forward_warp(rgb: torch.Tensor, depth: torch.Tensor, src_view: torch.Tensor,
     """rgb [H, W, 3] and depth [H, W] (view-space z, 0: no depth) of one view splatted into
     another (T_cam_world [4, 4] and K [3, 3] each); returns the warped rgb and a [H, W] bool mask
     of the target pixels that received a source pixel."""
+    from gscache.stages.reproject import camera_transforms, pixel_rays, transform_points
+
     H, W = depth.shape
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
-    z = depth.double()
-    ok = z > 0
-    fx, fy, cx, cy = src_K[0, 0], src_K[1, 1], src_K[0, 2], src_K[1, 2]
-    cam = torch.stack([(u + 0.5 - cx) / fx * z, (v + 0.5 - cy) / fy * z, z, torch.ones_like(z)], dim=-1)[ok]
-    world = cam @ torch.linalg.inv(src_view.double()).T
-    dst = world @ dst_view.double().T
+    ok = depth > 0
+    dst = transform_points(pixel_rays(src_K, H, W)[ok] * depth[ok].double()[:, None],
+                           camera_transforms(src_view, dst_view)[0])
     zd = dst[:, 2]
     ud = dst_K[0, 0] * dst[:, 0] / zd + dst_K[0, 2] - 0.5
     vd = dst_K[1, 1] * dst[:, 1] / zd + dst_K[1, 2] - 0.5

@@ -38,7 +38,7 @@ source view above which a pixel is invalid (1%: a tap on the same surface differ
 slope across a pixel; one on another surface by far more)."""
 
 
-def _pixel_rays(K: Tensor, height: int, width: int) -> Tensor:
+def pixel_rays(K: Tensor, height: int, width: int) -> Tensor:
     """Camera-space directions with z = 1 through every pixel centre, [H, W, 3] float64."""
     v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64, device=K.device),
                           torch.arange(width, dtype=torch.float64, device=K.device), indexing="ij")
@@ -46,7 +46,7 @@ def _pixel_rays(K: Tensor, height: int, width: int) -> Tensor:
     return torch.stack([(u + 0.5 - K[0, 2]) / K[0, 0], (v + 0.5 - K[1, 2]) / K[1, 1], torch.ones_like(u)], dim=-1)
 
 
-def _transform(points: Tensor, T: Tensor) -> Tensor:
+def transform_points(points: Tensor, T: Tensor) -> Tensor:
     """[..., 3] points through the 4x4 ``T``, float64."""
     T = T.double()
     return points @ T[:3, :3].T + T[:3, 3]
@@ -70,8 +70,8 @@ def check_inputs(median_depth: Tensor | None, depth_tolerance: float) -> None:
 def _splat_depth(depth: Tensor, src_K: Tensor, T_dst_src: Tensor, dst_K: Tensor, height: int, width: int) -> Tensor:
     """Step 1: the nearest depth landing in each target pixel, [H', W'] float64 (inf: none)."""
     ok = depth > 0
-    points = _pixel_rays(src_K, *depth.shape)[ok] * depth[ok].double()[:, None]  # source camera space
-    p = _transform(points, T_dst_src)
+    points = pixel_rays(src_K, *depth.shape)[ok] * depth[ok].double()[:, None]  # source camera space
+    p = transform_points(points, T_dst_src)
     z = p[:, 2]
     K = dst_K.double()
     x = torch.floor(K[0, 0] * p[:, 0] / z + K[0, 2])  # the pixel containing the point
@@ -114,8 +114,8 @@ def reproject(rgb: Tensor, alpha: Tensor, median_depth: Tensor, src_view: Tensor
     z_dst = _fill_cracks(_splat_depth(median_depth, src_K, T_dst_src, dst_K, height, width))
     has = torch.isfinite(z_dst)
     # Step 3: target pixels with a depth, back into the source.
-    points = _pixel_rays(dst_K, height, width)[has] * z_dst[has][:, None]
-    p = _transform(points, T_src_dst)
+    points = pixel_rays(dst_K, height, width)[has] * z_dst[has][:, None]
+    p = transform_points(points, T_src_dst)
     zs = p[:, 2]
     K = src_K.double()
     xs = K[0, 0] * p[:, 0] / zs + K[0, 2] - 0.5  # continuous pixel index: centres at integers

@@ -18,7 +18,7 @@ from gscache.scene.record import Scene
 from gscache.scene.structured import AnchorMLPs
 from gscache.scenes import structured_demo
 from tests._backends import device_of, params
-from tests._helpers import random_scene
+from tests._helpers import random_scene, rig
 from tests.conftest import data_file
 
 ALL = params("torch", "cpu", "cuda-sim", "cuda", "gsplat")
@@ -28,10 +28,6 @@ STRUCTURED_RIG = StereoRig.symmetric(look_at((0.0, -2.5, -5.5), (0.0, -0.5, 0.5)
 
 def _fields(scene: Scene, **changed) -> dict:
     return {**{n: getattr(scene, n) for n in FIELDS}, **changed}
-
-
-def _rig(size: int) -> StereoRig:
-    return StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), size, size)
 
 
 # ---- quaternions ---------------------------------------------------------------------------------
@@ -53,9 +49,9 @@ def test_non_unit_quaternions_are_normalised_on_every_construction_path_and_back
         torch.testing.assert_close(scene.quats, unit.quats, rtol=0, atol=1e-6)
     cfg = RenderConfig(backend=backend, device=str(device_of(backend)))
     size = 24 if backend == "cuda-sim" else 96  # the SIMT emulation is slow
-    want = Renderer(unit, cfg).render(_rig(size))
+    want = Renderer(unit, cfg).render(rig(size, size))
     for scene in (built, edited):
-        got = Renderer(scene, cfg).render(_rig(size))
+        got = Renderer(scene, cfg).render(rig(size, size))
         assert got.counters.n_intersections == want.counters.n_intersections
         torch.testing.assert_close(got.rgb, want.rgb, rtol=0, atol=1e-4)
 
@@ -86,7 +82,6 @@ def test_the_inflated_plant_frame_of_the_issue_renders_as_the_plant():
     """plant.splat with every quaternion scaled by 1000 gave 58M tile intersections and a fully
     covered 256x256 frame on the cpu backend; now it is the plant's own frame."""
     from gscache import load_scene
-    from gscache.camera import look_at as _look_at
 
     plant = load_scene(data_file("plant.splat"))
     with pytest.warns(GscacheWarning, match="field 'quats'"):
@@ -94,9 +89,9 @@ def test_the_inflated_plant_frame_of_the_issue_renders_as_the_plant():
     lo, hi = plant.bounds(0.01)
     centre = (lo + hi) / 2
     eye = centre - torch.tensor([0.0, 0.0, 2.5 * float((hi - lo).norm())])
-    rig = StereoRig.symmetric(_look_at(tuple(eye.tolist()), tuple(centre.tolist())), 256, 256)
+    view = StereoRig.symmetric(look_at(tuple(eye.tolist()), tuple(centre.tolist())), 256, 256)
     cfg = RenderConfig(backend="cpu")
-    want, got = Renderer(plant, cfg).render(rig), Renderer(inflated, cfg).render(rig)
+    want, got = Renderer(plant, cfg).render(view), Renderer(inflated, cfg).render(view)
     assert got.counters.n_intersections == want.counters.n_intersections < 5_000_000
     torch.testing.assert_close(got.rgb, want.rgb, rtol=0, atol=1e-4)
 
@@ -193,9 +188,9 @@ def test_a_frame_over_the_memory_budget_is_refused_with_the_backends_own_figure(
     cfg = RenderConfig(backend=backend, device=str(device_of(backend)), bin=BinConfig(memory_budget_bytes=per * 1000))
     with pytest.raises(GscacheError, match=rf"tile intersections, about .* GiB in the {backend} backend \({per} bytes "
                                            r"each\), over BinConfig\.memory_budget_bytes = "):
-        Renderer(_dense_scene(), cfg).render(_rig(48))
+        Renderer(_dense_scene(), cfg).render(rig(48, 48))
     roomy = dataclasses.replace(cfg, bin=BinConfig(memory_budget_bytes=per * 1_000_000))
-    assert Renderer(_dense_scene(), roomy).render(_rig(48)).counters.n_intersections > 1000
+    assert Renderer(_dense_scene(), roomy).render(rig(48, 48)).counters.n_intersections > 1000
 
 
 @pytest.mark.parametrize("backend", ALL)
@@ -207,7 +202,7 @@ def test_a_frame_over_the_free_memory_is_refused_before_allocating(backend, monk
     cfg = RenderConfig(backend=backend, device=str(device_of(backend)))
     with pytest.raises(GscacheError, match=rf"in the {backend} backend .* but {device_of(backend).type}.* has 0\.00 GiB "
                                            r"free: lower the resolution"):
-        Renderer(_dense_scene(), cfg).render(_rig(48))
+        Renderer(_dense_scene(), cfg).render(rig(48, 48))
 
 
 def test_backends_state_what_an_intersection_costs():

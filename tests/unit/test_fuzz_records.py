@@ -18,7 +18,7 @@ from gscache.config import CacheConfig
 from gscache.scene.record import Scene
 from gscache.scenes import structured_demo
 from tests._backends import device_of, params
-from tests._helpers import random_scene
+from tests._helpers import random_scene, rig
 
 ALL = params("torch", "cpu", "cuda-sim", "cuda", "gsplat")
 FIELDS = ("means", "quats", "scales", "opacities", "sh")
@@ -72,16 +72,16 @@ def _render_or_refuse(make, cfg: RenderConfig, rig: StereoRig, outcomes: dict):
 def test_damaged_scenes_render_or_raise_gscache_error(backend):
     rng = np.random.default_rng(11)
     base = random_scene(30, seed=7, scale=(0.05, 0.2))
-    rig = StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), 24, 16)
+    view = rig(24, 16)
     cfg = RenderConfig(backend=backend, device=str(device_of(backend)))
     outcomes = {"rendered": 0, "refused": 0}
     for _ in range(_cases(backend)):
         fields = _damaged_scene(base, rng)
-        frame = _render_or_refuse(lambda: Scene(**fields), cfg, rig, outcomes)
+        frame = _render_or_refuse(lambda: Scene(**fields), cfg, view, outcomes)
         # Rendered with its scales intact, a scene draws the tiles of the base scene's unit
         # quaternions, however long its own were (no inflated Gaussian).
         if frame is not None and fields["quats"].shape == base.quats.shape and torch.equal(fields["scales"], base.scales):
-            want = Renderer(Scene(**{**fields, "quats": base.quats}), cfg).render(rig).counters.n_intersections
+            want = Renderer(Scene(**{**fields, "quats": base.quats}), cfg).render(view).counters.n_intersections
             assert frame.counters.n_intersections == want
     assert outcomes["refused"] and outcomes["rendered"], outcomes
 

@@ -15,7 +15,7 @@ from gscache import GscacheError, RenderConfig, Renderer, StereoRig, backends
 from gscache.camera import look_at, views_of
 from gscache.stages.reproject import reproject as reference
 from tests._backends import device_of, params
-from tests._helpers import random_scene
+from tests._helpers import random_scene, rig
 
 IMPLEMENTATIONS = params("torch", "cpu", "cuda-sim")
 
@@ -122,9 +122,8 @@ def test_the_left_eye_of_a_render_rebuilds_most_of_the_right_eye(size, reproject
     the depth test refuses: only part of the covered pixels are valid (24-31% here)."""
     W, H = size
     scene = random_scene(4000, seed=4, sh_degree=0, spread=1.0, depth=3.0, scale=(0.03, 0.08))
-    rig = StereoRig.symmetric(look_at((0.0, 0.0, 0.0), (0.0, 0.0, 3.0)), W, H, fov_y_deg=60)
-    frame = Renderer(scene, RenderConfig(backend="cpu")).render(rig)
-    views = views_of(rig, "cpu")
+    frame = Renderer(scene, RenderConfig(backend="cpu")).render(rig(W, H))
+    views = views_of(rig(W, H), "cpu")
     out = reproject(frame.rgb[0], frame.alpha[0], frame.median_depth[0], views.viewmats[0], views.Ks[0],
                     views.viewmats[1], views.Ks[1], H, W)
     covered = frame.alpha[1] >= 0.5
@@ -171,10 +170,10 @@ def test_each_kernel_agrees_with_the_reference(backend):
         return type(out)(*(t.cpu() for t in (out.rgb, out.alpha, out.depth, out.valid)))
     scene = random_scene(6000, seed=8, sh_degree=1, spread=1.2, depth=3.0, scale=(0.02, 0.06))
     T = look_at((0.1, -0.05, 0.0), (0.0, 0.0, 3.0))
-    rig = StereoRig.symmetric(T, 83, 61, fov_y_deg=70)
+    now = StereoRig.symmetric(T, 83, 61, fov_y_deg=70)
     later = StereoRig.symmetric(look_at((0.16, -0.02, 0.03), (0.05, 0.0, 3.0)), 83, 61, fov_y_deg=70)
-    frame = Renderer(scene, RenderConfig(backend="cpu")).render(rig)
-    src, dst = views_of(rig, "cpu"), views_of(later, "cpu")
+    frame = Renderer(scene, RenderConfig(backend="cpu")).render(now)
+    src, dst = views_of(now, "cpu"), views_of(later, "cpu")
     for view_to, K_to in ((src.viewmats[1], src.Ks[1]), (dst.viewmats[0], dst.Ks[0])):  # stereo, temporal
         args = (frame.rgb[0], frame.alpha[0], frame.median_depth[0], src.viewmats[0], src.Ks[0], view_to, K_to, 61, 83)
         want, got = reference(*args), kernel(*args)
