@@ -116,6 +116,33 @@ struct GsReprojectParams {  // gscache/stages/reproject.py is the reference
     double depth_tolerance;
 };
 
+// Pixel reuse (gscache/stages/reuse.py is the reference): per-tile statistics of a warp, and the
+// composite of a warp with a rasterized view. One call per tile.
+#define GS_TILE_STATS 8  // floats per tile: n_valid, z_min, z_max, sum_lum, sum_lum2, sum_lap2, sum_grad2, sum_trans2
+
+struct GsTileStatsParams {
+    const float* rgb;               // [H,W,3] the warp
+    const float* alpha;             // [H,W]
+    const float* depth;             // [H,W]
+    const unsigned char* valid;     // [H,W]
+    float* stats;                   // [T,GS_TILE_STATS] out
+    int width, height, tile_px, tiles_x, tiles_y;
+};
+
+struct GsReuseCompositeParams {
+    const float* w_rgb;             // [H,W,3] the warp
+    const float* w_alpha;           // [H,W]
+    const float* w_depth;           // [H,W]
+    const unsigned char* valid;     // [H,W]
+    const unsigned char* reused;    // [T] tiles taken from the warp
+    float* rgb;                     // [H,W,3] the rasterized view, composited in place
+    float* alpha;                   // [H,W]
+    float* depth;                   // [H,W]
+    float* median;                  // [H,W]
+    float* truth;                   // [T,2] out: sum of squared differences over valid pixels, count
+    int width, height, tile_px, tiles_x, tiles_y;
+};
+
 struct GsShadeParams {
     const float* means;
     const float* quats;
@@ -166,6 +193,7 @@ struct GsRasterParams {
     float* out_alpha;           // [E,H,W]
     float* out_depth;           // [E,H,W]
     float* out_median_depth;    // [E,H,W]
+    const unsigned char* pixel_mask;  // [E,H,W] or null: the pixels wanted (others: any value)
     int E, V, tile_px, tiles_x, tiles_y, width, height;
     float alpha_max, alpha_min, t_min;
 };
@@ -656,4 +684,86 @@ GS_HD void gs_derive_emit(const float* anchor, const float* offsets, const float
     row = start;
     for (int j = 0; j < k; ++j)
         if (opac[j] > 0.f) gs_write_color(rgb + 3 * j, row++, sh);
+}
+
+// ---- Pixel reuse: tile statistics and composite ------------------------------------------------
+
+GS_HD float gs_clamp01(float v) { return v < 0.f ? 0.f : (v > 1.f ? 1.f : v); }
+
+// The STATS of tile t of a warp (gscache/stages/reuse.py, tile_stats): sums in double, in pixel
+// order, so that the cpu and cuda kernels agree exactly and with the reference within rounding.
+GS_HD void gs_tile_stats(const GsTileStatsParams& p, long long t) {
+    const int tx = (int)(t % p.tiles_x), ty = (int)(t / p.tiles_x);
+    const int x0 = tx * p.tile_px, y0 = ty * p.tile_px;
+    const int x1 = x0 + p.tile_px < p.width ? x0 + p.tile_px : p.width;
+    const int y1 = y0 + p.tile_px < p.height ? y0 + p.tile_px : p.height;
+    double n = 0.0, lum = 0.0, lum2 = 0.0, lap2 = 0.0, grad2 = 0.0, trans2 = 0.0;
+    float z_min = INFINITY, z_max = 0.f;
+    for (int y = y0; y < y1; ++y)
+        for (int x = x0; x < x1; ++x) {
+            const long long i = (long long)y * p.width + x;
+            if (!p.valid[i]) continue;
+            const int xl = x > 0 ? x - 1 : 0, xr = x + 1 < p.width ? x + 1 : x;
+            const int yu = y > 0 ? y - 1 : 0, yd = y + 1 < p.height ? y + 1 : y;
+            const long long il = (long long)y * p.width + xl, ir = (long long)y * p.width + xr;
+            const long long iu = (long long)yu * p.width + x, id = (long long)yd * p.width + x;
+            // The pixel and its neighbours in the image are valid (a refused one holds 0, not colour).
+            const bool inner = (x == 0 || p.valid[il]) && (x + 1 == p.width || p.valid[ir]) &&
+                               (y == 0 || p.valid[iu]) && (y + 1 == p.height || p.valid[id]);
+            float lap = 0.f, grad = 0.f, l = 0.f;
+            for (int c = 0; c < 3; ++c) {
+                const float v = p.rgb[3 * i + c];
+                lap += fabsf(p.rgb[3 * ir + c] + p.rgb[3 * il + c] - 2.f * v) +
+                       fabsf(p.rgb[3 * id + c] + p.rgb[3 * iu + c] - 2.f * v);
+                grad += fabsf(p.rgb[3 * ir + c] - p.rgb[3 * il + c]) + fabsf(p.rgb[3 * id + c] - p.rgb[3 * iu + c]);
+                l += v;
+            }
+            lap = inner ? lap / 3.f / 8.f : 0.f;
+            grad = inner ? grad / 3.f / 2.f : 0.f;
+            l /= 3.f;
+            const float z = p.depth[i], tr = 1.f - p.alpha[i];
+            n += 1.0;
+            z_min = z < z_min ? z : z_min;
+            z_max = z > z_max ? z : z_max;
+            lum += l;
+            lum2 += (double)l * l;
+            lap2 += (double)lap * lap;
+            grad2 += (double)grad * grad;
+            trans2 += (double)tr * tr;
+        }
+    float* s = p.stats + GS_TILE_STATS * t;
+    s[0] = (float)n, s[1] = z_min, s[2] = z_max, s[3] = (float)lum, s[4] = (float)lum2;
+    s[5] = (float)lap2, s[6] = (float)grad2, s[7] = (float)trans2;
+}
+
+// Tile t of the composite (gscache/stages/reuse.py, reuse_composite): the warp's valid pixels
+// into the rasterized view where the tile is reused, else its true error against them.
+GS_HD void gs_reuse_composite(const GsReuseCompositeParams& p, long long t) {
+    const int tx = (int)(t % p.tiles_x), ty = (int)(t / p.tiles_x);
+    const int x0 = tx * p.tile_px, y0 = ty * p.tile_px;
+    const int x1 = x0 + p.tile_px < p.width ? x0 + p.tile_px : p.width;
+    const int y1 = y0 + p.tile_px < p.height ? y0 + p.tile_px : p.height;
+    const bool reused = p.reused[t] != 0;
+    double sum = 0.0, count = 0.0;
+    for (int y = y0; y < y1; ++y)
+        for (int x = x0; x < x1; ++x) {
+            const long long i = (long long)y * p.width + x;
+            if (!p.valid[i]) continue;
+            if (reused) {
+                for (int c = 0; c < 3; ++c) p.rgb[3 * i + c] = p.w_rgb[3 * i + c];
+                p.alpha[i] = p.w_alpha[i];
+                p.depth[i] = p.w_depth[i];
+                p.median[i] = p.w_depth[i];
+            } else {
+                float d = 0.f;
+                for (int c = 0; c < 3; ++c) {
+                    const float e = gs_clamp01(p.w_rgb[3 * i + c]) - gs_clamp01(p.rgb[3 * i + c]);
+                    d += e * e;
+                }
+                sum += d / 3.f;
+                count += 1.0;
+            }
+        }
+    p.truth[2 * t] = (float)sum;
+    p.truth[2 * t + 1] = (float)count;
 }

@@ -205,10 +205,16 @@ class TemporalCache:
         self.controller: DepthController | None = None
         self.totals = CacheTotals()
         self._dropped: str | None = None
+        self.pixels = None
+        """Pixel reuse: the last frame's images (gscache.pixel_reuse.PixelReuse, made by the
+        pipeline on the first frame that reuses pixels)."""
 
     def invalidate(self, reason: str) -> None:
-        """Drop the entry: the next frame refreshes with "invalidated: <reason>"."""
+        """Drop the entry and the pixels kept for reuse: the next frame refreshes with
+        "invalidated: <reason>" and is rasterized in full."""
         self.entry, self._dropped = None, f"invalidated: {reason}"
+        if self.pixels is not None:
+            self.pixels.clear()
 
     def depth(self, cfg: CacheConfig) -> int:
         """The cache depth D in force (the controller's, with dynamic_depth)."""

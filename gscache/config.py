@@ -133,6 +133,23 @@ class CacheConfig:
     anchors selected at the refresh would now be selected differently by the level of detail (0:
     on any change). Within the motion limits above only anchors at a level boundary flip."""
 
+    pixel_reuse: str = "off"
+    """Reuse rasterized pixels (gscache.stages.reuse): "off"; "stereo", each frame one eye is
+    rasterized in full (alternating) and the other is warped from it; "temporal", every eye is
+    warped from its own previous frame. Pixels the warp refuses are rasterized, and tiles whose
+    predicted error is over ``reuse_error_bound`` (or never measured) in full (gscache.pixel_reuse)."""
+    reuse_error_bound: float = 2.0
+    """Pixel reuse: the most a reused tile's predicted error may be, as the RMS over its pixels
+    and channels of the difference from the exact render, in 8-bit levels (2.0: about 42 dB
+    PSNR in every reused tile). 0 reuses only tiles predicted exact (a still head)."""
+    reuse_refresh_frames: int = 8
+    """Pixel reuse: every tile is rasterized at least once in this many frames, a fixed share
+    of the tiles each frame (staggered, so that no frame re-renders everything at once);
+    0: only when the prediction asks."""
+    reuse_depth_tolerance: float = 0.01
+    """Pixel reuse: relative disagreement of median depths across which the warp refuses a
+    pixel (gscache.stages.reproject)."""
+
     @property
     def temporal(self) -> bool:
         return self.depth > 1 or self.dynamic_depth
@@ -260,6 +277,18 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError("cache.frame_budget_ms must be > 0, cache.headroom in (0, 1), cache.hysteresis_frames >= 1")
     if not 0.0 <= c.lod_tolerance <= 1.0:
         raise GscacheError(f"cache.lod_tolerance: expected a fraction in [0, 1], got {c.lod_tolerance!r}")
+    if c.pixel_reuse not in ("off", "stereo", "temporal"):
+        raise GscacheError(f"cache.pixel_reuse: expected 'off', 'stereo' or 'temporal', got {c.pixel_reuse!r}")
+    if c.pixel_reuse != "off" and not c.stereo:
+        raise GscacheError(f"cache.pixel_reuse={c.pixel_reuse!r} needs cache.stereo=True (with stereo=False every eye "
+                           "is rendered from scratch, with nothing kept)")
+    if not c.reuse_error_bound >= 0:
+        raise GscacheError(f"cache.reuse_error_bound: expected >= 0 (8-bit levels), got {c.reuse_error_bound!r}")
+    if c.reuse_refresh_frames < 0:
+        raise GscacheError(f"cache.reuse_refresh_frames: expected >= 0 (0: no forced refresh), got "
+                           f"{c.reuse_refresh_frames!r}")
+    if not 0 < c.reuse_depth_tolerance <= 1:
+        raise GscacheError(f"cache.reuse_depth_tolerance: expected a fraction in (0, 1], got {c.reuse_depth_tolerance!r}")
     if c.margin_px < 0 or c.max_translation_m < 0 or c.max_rotation_deg < 0 or c.translation_per_depth < 0:
         raise GscacheError("cache.margin_px, cache.max_translation_m, cache.translation_per_depth and "
                            "cache.max_rotation_deg must be >= 0")

@@ -18,6 +18,7 @@ from .cache import CacheStats, TemporalCache, cache_key, held_bytes
 from .camera import ViewBatch
 from .config import RenderConfig
 from .errors import GscacheError
+from .pixel_reuse import PixelReuse, ReuseStats, back_with_reuse, pixel_key
 from .records import Frame, Images, Shaded, StageTimes, TileBins, Visible, WorkCounters
 from .scene.record import Scene
 from .scene.structured import StructuredScene
@@ -145,15 +146,31 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
 
 
 def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-              tile_mask: torch.Tensor | None, gaze: torch.Tensor | None, clock: _Clock) -> tuple[Images, TileBins, int]:
-    """The back of a frame, foveated when ``cfg.foveation`` is: (images, bins, intersections)."""
+              tile_mask: torch.Tensor | None, gaze: torch.Tensor | None, clock: _Clock,
+              cache: TemporalCache | None = None) -> tuple[Images, TileBins, int, ReuseStats | None]:
+    """The back of a frame, with pixel reuse when ``cfg.cache.pixel_reuse`` asks and a cache
+    holds the last frame, else foveated when ``cfg.foveation`` is: (images, bins,
+    intersections, pixel-reuse statistics or None)."""
+    if cfg.cache.pixel_reuse != "off" and cache is not None:
+        if tile_mask is not None:
+            raise GscacheError("cache.pixel_reuse: a frame split over devices (tile_mask) cannot reuse pixels yet; "
+                               "render with pixel reuse on one device")
+        if cache.pixels is None:
+            cache.pixels = PixelReuse()
+        key = pixel_key(cache_key(scene, views, cfg, backend.name), cfg)
+        images, bins, n_isect, stats = back_with_reuse(visible, shaded, views, cfg, backend, cache.pixels, key, gaze,
+                                                       clock)
+        if checks_enabled(cfg):
+            for record in (scene, visible, shaded, images):
+                record.validate()
+        return images, bins, n_isect, stats
     if cfg.foveation.enabled:
         if tile_mask is not None:
             raise GscacheError("foveation: a frame split over devices (tile_mask) cannot be foveated yet; "
                                "render foveated frames on one device")
-        return _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock)
+        return (*_back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock), None)
     images, bins = _back(scene, visible, shaded, views, cfg, backend, tile_mask, clock)
-    return images, bins, bins.n_intersections
+    return images, bins, bins.n_intersections, None
 
 
 def _front_bytes(visible: Visible, shaded: Shaded, scene: Scene) -> int:
@@ -207,7 +224,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         clock.lap("shade")
     else:
         visible, shaded = _front(scene, views, cfg, backend, cfg.cache.margin_px if temporal else 0.0, clock)
-    images, bins, n_isect = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock)
+    images, bins, n_isect, reuse = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
+                                              cache)
     times = clock.times()
     stats = None
     if temporal:
@@ -218,7 +236,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(scene.count, visible.count, n_isect, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs())
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs() if reuse is None else reuse.tile_costs,
+                 reuse=reuse)
 
 
 def _timed(device: torch.device, fn):
@@ -279,7 +298,8 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         # The derived Gaussians reach the views by construction of the anchor cull; the cull
         # stage still drops those whose own footprint cannot (with the same margin).
         visible, shaded = _front(derived, views, cfg, backend, margin, clock)
-    images, bins, n_isect = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock)
+    images, bins, n_isect, reuse = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
+                                              cache)
     times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
     stats = None
     if temporal:
@@ -292,4 +312,5 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(derived.count, visible.count, n_isect, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs())
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs() if reuse is None else reuse.tile_costs,
+                 reuse=reuse)

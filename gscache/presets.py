@@ -21,6 +21,11 @@ REUSE_MODES: dict[str, CacheConfig] = {
     "D4": CacheConfig(stereo=True, approx_stereo_colors=True, depth=4),
     "D8": CacheConfig(stereo=True, approx_stereo_colors=True, depth=8),
     "dynamic": CacheConfig(stereo=True, approx_stereo_colors=True, dynamic_depth=True, depth_max=8),
+    # Pixel reuse (gscache.pixel_reuse): tiles warped from the other eye, or from the last frame.
+    "reproj-stereo": CacheConfig(stereo=True, approx_stereo_colors=True, dynamic_depth=True, depth_max=8,
+                                 pixel_reuse="stereo"),
+    "reproj": CacheConfig(stereo=True, approx_stereo_colors=True, dynamic_depth=True, depth_max=8,
+                          pixel_reuse="temporal"),
 }
 
 

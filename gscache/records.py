@@ -124,6 +124,10 @@ class TileBins:
     """Tiles per image row."""
     tiles_y: int
     """Tiles per image column."""
+    pixel_mask: Bool[Tensor, "E H W"] | None = None
+    """The pixels wanted (pixel reuse rasterizes the pixels a warp could not give), or None for
+    all. Rasterizers may leave the others at any value (the cpu and cuda kernels skip them and
+    write the background; the torch reference and gsplat render them): callers composite."""
 
     @property
     def n_intersections(self) -> int:
@@ -133,14 +137,15 @@ class TileBins:
         """Intersections per tile, [E, T] int32 (the multi-device planner's cost map)."""
         return self.tile_ranges[..., 1] - self.tile_ranges[..., 0]
 
-    def restricted(self, mask: Tensor) -> "TileBins":
+    def restricted(self, mask: Tensor, pixel_mask: Tensor | None = None) -> "TileBins":
         """These bins with the tiles outside ``mask`` [E, T] bool emptied: rasterization leaves
         them at the background and does no work there; the other tiles are untouched (so their
-        pixels are bit-identical to a full render's)."""
+        pixels are bit-identical to a full render's). ``pixel_mask`` [E, H, W] bool: within those
+        tiles only these pixels are wanted (``TileBins.pixel_mask``)."""
         ranges = self.tile_ranges.clone()
         keep = mask.to(ranges.device)
         ranges[..., 1] = torch.where(keep, ranges[..., 1], ranges[..., 0])
-        return dataclasses.replace(self, tile_ranges=ranges)
+        return dataclasses.replace(self, tile_ranges=ranges, pixel_mask=pixel_mask)
 
     def validate(self) -> None:
         c = ShapeChecker("TileBins", T=self.tiles_x * self.tiles_y)
@@ -165,7 +170,9 @@ class Images:
     """Median depth: the depth of the blended splat that takes the transmittance from above 0.5
     to 0.5 or below (where the accumulated opacity first reaches one half), else 0 (alpha < 0.5:
     no surface dominates the pixel). Always the depth of one splat, never a mix: the depth that
-    reprojects a pixel. None where the backend cannot produce it (gsplat)."""
+    reprojects a pixel. (The splat's centre depth: its depth plane at the pixel, the mean of z
+    given the pixel, warped worse on real scenes, README "Pixel reuse".) None where the backend
+    cannot produce it (gsplat)."""
     evaluations: int | None = None
     """Gaussian-pixel alpha evaluations done, where the backend counts them."""
 
@@ -211,12 +218,15 @@ class StageTimes:
     bin_ms: float = 0.0
     rasterize_ms: float = 0.0
     composite_ms: float = 0.0
-    """Foveated frames only: upsampling the periphery and blending the fovea into it."""
+    """Foveated frames: upsampling the periphery and blending the fovea into it; pixel reuse:
+    putting the warped and the rasterized pixels together."""
+    warp_ms: float = 0.0
+    """Pixel reuse only: warping earlier pixels into the views and classifying their tiles."""
 
     @property
     def total_ms(self) -> float:
         return (self.derive_ms + self.cull_ms + self.shade_ms + self.project_ms + self.bin_ms + self.rasterize_ms
-                + self.composite_ms)
+                + self.composite_ms + self.warp_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +260,8 @@ class Frame:
     """Intersections per tile, [E, T] int32, on the render device."""
     schedule: object = None
     """Multi-device frames: how the tiles were spread (gscache.multi.ScheduleStats)."""
+    reuse: object = None
+    """Pixel reuse: what was warped and what rasterized (gscache.pixel_reuse.ReuseStats)."""
 
     @staticmethod
     def concat(frames: "list[Frame]") -> "Frame":

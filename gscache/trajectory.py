@@ -152,6 +152,26 @@ def vr_head_motion(T_world_head0, n_frames: int, fps: float = 72.0, seed: int = 
     return Trajectory(torch.stack(poses), _times(n_frames, fps), f"vr(seed={seed})")
 
 
+def head_turn(T_world_head0, n_frames: int, fps: float = 72.0, speed_deg_s: float = 150.0,
+              sweep_deg: float = 90.0) -> Trajectory:
+    """A fast head turn: yaw (about the head's up-down axis) sweeping back and forth over
+    ``sweep_deg`` at a constant ``speed_deg_s`` (a triangle wave starting at the centre), the
+    case where reused pixels are scarcest and smearing would show most."""
+    _check_frames(n_frames)
+    if not speed_deg_s > 0 or not sweep_deg > 0:
+        raise GscacheError(f"head_turn: speed_deg_s and sweep_deg must be > 0, got {speed_deg_s!r}, {sweep_deg!r}")
+    T0 = torch.as_tensor(T_world_head0, dtype=torch.float64)
+    poses = []
+    for i in range(n_frames):
+        travelled = speed_deg_s * i / fps + sweep_deg / 2  # degrees along the wave, from one end
+        phase = travelled % (2 * sweep_deg)
+        yaw = math.radians((phase if phase <= sweep_deg else 2 * sweep_deg - phase) - sweep_deg / 2)
+        local = torch.eye(4, dtype=torch.float64)
+        local[0, 0], local[0, 2], local[2, 0], local[2, 2] = math.cos(yaw), math.sin(yaw), -math.sin(yaw), math.cos(yaw)
+        poses.append(T0 @ local)
+    return Trajectory(torch.stack(poses), _times(n_frames, fps), f"turn({speed_deg_s:g} deg/s)")
+
+
 def fly_through(waypoints, n_frames: int, up=(0.0, -1.0, 0.0), fps: float = 72.0) -> Trajectory:
     """Head flying along a Catmull-Rom spline through ``waypoints`` [M >= 2, 3], looking ahead."""
     _check_frames(n_frames)
@@ -252,14 +272,15 @@ def load_trajectory(path: str | os.PathLike) -> Trajectory:
     return Trajectory(poses, times, str(doc.get("name", os.path.basename(path))))
 
 
-TRAJECTORY_KINDS = ("still", "vr", "orbit", "fly", "altitude")
+TRAJECTORY_KINDS = ("still", "vr", "turn", "orbit", "fly", "altitude")
 
 
 def named_trajectory(kind: str, scene, n_frames: int, seed: int = 0, up=(0.0, -1.0, 0.0), distance: float = 2.2,
                      elevation_deg: float = 20.0) -> Trajectory:
     """A trajectory around ``scene`` by name (one of TRAJECTORY_KINDS) or from a file path.
 
-    still, vr and the start of fly begin at :func:`default_head_pose`; orbit circles the scene at
+    still, vr, turn (:func:`head_turn`, 150 deg/s over 90 degrees) and the start of fly begin
+    at :func:`default_head_pose`; orbit circles the scene at
     the same distance and elevation; altitude is :func:`altitude_sweep`; a path is read with
     :func:`load_trajectory` (its own length).
     """
@@ -274,6 +295,8 @@ def named_trajectory(kind: str, scene, n_frames: int, seed: int = 0, up=(0.0, -1
         return still(pose, n_frames)
     if kind == "vr":
         return vr_head_motion(pose, n_frames, seed=seed)
+    if kind == "turn":
+        return head_turn(pose, n_frames)
     centre, radius = scene_frame(scene, up)
     if kind == "orbit":
         el = math.radians(elevation_deg)

@@ -6,7 +6,7 @@ Layers, lowest first (a module may import from its own layer and the ones below,
   0 records   records, camera, config, errors, presets, scene/*, scenes/*, sh, trajectory, ...
   1 stages    stages/*, cache
   2 backends  backends/*
-  3 pipeline  pipeline
+  3 pipeline  pipeline, pixel_reuse
   4 renderer  renderer
   5 multi     multi/* (the multi-device renderer, its devices and ranks)
   6 api       api, the package itself (gscache/__init__)
@@ -33,7 +33,7 @@ RULES = [  # (module-name prefix, layer); the longest matching prefix wins
     ("gscache", "records"),
     ("gscache.stages", "stages"), ("gscache.cache", "stages"),
     ("gscache.backends", "backends"),
-    ("gscache.pipeline", "pipeline"),
+    ("gscache.pipeline", "pipeline"), ("gscache.pixel_reuse", "pipeline"),
     ("gscache.renderer", "renderer"),
     ("gscache.multi", "multi"),
     ("gscache.api", "api"), ("gscache.__init__", "api"),

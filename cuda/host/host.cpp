@@ -34,7 +34,7 @@
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 5
+#define GS_ABI_VERSION 6
 
 extern "C" {
 
@@ -200,6 +200,18 @@ void gs_reproject_cpu(const GsReprojectParams* p) {
     for (int64_t i = 0; i < n; ++i) gs_reproject_fill(*p, i);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) gs_reproject_sample(*p, i);
+}
+
+void gs_tile_stats_cpu(const GsTileStatsParams* p) {
+    const int64_t T = (int64_t)p->tiles_x * p->tiles_y;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t t = 0; t < T; ++t) gs_tile_stats(*p, t);
+}
+
+void gs_reuse_composite_cpu(const GsReuseCompositeParams* p) {
+    const int64_t T = (int64_t)p->tiles_x * p->tiles_y;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t t = 0; t < T; ++t) gs_reuse_composite(*p, t);
 }
 
 }  // extern "C"
@@ -374,7 +386,7 @@ template <int TILE>
 static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gaussian_ids, const int* ranges,
                                int tiles_x, int tiles_y, int width, int height, float alpha_max, float alpha_min,
                                float t_min, const float* background, float* out_rgb, float* out_alpha,
-                               float* out_depth, float* out_median) {
+                               float* out_depth, float* out_median, const unsigned char* mask) {
     constexpr int P = TILE * TILE;
     const int64_t T = (int64_t)tiles_x * tiles_y;
     int64_t evaluations = 0;
@@ -386,13 +398,23 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
         const int64_t eye = t / T, local = t % T;
         const int x0 = (int)(local % tiles_x) * TILE, y0 = (int)(local / tiles_x) * TILE;
         const int x1 = std::min(x0 + TILE, width), y1 = std::min(y0 + TILE, height);
-        bool tile_done = false;
+        // The wanted pixels' box: splats are clipped to it (pixel reuse rasterizes a few pixels
+        // of a tile; the rest of its rows and half-rows cost nothing).
+        int wx0 = x1, wx1 = x0, wy0 = y1, wy1 = y0;
         for (int p = 0; p < P; ++p) {
             trans[p] = 1.f;
             acc_r[p] = acc_g[p] = acc_b[p] = acc_d[p] = med[p] = 0.f;
-            // Pixels beyond the image edge start out finished.
-            done[p] = (x0 + p % TILE >= width) || (y0 + p / TILE >= height) ? 1.f : 0.f;
+            // Pixels beyond the image edge, and pixels not wanted, start out finished.
+            const int px = x0 + p % TILE, py = y0 + p / TILE;
+            const bool wanted = px < width && py < height &&
+                                (!mask || mask[((int64_t)eye * height + py) * (int64_t)width + px]);
+            done[p] = wanted ? 0.f : 1.f;
+            if (wanted) {
+                wx0 = std::min(wx0, px), wx1 = std::max(wx1, px + 1);
+                wy0 = std::min(wy0, py), wy1 = std::max(wy1, py + 1);
+            }
         }
+        bool tile_done = wx0 >= wx1;
         for (int i = ranges[2 * t], n = 0; i < ranges[2 * t + 1] && !tile_done; ++i, ++n) {
             // Every 32 splats, stop the tile when all of its pixels have stopped.
             if ((n & 31) == 31) {
@@ -407,10 +429,10 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
             const float mx = s.mx, my = s.my, hx = s.hx, hy = s.hy;
             if (hx < 0.f) continue;
             // Pixel columns/rows whose centre lies within the reach box, inside this tile.
-            const int bx0 = (int)std::floor(std::max(mx - hx - 0.5f, (float)x0));
-            const int bx1 = (int)std::ceil(std::min(mx + hx + 0.5f, (float)x1));
-            const int by0 = (int)std::floor(std::max(my - hy - 0.5f, (float)y0));
-            const int by1 = (int)std::ceil(std::min(my + hy + 0.5f, (float)y1));
+            const int bx0 = (int)std::floor(std::max(mx - hx - 0.5f, (float)wx0));
+            const int bx1 = (int)std::ceil(std::min(mx + hx + 0.5f, (float)wx1));
+            const int by0 = (int)std::floor(std::max(my - hy - 0.5f, (float)wy0));
+            const int by1 = (int)std::ceil(std::min(my + hy + 0.5f, (float)wy1));
             if (bx0 >= bx1 || by0 >= by1) continue;
             const float fx0 = (float)bx0, fx1 = (float)bx1;
             const float A = s.A, Bn = s.Bn, C = s.C, op = s.opacity, z = s.depth;
@@ -481,6 +503,7 @@ extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
     const int *gaussian_ids = p->gaussian_ids, *ranges = p->ranges;
     float *out_rgb = p->out_rgb, *out_alpha = p->out_alpha, *out_depth = p->out_depth;
     float* out_median = p->out_median_depth;
+    const unsigned char* mask = p->pixel_mask;
     // One view at a time: its packed splats (V records) stay small enough for the caches, where
     // both eyes' records together would not for large scenes (measured on the 500k-Gaussian scene).
     const int64_t T = (int64_t)tiles_x * tiles_y, HW = (int64_t)height * width;
@@ -493,7 +516,7 @@ extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
 #define GS_RASTERIZE(TILE)                                                                                           \
     rasterize_tiles<TILE>(1, V, splats.data(), gaussian_ids, ranges + 2 * e * T, tiles_x, tiles_y, width, height,     \
                           alpha_max, alpha_min, t_min, background, out_rgb + 3 * e * HW, out_alpha + e * HW,          \
-                          out_depth + e * HW, out_median + e * HW)
+                          out_depth + e * HW, out_median + e * HW, mask ? mask + e * HW : nullptr)
         switch (tile_px) {
             case 8: evaluations += GS_RASTERIZE(8); break;
             case 16: evaluations += GS_RASTERIZE(16); break;

@@ -9,6 +9,8 @@
 //   background f32[3]
 //   out_rgb   f32[E,H,W,3], out_alpha f32[E,H,W], out_depth f32[E,H,W],
 //   out_median_depth f32[E,H,W]                                                  out
+//   pixel_mask u8[E,H,W] or null: only these pixels are wanted; the others stop at once (their
+//              outputs are the background's) and a tile none of whose pixels is wanted reads nothing
 // Launch: grid (tiles_x, tiles_y, E), block (tile_px, tile_px), dynamic shared memory
 // tile_px^2 * GS_SPLAT_FLOATS floats (one batch of splats: centre 2, conic 3, opacity 1, colour 3, depth 1).
 // Each block walks its tile's list in batches of tile_px^2 splats that its threads load into
@@ -41,7 +43,7 @@ extern "C" __global__ void rasterize_kernel(const GsRasterParams p) {
     const int start = p.ranges[2 * tile], end = p.ranges[2 * tile + 1];
     float T = 1.f, depth_acc = 0.f, median_depth = 0.f;
     float rgb[3] = {0.f, 0.f, 0.f};
-    bool done = !inside;
+    bool done = !inside || (p.pixel_mask && !p.pixel_mask[((long long)eye * p.height + y) * p.width + x]);
 
     for (int base = start; base < end; base += n) {
         // Stop the whole tile once every pixel is finished. This barrier also keeps the loads of

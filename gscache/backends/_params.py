@@ -46,7 +46,15 @@ GsReprojectParams = _struct("GsReprojectParams",
                              "zfill", "out_rgb", "out_alpha", "out_depth", "out_valid"],
                             [("src_width", _I32), ("src_height", _I32), ("width", _I32), ("height", _I32),
                              ("depth_tolerance", _F64)],
-                            "``struct GsReprojectParams`` (cpu library only).")
+                            "``struct GsReprojectParams``.")
+GsTileStatsParams = _struct("GsTileStatsParams", ["rgb", "alpha", "depth", "valid", "stats"],
+                            [("width", _I32), ("height", _I32), ("tile_px", _I32), ("tiles_x", _I32),
+                             ("tiles_y", _I32)], "``struct GsTileStatsParams``.")
+GsReuseCompositeParams = _struct("GsReuseCompositeParams",
+                                 ["w_rgb", "w_alpha", "w_depth", "valid", "reused", "rgb", "alpha", "depth", "median",
+                                  "truth"],
+                                 [("width", _I32), ("height", _I32), ("tile_px", _I32), ("tiles_x", _I32),
+                                  ("tiles_y", _I32)], "``struct GsReuseCompositeParams``.")
 GsShadeParams = _struct("GsShadeParams", ["means", "quats", "scales", "sh", "positions", "covars", "colors"],
                         [("E", _I32), ("V", _I32), ("K", _I32), ("degree", _I32)], "``struct GsShadeParams``.")
 GsProjectParams = _struct("GsProjectParams", ["means", "covars", "views", "means2d", "conics", "depths", "radii"],
@@ -58,7 +66,7 @@ GsBinParams = _struct("GsBinParams", ["means2d", "radii", "depths", "counts", "o
                       "``struct GsBinParams`` (count, emit and tile-range kernels; the cpu library's binning).")
 GsRasterParams = _struct("GsRasterParams",
                          ["means2d", "conics", "opacities", "colors", "depths", "gaussian_ids", "ranges", "background",
-                          "out_rgb", "out_alpha", "out_depth", "out_median_depth"],
+                          "out_rgb", "out_alpha", "out_depth", "out_median_depth", "pixel_mask"],
                          [("E", _I32), ("V", _I32), ("tile_px", _I32), ("tiles_x", _I32), ("tiles_y", _I32),
                           ("width", _I32), ("height", _I32), ("alpha_max", _F32), ("alpha_min", _F32),
                           ("t_min", _F32)],
@@ -70,7 +78,8 @@ GsDeriveParams = _struct("GsDeriveParams",
                           ("use_shared", _I32)],
                          "``struct GsDeriveParams`` (count and emit kernels).")
 
-PARAM_STRUCTS = (GsView, GsCullParams, GsReprojectParams, GsShadeParams, GsProjectParams, GsBinParams, GsRasterParams, GsDeriveParams)
+PARAM_STRUCTS = (GsView, GsCullParams, GsReprojectParams, GsTileStatsParams, GsReuseCompositeParams, GsShadeParams,
+                 GsProjectParams, GsBinParams, GsRasterParams, GsDeriveParams)
 
 
 def fill(cls: type[ctypes.Structure], **fields) -> ctypes.Structure:

@@ -1,6 +1,7 @@
-"""The boundary work of the reprojection kernels (cpu and cuda alike): the same checks as the
-reference, the transforms and intrinsics in float64, the scratch and output buffers, and the
-fields of ``GsReprojectParams`` (cuda/common.cuh) that hold them."""
+"""The boundary work of the reprojection and pixel-reuse kernels (cpu and cuda alike): the same
+checks as the reference, the transforms and intrinsics in float64, the scratch and output
+buffers, and the fields of ``GsReprojectParams``, ``GsTileStatsParams`` and
+``GsReuseCompositeParams`` (cuda/common.cuh) that hold them."""
 
 from __future__ import annotations
 
@@ -45,3 +46,31 @@ def reprojected(fields: dict) -> Reprojected:
     """The record of the outputs the kernels wrote into ``fields``."""
     return Reprojected(rgb=fields["out_rgb"], alpha=fields["out_alpha"], depth=fields["out_depth"],
                        valid=fields["out_valid"].bool())
+
+
+def tile_stats_fields(warped: Reprojected, grid) -> dict:
+    """The fields of GsTileStatsParams for ``warped`` (checked) and its output buffer."""
+    device = warped.rgb.device
+    H, W = grid.height, grid.width
+    check(warped.rgb, "warped.rgb", torch.float32, device.type, (H, W, 3))
+    check(warped.alpha, "warped.alpha", torch.float32, device.type, (H, W))
+    check(warped.depth, "warped.depth", torch.float32, device.type, (H, W))
+    valid = check(warped.valid.to(torch.uint8).contiguous(), "warped.valid", torch.uint8, device.type, (H, W))
+    return dict(rgb=warped.rgb, alpha=warped.alpha, depth=warped.depth, valid=valid,
+                stats=torch.empty(grid.count, 8, device=device), width=W, height=H, tile_px=grid.tile_px,
+                tiles_x=grid.tiles_x, tiles_y=grid.tiles_y)
+
+
+def composite_fields(warped: Reprojected, reused: Tensor, rgb: Tensor, alpha: Tensor, depth: Tensor, median: Tensor,
+                     grid) -> dict:
+    """The fields of GsReuseCompositeParams (checked; the view's images are written in place)."""
+    fields = tile_stats_fields(warped, grid)
+    device = warped.rgb.device
+    H, W = grid.height, grid.width
+    check(rgb, "rgb", torch.float32, device.type, (H, W, 3))
+    for name, t in (("alpha", alpha), ("depth", depth), ("median", median)):
+        check(t, name, torch.float32, device.type, (H, W))
+    flags = check(reused.to(torch.uint8).reshape(-1).contiguous(), "reused", torch.uint8, device.type, (grid.count,))
+    return dict(w_rgb=warped.rgb, w_alpha=warped.alpha, w_depth=warped.depth, valid=fields["valid"], reused=flags,
+                rgb=rgb, alpha=alpha, depth=depth, median=median, truth=torch.empty(grid.count, 2, device=device),
+                width=W, height=H, tile_px=grid.tile_px, tiles_x=grid.tiles_x, tiles_y=grid.tiles_y)

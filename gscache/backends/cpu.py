@@ -18,13 +18,14 @@ from ..sh import sh_degree_of
 from ..stages.bin import check_intersections, tile_grid
 from ..stages.cull import select_visible
 from ..stages.reproject import DEPTH_TOLERANCE
+from ..stages.reuse import TileGrid
 from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import BuildError, host_library
 from ._mlp import packed_mlps, with_reference_fallback
-from ._reproject import reprojected, reproject_fields
+from ._reproject import composite_fields, reprojected, reproject_fields, tile_stats_fields
 from ._params import (GsBinParams, GsCullParams, GsDeriveParams, GsProjectParams, GsRasterParams,
-                      GsReprojectParams, GsShadeParams, GsView, fill)
+                      GsReprojectParams, GsReuseCompositeParams, GsShadeParams, GsTileStatsParams, GsView, fill)
 
 _P = ctypes.c_void_p
 # Every entry point takes its kernel's parameter struct (cuda/common.cuh) by pointer.
@@ -40,8 +41,10 @@ _SIGNATURES = {
     "gs_derive_count_cpu": ([_P], None),
     "gs_derive_emit_cpu": ([_P], None),
     "gs_reproject_cpu": ([_P], None),
+    "gs_tile_stats_cpu": ([_P], None),
+    "gs_reuse_composite_cpu": ([_P], None),
 }
-ABI_VERSION = 5
+ABI_VERSION = 6
 BYTES_PER_INTERSECTION = 12
 """The sorted keys (int64) and Gaussian ids (int32): the host library sorts in place through
 per-tile cursors, so nothing else grows with the intersections (measured with
@@ -152,10 +155,14 @@ def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: Tile
     alpha = torch.empty(E, H, W)
     depth = torch.empty(E, H, W)
     median = torch.empty(E, H, W)
+    mask = bins.pixel_mask
+    if mask is not None:
+        mask = check(mask.to(torch.uint8).contiguous(), "bins.pixel_mask", torch.uint8, "cpu", (E, H, W))
     evaluations = _call(_lib().gs_rasterize_cpu, fill(
         GsRasterParams, means2d=projected.means2d, conics=projected.conics, opacities=visible.opacities,
         colors=shaded.colors, depths=projected.depths, gaussian_ids=bins.gaussian_ids, ranges=bins.tile_ranges,
-        background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth, out_median_depth=median, E=E, V=V,
+        background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth, out_median_depth=median,
+        pixel_mask=0 if mask is None else mask, E=E, V=V,
         tile_px=bins.tile_px, tiles_x=bins.tiles_x, tiles_y=bins.tiles_y, width=W, height=H,
         alpha_max=cfg.alpha_max, alpha_min=cfg.alpha_min, t_min=cfg.transmittance_min))
     return Images(rgb=rgb, alpha=alpha, depth=depth, median_depth=median, evaluations=evaluations)
@@ -200,6 +207,21 @@ def reproject(rgb: torch.Tensor, alpha: torch.Tensor, median_depth: torch.Tensor
     return reprojected(fields)
 
 
+def tile_stats(warped: Reprojected, grid: TileGrid) -> torch.Tensor:
+    """gscache.stages.reuse.tile_stats in the host library (common.cuh's gs_tile_stats, OpenMP over tiles)."""
+    fields = tile_stats_fields(warped, grid)
+    _call(_lib().gs_tile_stats_cpu, fill(GsTileStatsParams, **fields))
+    return fields["stats"].reshape(grid.tiles_y, grid.tiles_x, -1)
+
+
+def reuse_composite(warped: Reprojected, reused: torch.Tensor, rgb: torch.Tensor, alpha: torch.Tensor,
+                    depth: torch.Tensor, median: torch.Tensor, grid: TileGrid) -> torch.Tensor:
+    """gscache.stages.reuse.reuse_composite in the host library (gs_reuse_composite, OpenMP over tiles)."""
+    fields = composite_fields(warped, reused, rgb, alpha, depth, median, grid)
+    _call(_lib().gs_reuse_composite_cpu, fill(GsReuseCompositeParams, **fields))
+    return fields["truth"].reshape(grid.tiles_y, grid.tiles_x, 2)
+
+
 def make_backend() -> Backend:
     """The cpu backend, or BackendUnavailable with the reason (no compiler, build failure)."""
     try:
@@ -207,4 +229,5 @@ def make_backend() -> Backend:
     except (BuildError, OSError) as exc:
         raise BackendUnavailable(str(exc)) from None
     return Backend("cpu", cull, shade, project, bin_tiles, rasterize, BYTES_PER_INTERSECTION, device_types=("cpu",),
-                   derive=with_reference_fallback(derive), reproject=reproject)
+                   derive=with_reference_fallback(derive), reproject=reproject, tile_stats=tile_stats,
+                   reuse_composite=reuse_composite)

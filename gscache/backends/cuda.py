@@ -34,9 +34,9 @@ from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
 from ._loader import cuda_module
 from ._mlp import packed_mlps, with_reference_fallback
-from ._reproject import reprojected, reproject_fields
+from ._reproject import composite_fields, reprojected, reproject_fields, tile_stats_fields
 from ._params import (GsBinParams, GsDeriveParams, GsProjectParams, GsRasterParams, GsReprojectParams,
-                      GsShadeParams, as_kernel_arg, fill)
+                      GsReuseCompositeParams, GsShadeParams, GsTileStatsParams, as_kernel_arg, fill)
 
 THREADS = 256  # threads per block of the one-thread-per-item kernels
 SPLAT_FLOATS = 10  # GS_SPLAT_FLOATS of cuda/common.cuh: floats per splat in rasterize's shared batch
@@ -208,12 +208,15 @@ class CudaKernels:
         depth = torch.empty(E, H, W, device=dev)
         median = torch.empty(E, H, W, device=dev)
         ts = bins.tile_px
+        mask = bins.pixel_mask
+        if mask is not None:
+            mask = self._check(mask.to(torch.uint8).contiguous(), "bins.pixel_mask", torch.uint8, (E, H, W))
         if E * H * W:
             self.rt.launch("rasterize", "rasterize_kernel", dev, (bins.tiles_x, bins.tiles_y, E), (ts, ts), fill(
                 GsRasterParams, means2d=projected.means2d, conics=projected.conics, opacities=visible.opacities,
                 colors=shaded.colors, depths=projected.depths, gaussian_ids=bins.gaussian_ids,
                 ranges=bins.tile_ranges, background=background, out_rgb=rgb, out_alpha=alpha, out_depth=depth,
-                out_median_depth=median, E=E, V=V, tile_px=ts, tiles_x=bins.tiles_x, tiles_y=bins.tiles_y,
+                out_median_depth=median, pixel_mask=0 if mask is None else mask, E=E, V=V, tile_px=ts, tiles_x=bins.tiles_x, tiles_y=bins.tiles_y,
                 width=W, height=H,
                 alpha_max=cfg.alpha_max, alpha_min=cfg.alpha_min, t_min=cfg.transmittance_min),
                 shared_mem=ts * ts * SPLAT_FLOATS * 4)
@@ -234,6 +237,23 @@ class CudaKernels:
             if n:
                 self.rt.launch("reproject", kernel, dev, _blocks(n), (THREADS,), params)
         return reprojected(fields)
+
+    def tile_stats(self, warped: Reprojected, grid) -> torch.Tensor:
+        """gscache.stages.reuse.tile_stats: common.cuh's gs_tile_stats, one thread per tile."""
+        fields = tile_stats_fields(warped, grid)
+        if grid.count:
+            self.rt.launch("reuse", "tile_stats_kernel", warped.rgb.device, _blocks(grid.count), (THREADS,),
+                           fill(GsTileStatsParams, **fields))
+        return fields["stats"].reshape(grid.tiles_y, grid.tiles_x, -1)
+
+    def reuse_composite(self, warped: Reprojected, reused: torch.Tensor, rgb: torch.Tensor, alpha: torch.Tensor,
+                        depth: torch.Tensor, median: torch.Tensor, grid) -> torch.Tensor:
+        """gscache.stages.reuse.reuse_composite: common.cuh's gs_reuse_composite, one thread per tile."""
+        fields = composite_fields(warped, reused, rgb, alpha, depth, median, grid)
+        if grid.count:
+            self.rt.launch("reuse", "reuse_composite_kernel", warped.rgb.device, _blocks(grid.count), (THREADS,),
+                           fill(GsReuseCompositeParams, **fields))
+        return fields["truth"].reshape(grid.tiles_y, grid.tiles_x, 2)
 
     def derive(self, scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor,
                appearance_index: int | None) -> Scene:
@@ -277,7 +297,7 @@ def backend_on(runtime: KernelRuntime) -> Backend:
     k = CudaKernels(runtime)
     return Backend(runtime.name, cull, k.shade, k.project, k.bin_tiles, k.rasterize, BYTES_PER_INTERSECTION,
                    device_types=(runtime.device_type,), derive=with_reference_fallback(k.derive),
-                   reproject=k.reproject)
+                   reproject=k.reproject, tile_stats=k.tile_stats, reuse_composite=k.reuse_composite)
 
 
 def make_backend() -> Backend:

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from ..errors import GscacheRuntimeError
 from ..stages.derive import derive_anchors
 from ..stages.reproject import reproject as reference_reproject
-from ..stages.protocols import BinFn, CullFn, DeriveFn, ProjectFn, RasterizeFn, ReprojectFn, ShadeFn
+from ..stages.protocols import (BinFn, CullFn, DeriveFn, ProjectFn, RasterizeFn, ReprojectFn, ReuseCompositeFn, ShadeFn,
+                                TileStatsFn)
+from ..stages.reuse import reuse_composite as reference_reuse_composite
+from ..stages.reuse import tile_stats as reference_tile_stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,12 @@ class Backend:
 
     reproject: ReprojectFn = reference_reproject
     """One rendered view carried into another (gscache.stages.reproject.reproject's signature):
-    the torch reference unless the backend has a kernel of its own (the cpu backend so far)."""
+    the torch reference unless the backend has a kernel of its own (cpu, cuda)."""
+    tile_stats: TileStatsFn = reference_tile_stats
+    """Pixel reuse: the per-tile statistics of a warp (gscache.stages.reuse.tile_stats)."""
+    reuse_composite: ReuseCompositeFn = reference_reuse_composite
+    """Pixel reuse: a warp composited into a rasterized view, with the warp's true error in the
+    tiles not reused (gscache.stages.reuse.reuse_composite)."""
 
     @property
     def fused_derive(self) -> bool:

@@ -125,7 +125,7 @@ def format_table(report: dict) -> str:
         f"{st['width']}x{st['height']} per eye ({report['trajectory']}), {how}; {machine}",
         f"{'config':22} {'median ms':>10} {'p95 ms':>8} {'FPS':>7} {'speed-up [95% CI]':>19} {'vs none':>7} {'PSNR dB':>8} "
         f"{'worst':>6} {'SSIM':>7} {'FLIP':>6} {'max err':>8} {'hits':>5} {'D':>4} {'peak MiB':>9} {'visible':>9} "
-        f"{'isects':>9} {'evals':>10}",
+        f"{'isects':>9} {'evals':>10} {'reused':>7} {'raster':>7}",
     ]
     for c in report["configs"]:
         q = c["quality"]
@@ -139,13 +139,15 @@ def format_table(report: dict) -> str:
         hits = f"{cache['hit_rate']:5.0%}" if cache else "    -"
         depth = f"{cache['mean_depth']:4.1f}" if cache else "   -"
         lo, hi = c["speedups"]["vs_first"]["ci95"]
+        pr = c.get("pixel_reuse")
+        reuse = (f"{pr['tiles_reused_mean']:7.1%} {pr['pixels_rasterized_mean']:7.1%}" if pr else f"{'-':>7} {'-':>7}")
         lines.append(
             f"{c['name']:22} {c['median_ms']:10.1f} {c['p95_ms']:8.1f} {c['fps']:7.2f} "
             f"{c['speedup_vs_first']:6.2f}x [{lo:4.2f}-{hi:4.2f}] "
             f"{vs_none} {psnr_txt:>8} {worst_txt:>6} {q.get('ssim', float('nan')):7.4f} {q.get('flip', float('nan')):6.4f} "
             f"{q.get('max_abs_error', float('nan')):8.2g} "
             f"{hits} {depth} {c['peak_memory_bytes'] / 2**20:9.0f} {w['visible_gaussians']:9.0f} "
-            f"{w['tile_intersections']:9.0f} {evals:>10}"
+            f"{w['tile_intersections']:9.0f} {evals:>10} {reuse}"
         )
     foveated = [c for c in report["configs"] if "psnr_fovea_db" in c["quality"]]
     if foveated:

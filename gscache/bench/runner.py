@@ -21,7 +21,7 @@ from .memory import PeakMemory
 from .quality import measure_quality
 from .stats import ratio_spread, summarize
 
-STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize", "composite")
+STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize", "warp", "composite")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,10 @@ class ConfigResult:
     schedules: list = field(default_factory=list, repr=False)
     """Multi-device configurations: each timed frame's gscache.multi.ScheduleStats."""
     samples: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+    tiles_reused: list[float] = field(default_factory=list)
+    """Pixel reuse: each timed frame's share of tiles taken from the warp (mean over the eyes)."""
+    pixels_rasterized: list[float] = field(default_factory=list)
+    """Pixel reuse: each timed frame's share of pixels rasterized (mean over the eyes)."""
 
     def summary(self) -> dict:
         """The JSON-ready figures of this configuration."""
@@ -80,6 +84,12 @@ class ConfigResult:
         }
         out["quality"] = self.quality
         out["cache"] = self.cache
+        out["pixel_reuse"] = ({"tiles_reused_mean": statistics.mean(self.tiles_reused),
+                               "tiles_reused_min": min(self.tiles_reused),
+                               "pixels_rasterized_mean": statistics.mean(self.pixels_rasterized),
+                               "pixels_rasterized_max": max(self.pixels_rasterized),
+                               "tiles_reused": self.tiles_reused, "pixels_rasterized": self.pixels_rasterized}
+                              if self.tiles_reused else None)
         if self.devices:
             out["devices"] = self.schedule_summary()
         out["frame_ms"] = self.frame_ms
@@ -180,7 +190,7 @@ def is_exact(cfg: RenderConfig) -> bool:
     approximate reuse (stereo exact or not; structured scenes derived per eye), default stage
     settings."""
     exact_cache = (not cfg.cache.approx_stereo_colors and not cfg.cache.temporal
-                   and not cfg.cache.shared_derivation)
+                   and not cfg.cache.shared_derivation and cfg.cache.pixel_reuse == "off")
     return cfg.backend == "torch" and exact_cache and dataclasses.replace(
         cfg, device=None, cache=CacheConfig(), derive=DeriveConfig()) == RenderConfig(backend="torch")
 
@@ -206,6 +216,9 @@ def _record(res: ConfigResult, frame, i: int, samples: list[int]) -> None:
     res.intersections.append(frame.counters.n_intersections)
     if frame.counters.n_evaluations is not None:
         res.evaluations.append(frame.counters.n_evaluations)
+    if frame.reuse is not None:
+        res.tiles_reused.append(sum(frame.reuse.tiles_reused) / len(frame.reuse.tiles_reused))
+        res.pixels_rasterized.append(sum(frame.reuse.pixels_rasterized) / len(frame.reuse.pixels_rasterized))
     if i in samples:
         res.samples[i] = frame.rgb.detach().cpu()
 

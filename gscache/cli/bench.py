@@ -16,7 +16,7 @@ def add_parser(subparsers) -> None:
     b = subparsers.add_parser("bench", help="time stereo rendering along a trajectory and compare configurations")
     b.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")
     b.add_argument("--trajectory", default="vr",
-                   help="vr (seeded head motion), orbit, fly, still, altitude (street level to an aerial view), "
+                   help="vr (seeded head motion), turn (a fast head turn, 150 deg/s), orbit, fly, still, altitude (street level to an aerial view), "
                         "or a trajectory file (gscache JSON or cameras.json)")
     b.add_argument("--distance", type=positive(float), default=2.2, help="viewing distance of vr/still/orbit/fly in scene radii")
     b.add_argument("--elevation", type=float, default=20.0, help="viewing elevation of vr/still/orbit/fly, degrees")

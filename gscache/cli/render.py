@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     r.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
     r.add_argument("--mono", action="store_true", help="render one centred camera instead of two eyes")
     r.add_argument("--trajectory", default="still",
-                   help="still, vr (seeded head motion), orbit, fly, altitude (street level to an aerial view), or a "
+                   help="still, vr (seeded head motion), turn (a fast head turn, 150 deg/s), orbit, fly, altitude (street level to an aerial view), or a "
                         "trajectory file (gscache JSON or Inria cameras.json)")
     r.add_argument("--frames", type=at_least(1, int), default=1, help="frames along the trajectory")
     r.add_argument("--seed", type=at_least(0, int), default=0, help="seed of the vr trajectory")

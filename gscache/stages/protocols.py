@@ -14,6 +14,7 @@ from torch import Tensor
 from ..camera import ViewBatch
 from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
 from ..records import Images, Projected, Reprojected, Shaded, TileBins, Visible
+from .reuse import TileGrid
 from ..scene.record import Scene
 from ..scene.structured import StructuredScene
 
@@ -57,3 +58,15 @@ class ReprojectFn(Protocol):
                  depth_tolerance: float = ...) -> Reprojected:
         """One rendered view [Hs, Ws, ...] carried into another, [height, width] (the steps in
         gscache.stages.reproject)."""
+
+
+class TileStatsFn(Protocol):
+    def __call__(self, warped: Reprojected, grid: TileGrid) -> Tensor:
+        """[tiles_y, tiles_x, 8] float32: the per-tile statistics of a warp (gscache.stages.reuse.STATS)."""
+
+
+class ReuseCompositeFn(Protocol):
+    def __call__(self, warped: Reprojected, reused: Tensor, rgb: Tensor, alpha: Tensor, depth: Tensor,
+                 median: Tensor, grid: TileGrid) -> Tensor:
+        """The warp's valid pixels of the ``reused`` tiles written into the rasterized view (in
+        place); returns [tiles_y, tiles_x, 2] (sum of squared differences, count) in the others."""

@@ -23,6 +23,7 @@ from gscache.camera import StereoRig, look_at, views_of
 from gscache.config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
 from gscache.scenes import structured_demo
 from gscache.stages.derive import lod_mask
+from gscache.stages.reuse import TileGrid
 from tests._helpers import random_scene
 
 REGISTERS_PER_BLOCK = 65536
@@ -79,8 +80,12 @@ def largest_launches() -> dict[str, tuple[int, int]]:
     position = torch.tensor([0.0, -2.0, -5.0])
     impl.derive(structured, torch.nonzero(lod_mask(structured, position)).squeeze(1), position)
     frame = impl.rasterize(visible, shaded, projected, bins, views, RasterConfig())
-    impl.reproject(frame.rgb[0], frame.alpha[0], frame.median_depth[0], views.viewmats[0], views.Ks[0],
-                   views.viewmats[1], views.Ks[1], rig.height, rig.width)
+    warped = impl.reproject(frame.rgb[0], frame.alpha[0], frame.median_depth[0], views.viewmats[0], views.Ks[0],
+                            views.viewmats[1], views.Ks[1], rig.height, rig.width)
+    grid = TileGrid(rig.width, rig.height, 16)
+    impl.tile_stats(warped, grid)
+    impl.reuse_composite(warped, torch.ones(grid.tiles_y, grid.tiles_x, dtype=torch.bool), frame.rgb[1].clone(),
+                         frame.alpha[1].clone(), frame.depth[1].clone(), frame.median_depth[1].clone(), grid)
     out: dict[str, tuple[int, int]] = {}
     for name, _, block, shared in rt.launches:
         threads = math.prod(block)

@@ -91,12 +91,18 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
     names = [c["name"] for c in report["configs"]]
     assert names[0] == "torch/none"
     modes = [n.split("/")[1] for n in names]
-    assert modes[-9:] == ["stereo", "approx", "D2", "D4", "D8", "dynamic",  # the reuse rungs, then foveated
-                          "dynamic+fov-low", "dynamic+fov-medium", "dynamic+fov-high"]
+    assert modes[-11:] == ["stereo", "approx", "D2", "D4", "D8", "dynamic",  # the reuse rungs, then foveated
+                           "reproj-stereo", "reproj", "dynamic+fov-low", "dynamic+fov-medium", "dynamic+fov-high"]
     for c in report["configs"]:
         assert len(c["frame_ms"]) == 4 and c["median_ms"] > 0 and c["p95_ms"] >= c["median_ms"]
         assert c["fps"] == pytest.approx(1000 / c["median_ms"])
-        assert set(c["stages_median_ms"]) == {"derive", "cull", "shade", "project", "bin", "rasterize", "composite"}
+        assert set(c["stages_median_ms"]) == {"derive", "cull", "shade", "project", "bin", "rasterize", "warp",
+                                              "composite"}
+        reuse = c["pixel_reuse"]
+        assert (reuse is None) == ("reproj" not in c["name"])
+        if reuse is not None:  # the shares of the reused tiles and the rasterized pixels, per frame
+            assert len(reuse["tiles_reused"]) == 4 and 0 <= reuse["tiles_reused_mean"] <= 1
+            assert 0 < reuse["pixels_rasterized_mean"] <= 1
         assert c["peak_memory_bytes"] > 0 and c["memory_kind"] == "rss (whole interleaved run)"
         lo, hi = c["speedups"]["vs_first"]["ci95"]
         assert lo <= c["speedups"]["vs_first"]["ratio"] <= hi
@@ -115,7 +121,7 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
         cpu = report["configs"][names.index("cpu/none")]
         assert cpu["quality"]["psnr_db"] > 60 and cpu["quality"]["ssim"] > 0.999
         assert cpu["work_per_frame"]["gaussian_pixel_evaluations"] > 0
-    d4 = report["configs"][names.index(names[-6])]  # .../D4
+    d4 = report["configs"][names.index(names[-8])]  # .../D4
     assert d4["cache"]["hit_rate"] > 0 and d4["cache"]["refreshes"]["first"] == 1
     assert d4["speedup_vs_no_reuse"] is not None
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,260 @@
+"""The back of a frame with pixel reuse (CacheConfig.pixel_reuse; issue 23): project, warp earlier
+pixels into the new views, classify the tiles (gscache.stages.reuse), bin only the Gaussians of
+the pixels still to rasterize, rasterize those pixels, composite.
+
+* "stereo": each frame one eye is rasterized in full, alternating left and right from frame to
+  frame (so neither eye always carries the warp's error, and each is exact every other frame;
+  without an eye tracker there is no better choice of eye), and the other eye is warped from it.
+* "temporal": each eye is warped from its own image of the previous frame (itself partly reused:
+  the error it carries is part of the prediction), with a staggered refresh
+  (``reuse_refresh_frames``) so that every tile is rasterized at least that often and no frame
+  re-renders much more than another. The first frame, and the first after anything in the cache
+  key changed (scene edits through its identity and version counters, the configuration, the
+  image size or intrinsics, the backend), is rasterized in full.
+
+In a tile taken from the warp, the pixels the warp refused (disocclusions, silhouettes,
+translucent or empty pixels) are rasterized, and only they: the cpu and cuda rasterizers skip
+the other pixels (TileBins.pixel_mask). A tile whose predicted error is over the bound, or with
+fewer than half its pixels valid, is rasterized whole. Rasterized pixels are the full render's,
+bit for bit. With foveation, the fovea's tiles are always rasterized and the bound outside it is
+``reuse_error_bound / periphery_scale`` (the periphery is not rendered at a lower resolution).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from .backends.table import Backend
+from .camera import ViewBatch
+from .config import RenderConfig
+from .errors import GscacheError
+from .records import Images, Projected, Shaded, TileBins, Visible
+from .stages.bin import tile_rects
+from .stages.foveate import fovea_layout, fovea_tiles, rect_tile_mask
+from .stages.reuse import TileGrid, staggered_refresh, tile_errors, tile_pixels, tile_view_rates, view_rates
+
+MIN_VALID_SHARE = 0.5
+"""A tile with fewer valid pixels than this share is rasterized whole (patching most of it costs
+about as much, and the prediction from a few pixels means little)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReuseStats:
+    """What one frame's pixel reuse did, per eye."""
+
+    mode: str
+    """CacheConfig.pixel_reuse."""
+    tiles_reused: tuple[float, ...]
+    """Share of each eye's tiles taken from the warp (their refused pixels rasterized)."""
+    pixels_rasterized: tuple[float, ...]
+    """Share of each eye's pixels rasterized."""
+    predicted_max: tuple[float, ...]
+    """Largest predicted error of a reused tile per eye, 8-bit levels (0 without one)."""
+    tile_reused: torch.Tensor | None = None
+    """[E, tiles_y, tiles_x] bool: the tiles taken from the warp (the viewer's tint)."""
+    tile_costs: torch.Tensor | None = None
+    """[E, T] int32: intersections binned per tile (0 in the tiles nothing was rasterized in)."""
+
+
+@dataclass
+class EyeHistory:
+    """One eye's last image as a source for the next frame's warp."""
+
+    rgb: torch.Tensor
+    alpha: torch.Tensor
+    median_depth: torch.Tensor
+    view: torch.Tensor
+    K: torch.Tensor
+    position: torch.Tensor
+    error: torch.Tensor
+    """[tiles_y, tiles_x] predicted error per tile (0 where rasterized in full)."""
+    measured: torch.Tensor
+    """[tiles_y, tiles_x] the warp's true error in each tile the last time it was both warped
+    and rasterized (a refresh, or a prediction over the bound), carried with the content like
+    ``error``: what the features cannot see (large splats whose EWA approximation is not view
+    consistent, resampling of fine texture, MLP colours) shows here. NaN where never measured:
+    such a tile is not reused (so the first frames after a refresh rasterize, and measure)."""
+
+
+def pixel_key(base_key: tuple, cfg: RenderConfig) -> tuple:
+    """The temporal cache key, plus what changes the pixels but not the front."""
+    c = cfg.cache
+    return base_key + (("pixels", cfg.raster, cfg.bin.tile_px, c.pixel_reuse, c.reuse_error_bound,
+                        c.reuse_refresh_frames, c.reuse_depth_tolerance, cfg.foveation),)
+
+
+def keep_for_tiles(projected: Projected, tiles: torch.Tensor, tile_px: int) -> Projected:
+    """``projected`` with the Gaussians whose tile rectangle (grown by a tile, against the
+    backends' rounding) meets none of ``tiles`` [E, tiles_y, tiles_x] bool not binned (radii 0):
+    every Gaussian of a wanted tile is kept, so its list is the full view's. A summed-area
+    table of the mask answers each rectangle in four reads."""
+    E, ty, tx = tiles.shape
+    lo, hi = tile_rects(projected.means2d, projected.radii, tile_px, tx, ty)  # [E, V, 2]
+    lo = (lo - 1).clamp(min=0)
+    hi = torch.minimum(hi + 1, torch.tensor([tx, ty], device=hi.device))
+    sat = torch.zeros(E, ty + 1, tx + 1, dtype=torch.int32, device=tiles.device)
+    sat[:, 1:, 1:] = tiles.int().cumsum(1).cumsum(2)
+    flat = sat.reshape(E, -1)
+    w = tx + 1
+
+    def at(y, x):
+        return flat.gather(1, y * w + x)
+
+    count = at(hi[..., 1], hi[..., 0]) - at(lo[..., 1], hi[..., 0]) - at(hi[..., 1], lo[..., 0]) + at(lo[..., 1], lo[..., 0])
+    keep = (count > 0) & (hi > lo).all(dim=-1)
+    return dataclasses.replace(projected, radii=projected.radii * keep[..., None].to(projected.radii.dtype))
+
+
+class PixelReuse:
+    """The images of the last frame and the frame count, held by a TemporalCache."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.eyes: list[EyeHistory] | None = None
+        self.frame = 0
+        self._rates: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def clear(self) -> None:
+        self.key, self.eyes = None, None
+
+    def rates(self, visible: Visible) -> torch.Tensor:
+        """view_rates of the visible set, kept while the same SH tensor is (a cached front)."""
+        if self._rates is None or self._rates[0] is not visible.sh:
+            self._rates = (visible.sh, view_rates(visible.sh))
+        return self._rates[1]
+
+
+def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
+                    state: PixelReuse, key: tuple, gaze: torch.Tensor | None, clock) -> tuple[Images, TileBins, int, ReuseStats]:
+    """The back of a frame with ``cfg.cache.pixel_reuse`` (module docstring). Returns the
+    images, the bins of the last rasterization pass, its intersections and the ReuseStats."""
+    c = cfg.cache
+    E, H, W = views.n_views, views.height, views.width
+    grid = TileGrid(W, H, cfg.bin.tile_px)
+    device = visible.means.device
+    if state.key != key:
+        state.clear()
+        state.key = key
+    frame, state.frame = state.frame, state.frame + 1
+    projected = backend.project(visible, shaded, views, cfg.project)
+    clock.lap("project")
+    rates = state.rates(visible)
+    bound = torch.full((E, grid.tiles_y, grid.tiles_x), c.reuse_error_bound, device=device)
+    forced = staggered_refresh(grid, frame, c.reuse_refresh_frames, device)[None].expand(E, -1, -1).clone()
+    # The outer ring of tiles is always rasterized: content enters there, and splats centred off
+    # screen are projected with a clamped Jacobian (ProjectConfig; Inria's rule), so what they
+    # draw at the border changes with the view in ways no warp follows (measured: the largest
+    # errors of reused tiles were there).
+    forced[:, 0, :] = forced[:, -1, :] = True
+    forced[:, :, 0] = forced[:, :, -1] = True
+    if cfg.foveation.enabled:
+        layout = fovea_layout(W, H, E, cfg.foveation, gaze)
+        fovea = rect_tile_mask(fovea_tiles(layout, grid.tile_px), grid.tiles_x, grid.tiles_y, True, device)
+        fovea = fovea.reshape(E, grid.tiles_y, grid.tiles_x)
+        forced |= fovea
+        bound = torch.where(fovea, bound, bound / cfg.foveation.periphery_scale)
+    # Sources per target eye: (source EyeHistory or None, the eye of this frame to wait for).
+    if c.pixel_reuse == "stereo":
+        first = frame % 2 if E == 2 else 0
+        passes = [[first]] + ([[1 - first]] if E == 2 else [])
+    else:
+        passes = [list(range(E))]
+    history: list[EyeHistory | None] = [None] * E
+    outputs: list[tuple | None] = [None] * E  # per eye: (rgb, alpha, depth, median), composited
+    reused = torch.zeros(E, grid.tiles_y, grid.tiles_x, dtype=torch.bool, device=device)
+    pixels_rasterized, predicted_max = [1.0] * E, [0.0] * E
+    n_isect, bins, evaluations = 0, None, 0
+    costs = torch.zeros(E, grid.count, dtype=torch.int32, device=device)
+    in_tile = tile_pixels(grid, device)
+    for eyes in passes:
+        warps = {}
+        want_tiles = torch.ones(len(eyes), grid.tiles_y, grid.tiles_x, dtype=torch.bool, device=device)
+        want = torch.ones(len(eyes), H, W, dtype=torch.bool, device=device)
+        for i, e in enumerate(eyes):
+            source = _source(state, history, c.pixel_reuse, e, E)
+            if source is None:
+                continue
+            warped = backend.reproject(source.rgb, source.alpha, source.median_depth, source.view, source.K,
+                                       views.viewmats[e], views.Ks[e], H, W, c.reuse_depth_tolerance)
+            stats = backend.tile_stats(warped, grid)
+            rate_map = tile_view_rates(rates, projected.means2d[e], projected.radii[e], grid)
+            te = tile_errors(stats, grid, source.view, source.K, source.position, views.viewmats[e], views.Ks[e],
+                             views.positions[e], rate_map, source.error, _measured(state, e, grid, device),
+                             measured_in_source=c.pixel_reuse == "temporal")
+            n_valid = stats[..., 0]
+            ok = (n_valid >= MIN_VALID_SHARE * in_tile) & (te.predicted <= bound[e]) & ~forced[e]
+            reused[e] = ok
+            # A reused tile still rasterizes the pixels the warp refused.
+            want_tiles[i] = ~ok | (n_valid < in_tile)
+            want[i] = ~(grid.pixels(ok) & warped.valid)
+            pixels_rasterized[e] = 1.0 - float(n_valid[ok].sum()) / (H * W)
+            if bool(ok.any()):
+                predicted_max[e] = float(te.predicted[ok].amax())
+            warps[e] = (warped, te)
+        clock.lap("warp")
+        sel = torch.tensor(eyes, device=device)
+        sub_views = views if len(eyes) == E else views.select(eyes[0])
+        sub_proj = projected if len(eyes) == E else Projected(
+            *(getattr(projected, f)[sel] for f in ("means2d", "conics", "depths", "radii")))
+        sub_shaded = shaded if len(eyes) == E else Shaded(shaded.covars, shaded.colors[sel])
+        every = not warps
+        if not every:
+            sub_proj = keep_for_tiles(sub_proj, want_tiles, grid.tile_px)
+        clock.lap("project")
+        bins = backend.bin(sub_proj, sub_views, cfg.bin)
+        clock.lap("bin")
+        raster_bins = bins if every else bins.restricted(want_tiles.reshape(len(eyes), -1), want)
+        images = backend.rasterize(visible, sub_shaded, sub_proj, raster_bins, sub_views, cfg.raster)
+        clock.lap("rasterize")
+        if images.median_depth is None:
+            raise GscacheError(f"cache.pixel_reuse: backend {backend.name!r} gives no median depth to warp with")
+        n_isect += bins.n_intersections
+        evaluations += images.evaluations or 0
+        costs[sel] = raster_bins.tile_costs()
+        for i, e in enumerate(eyes):
+            out = (images.rgb[i], images.alpha[i], images.depth[i], images.median_depth[i])
+            if e in warps:
+                warped, te = warps[e]
+                truth = backend.reuse_composite(warped, reused[e], *out, grid)
+                error = torch.where(reused[e], te.estimate, 0.0)
+                # Tiles rasterized whole: the warp's true error over its valid pixels (0 in one
+                # without any: nothing there could be reused wrongly). Elsewhere the measurement
+                # moves with the content (te.features["measured"]).
+                rms = 255.0 * (truth[..., 0] / truth[..., 1].clamp(min=1)).sqrt()
+                measured = torch.where(reused[e], te.features["measured"], rms)
+            else:
+                error = torch.zeros(grid.tiles_y, grid.tiles_x, device=device)
+                measured = _measured(state, e, grid, device)
+            outputs[e] = out
+            history[e] = EyeHistory(out[0], out[1], out[3], views.viewmats[e], views.Ks[e], views.positions[e],
+                                    error, measured)
+        clock.lap("composite")
+    state.eyes = history
+    if len(passes) == 1:
+        result = Images(images.rgb, images.alpha, images.depth, images.median_depth, evaluations)
+    else:
+        result = Images(*(torch.stack([o[k] for o in outputs]) for k in range(4)), evaluations=evaluations)
+    stats = ReuseStats(c.pixel_reuse, tuple(float(r) for r in reused.reshape(E, -1).float().mean(dim=1)),
+                       tuple(pixels_rasterized), tuple(predicted_max), reused, costs)
+    return result, bins, n_isect, stats
+
+
+def _measured(state: PixelReuse, e: int, grid: TileGrid, device) -> torch.Tensor:
+    """The measured warp errors of eye ``e``'s last frame (NaN: never measured)."""
+    if state.eyes is not None and e < len(state.eyes) and state.eyes[e].measured.shape == (grid.tiles_y, grid.tiles_x):
+        return state.eyes[e].measured
+    return torch.full((grid.tiles_y, grid.tiles_x), torch.nan, device=device)
+
+
+def _source(state: PixelReuse, history: list, mode: str, e: int, E: int) -> EyeHistory | None:
+    """What eye ``e`` is warped from: this frame's other eye (stereo), or its own image of the
+    last frame (temporal); None: rasterized in full."""
+    if mode == "stereo":
+        other = history[1 - e] if E == 2 else None
+        return other
+    if state.eyes is None or len(state.eyes) != E:
+        return None
+    return state.eyes[e]
