@@ -147,17 +147,19 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
 
 def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
               tile_mask: torch.Tensor | None, gaze: torch.Tensor | None, clock: _Clock,
-              cache: TemporalCache | None = None) -> tuple[Images, TileBins, int, ReuseStats | None]:
+              cache: TemporalCache | None = None, source_scene=None) -> tuple[Images, TileBins, int, ReuseStats | None]:
     """The back of a frame, with pixel reuse when ``cfg.cache.pixel_reuse`` asks and a cache
     holds the last frame, else foveated when ``cfg.foveation`` is: (images, bins,
-    intersections, pixel-reuse statistics or None)."""
+    intersections, pixel-reuse statistics or None). ``source_scene``: the scene the kept pixels
+    are keyed by (a structured scene's, whose derived Gaussians are new every frame); default
+    ``scene``."""
     if cfg.cache.pixel_reuse != "off" and cache is not None:
         if tile_mask is not None:
             raise GscacheError("cache.pixel_reuse: a frame split over devices (tile_mask) cannot reuse pixels yet; "
                                "render with pixel reuse on one device")
         if cache.pixels is None:
             cache.pixels = PixelReuse()
-        key = pixel_key(cache_key(scene, views, cfg, backend.name), cfg)
+        key = pixel_key(cache_key(source_scene if source_scene is not None else scene, views, cfg, backend.name), cfg)
         images, bins, n_isect, stats = back_with_reuse(visible, shaded, views, cfg, backend, cache.pixels, key, gaze,
                                                        clock)
         if checks_enabled(cfg):
@@ -299,7 +301,7 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         # stage still drops those whose own footprint cannot (with the same margin).
         visible, shaded = _front(derived, views, cfg, backend, margin, clock)
     images, bins, n_isect, reuse = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
-                                              cache)
+                                              cache, source_scene=scene)
     times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
     stats = None
     if temporal:

@@ -10,7 +10,9 @@ the pixels still to rasterize, rasterize those pixels, composite.
   (``reuse_refresh_frames``) so that every tile is rasterized at least that often and no frame
   re-renders much more than another. The first frame, and the first after anything in the cache
   key changed (scene edits through its identity and version counters, the configuration, the
-  image size or intrinsics, the backend), is rasterized in full.
+  image size or intrinsics, the backend), is rasterized in full; the next one too (it measures
+  the warp everywhere: a tile never measured is not reused). The outer ring of tiles is always
+  rasterized.
 
 In a tile taken from the warp, the pixels the warp refused (disocclusions, silhouettes,
 translucent or empty pixels) are rasterized, and only they: the cpu and cuda rasterizers skip
@@ -156,7 +158,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
         fovea = fovea.reshape(E, grid.tiles_y, grid.tiles_x)
         forced |= fovea
         bound = torch.where(fovea, bound, bound / cfg.foveation.periphery_scale)
-    # Sources per target eye: (source EyeHistory or None, the eye of this frame to wait for).
+    # The rasterization passes: stereo rasterizes the full eye first, then the one warped from it.
     if c.pixel_reuse == "stereo":
         first = frame % 2 if E == 2 else 0
         passes = [[first]] + ([[1 - first]] if E == 2 else [])

@@ -70,6 +70,10 @@ plant="$GSCACHE_DATA/plant.splat"
   ladder=cuda/none,cuda/stereo,cuda/approx,cuda/D2,cuda/D4,cuda/D8,cuda/dynamic,gsplat/none,gsplat/stereo
   bench_scene=(); [ "$plant" = demo ] || bench_scene=("$plant")  # no scene argument: the demo scene
   timeout 45 gscache bench "${bench_scene[@]}" --device cuda --configs "$ladder" --frames 120 --size 512x512 --no-progress --out "$LOG/ladder"
+  # Pixel reuse (issue 23) on cuda at 1024x1024, framed close as in a headset: the cuda kernels
+  # of the warp, the tile statistics and the composite, and the reuse and quality they give.
+  timeout 45 gscache bench "${bench_scene[@]}" --device cuda --configs cuda/none,cuda/dynamic,cuda/reproj-stereo,cuda/reproj \
+    --frames 60 --size 1024x1024 --distance 0.5 --elevation 10 --no-progress --out "$LOG/reproj"
   # The structured ladder (issue 6) on the generated city at 2048x2048 per eye with cuda.
   gscache generate structured-city /tmp/gscache_city
   timeout 35 gscache bench /tmp/gscache_city --device cuda --ablation --backend cuda --trajectory altitude --frames 60 \

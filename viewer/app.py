@@ -50,6 +50,7 @@ class Viewer:
     appearance_index = _forward("switches", "appearance_index")
     foveation = _forward("switches", "foveation")
     show_zones = _forward("switches", "show_zones")
+    show_reused = _forward("switches", "show_reused")
     show_overlay = _forward("switches", "show_overlay")
     view_mode = _forward("switches", "view_mode")
     ipd_m = _forward("switches", "ipd_m")

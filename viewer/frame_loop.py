@@ -19,7 +19,7 @@ from gscache import StereoRig
 from gscache.presets import FOVEATION_LEVELS
 from gscache.stages.foveate import fovea_layout
 
-from .images import draw_zones
+from .images import draw_zones, tint_reused
 from .overlay import FrameStats
 from .recording import PathRecorder
 from .switches import Switches
@@ -87,6 +87,12 @@ class FrameLoop:
         what, self.last_rig = self.presenter.views(pose)
         return self.presenter.renderer.render(what)
 
+    def with_tint(self, frame) -> torch.Tensor:
+        """The frame's images with the tiles pixel reuse took from the warp tinted when asked for (U)."""
+        if not (self.switches.show_reused and frame.reuse is not None and frame.reuse.tile_reused is not None):
+            return frame.rgb
+        return tint_reused(frame.rgb, frame.reuse.tile_reused, self.presenter.renderer.config.bin.tile_px)
+
     def with_zones(self, rgb: torch.Tensor) -> torch.Tensor:
         """The eyes' images with the fovea's zones drawn when asked for (Z) and foveated."""
         sw = self.switches
@@ -102,7 +108,7 @@ class FrameLoop:
         start = time.perf_counter()
         pose = self.head.pose()
         frame = self.render_view(pose)
-        self.presenter.upload(self.with_zones(frame.rgb))
+        self.presenter.upload(self.with_zones(self.with_tint(frame)))
         wall_ms = (time.perf_counter() - start) * 1e3
         self.last_frame = frame
         self.frames_rendered += 1

@@ -1,6 +1,6 @@
 """Pure torch helpers on the eyes' images [E, H, W, 3] (no window, no OpenGL): ``compose`` makes
-the one image a window shows (side by side, anaglyph, mono) and ``draw_zones`` outlines the
-fovea's zones on every eye."""
+the one image a window shows (side by side, anaglyph, mono), ``draw_zones`` outlines the
+fovea's zones on every eye and ``tint_reused`` marks the tiles pixel reuse took from the warp."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ def compose(rgb: torch.Tensor, mode: str) -> torch.Tensor:
         out[..., 0] = img[0][..., 0]
         return out
     return img[0]
+
+
+def tint_reused(rgb: torch.Tensor, reused: torch.Tensor, tile_px: int) -> torch.Tensor:
+    """A copy of the eyes' images [E, H, W, 3] with the tiles taken from the warp (pixel reuse:
+    ``reused`` [E, tiles_y, tiles_x] bool) tinted green, the pixel-reuse debug view."""
+    mask = reused.repeat_interleave(tile_px, dim=1).repeat_interleave(tile_px, dim=2)
+    mask = mask[:, : rgb.shape[1], : rgb.shape[2], None].to(rgb.device)
+    green = torch.tensor([0.0, 1.0, 0.0], device=rgb.device)
+    return torch.where(mask, 0.6 * rgb + 0.4 * green, rgb)
 
 
 def draw_zones(rgb: torch.Tensor, layout) -> torch.Tensor:

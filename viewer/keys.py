@@ -51,6 +51,8 @@ BINDINGS: tuple[Binding, ...] = (
             {"G": lambda v: v.cycle_appearance()}),
     Binding("F", f"cycle foveation ({', '.join(FOVEATION_LEVELS)})", {"F": lambda v: v.cycle_foveation()}),
     Binding("Z", "draw the fovea's zones", {"Z": lambda v: setattr(v, "show_zones", not v.show_zones)}),
+    Binding("U", "tint the tiles pixel reuse took from the warp (reuse modes reproj-stereo, reproj)",
+            {"U": lambda v: setattr(v, "show_reused", not v.show_reused)}),
     Binding("F12", "screenshot (PNG of the stereo pair)", {"F12": lambda v: v.screenshot()}),
     Binding("K", "start / stop recording the camera path (replay: gscache bench --trajectory FILE)",
             {"K": lambda v: v.toggle_recording()}),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize")
+STAGES = ("derive", "cull", "shade", "project", "bin", "rasterize", "warp", "composite")
 
 
 @dataclass
@@ -62,6 +62,12 @@ class FrameStats:
                            f"  last refresh {c.refresh_reason or '-'}")
             else:
                 out.append("cache: no temporal cache in this mode")
+            r = frame.reuse
+            if r is not None:  # pixel reuse: per eye, the tiles taken from the warp and the pixels rasterized
+                out.append("pixels: reused tiles " + " / ".join(f"{t:.0%}" for t in r.tiles_reused)
+                           + ", rasterized pixels " + " / ".join(f"{p:.0%}" for p in r.pixels_rasterized)
+                           + ", largest predicted error " + " / ".join(f"{m:.1f}" for m in r.predicted_max)
+                           + " levels (U: tint)")
             k = frame.counters
             out.append(f"gaussians: {k.n_gaussians:,} in scene, {k.n_visible:,} visible, "
                        f"{k.n_intersections:,} tile hits")

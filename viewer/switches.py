@@ -41,6 +41,8 @@ class Switches:
     device: str | None = None
     """The torch device renderers open on (--device as given; not switched)."""
     show_zones: bool = False
+    show_reused: bool = False
+    """Pixel reuse's debug view: the tiles taken from the warp tinted."""
     show_overlay: bool = True
 
     @classmethod

@@ -7,14 +7,17 @@ from pathlib import Path
 from ..presets import FOVEATION_LEVELS, UP_AXES, parse_size
 from ._common import add_scene_options, at_least, load_scene
 
-KEYS = ("Desktop stereo viewer. Keys: W A S D Q E fly, mouse + button look, wheel speed, "
-        "Tab fly/orbit, R reset, [ ] IPD, - = speed, , . resolution scale, T target frame "
-        "time, N P cameras, V side-by-side/anaglyph/mono, H overlay, M reuse mode, "
-        "B backend, G appearance, F foveation, Z fovea zones, F12 screenshot, K record path, Esc quit.")
+def keys_text() -> str:
+    """The keys for ``--help``, from the viewer's own key table (gscache.viewer.keys, which imports
+    without glfw), so that the help and the keys cannot disagree."""
+    from ..viewer.keys import BINDINGS
+
+    return "Desktop stereo viewer. Keys: " + "; ".join(f"{b.keys}: {b.does}" for b in BINDINGS) + "."
 
 
 def add_parser(subparsers) -> None:
-    v = subparsers.add_parser("view", help="open the desktop stereo viewer (glfw + OpenGL 3.3)", description=KEYS)
+    v = subparsers.add_parser("view", help="open the desktop stereo viewer (glfw + OpenGL 3.3)",
+                              description=keys_text())
     v.add_argument("scene", nargs="?", help="scene file, SOG folder or structured checkpoint (default: the demo scene)")
     v.add_argument("--window", default="1280x640", help="window size WxH in screen pixels (both eyes side by side)")
     v.add_argument("--mode", default="side-by-side", choices=("side-by-side", "anaglyph", "mono"))

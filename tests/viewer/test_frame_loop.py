@@ -162,3 +162,15 @@ def test_key_handler_holds_moves_and_runs_actions_on_press_only():
     keys.on_key(None, glfw.KEY_P, 0, glfw.PRESS, 0)
     keys.on_key(None, glfw.KEY_X, 0, glfw.PRESS, 0)  # unbound: nothing
     assert ran == ["T", -1]
+
+
+def test_the_pixel_reuse_tint_marks_only_the_reused_tiles():
+    from gscache.viewer.images import tint_reused
+
+    rgb = torch.rand(2, 40, 50, 3)
+    reused = torch.zeros(2, 3, 4, dtype=torch.bool)
+    reused[1, 2, 3] = True  # the bottom-right tile of the right eye (cut by the image edge)
+    out = tint_reused(rgb, reused, 16)
+    changed = (out != rgb).any(dim=-1)
+    assert not changed[0].any() and bool(changed[1, 32:40, 48:50].all()) and int(changed.sum()) == 8 * 2
+    assert bool((out[1, 35, 49, 1] > rgb[1, 35, 49, 1]) | (rgb[1, 35, 49, 1] == 1))
