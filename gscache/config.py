@@ -288,7 +288,8 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError(f"cache.reuse_refresh_frames: expected >= 0 (0: no forced refresh), got "
                            f"{c.reuse_refresh_frames!r}")
     if not 0 < c.reuse_depth_tolerance <= 1:
-        raise GscacheError(f"cache.reuse_depth_tolerance: expected a fraction in (0, 1], got {c.reuse_depth_tolerance!r}")
+        raise GscacheError(f"cache.reuse_depth_tolerance: expected a fraction in (0, 1], got "
+                           f"{c.reuse_depth_tolerance!r}")
     if c.margin_px < 0 or c.max_translation_m < 0 or c.max_rotation_deg < 0 or c.translation_per_depth < 0:
         raise GscacheError("cache.margin_px, cache.max_translation_m, cache.translation_per_depth and "
                            "cache.max_rotation_deg must be >= 0")

@@ -238,8 +238,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(scene.count, visible.count, n_isect, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs() if reuse is None else reuse.tile_costs,
-                 reuse=reuse)
+    costs = bins.tile_costs() if reuse is None else reuse.tile_costs
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse)
 
 
 def _timed(device: torch.device, fn):
@@ -314,5 +314,5 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(derived.count, visible.count, n_isect, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=bins.tile_costs() if reuse is None else reuse.tile_costs,
-                 reuse=reuse)
+    costs = bins.tile_costs() if reuse is None else reuse.tile_costs
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse)

@@ -105,7 +105,8 @@ def keep_for_tiles(projected: Projected, tiles: torch.Tensor, tile_px: int) -> P
     def at(y, x):
         return flat.gather(1, y * w + x)
 
-    count = at(hi[..., 1], hi[..., 0]) - at(lo[..., 1], hi[..., 0]) - at(hi[..., 1], lo[..., 0]) + at(lo[..., 1], lo[..., 0])
+    x0, y0, x1, y1 = lo[..., 0], lo[..., 1], hi[..., 0], hi[..., 1]
+    count = at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
     keep = (count > 0) & (hi > lo).all(dim=-1)
     return dataclasses.replace(projected, radii=projected.radii * keep[..., None].to(projected.radii.dtype))
 
@@ -130,7 +131,8 @@ class PixelReuse:
 
 
 def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                    state: PixelReuse, key: tuple, gaze: torch.Tensor | None, clock) -> tuple[Images, TileBins, int, ReuseStats]:
+                    state: PixelReuse, key: tuple, gaze: torch.Tensor | None,
+                    clock) -> tuple[Images, TileBins, int, ReuseStats]:
     """The back of a frame with ``cfg.cache.pixel_reuse`` (module docstring). Returns the
     images, the bins of the last rasterization pass, its intersections and the ReuseStats."""
     c = cfg.cache

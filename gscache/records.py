@@ -153,6 +153,8 @@ class TileBins:
         c.check("gaussian_ids", self.gaussian_ids, ("I",), torch.int32)
         c.check("tile_ranges", self.tile_ranges, ("E", "T", 2), torch.int32)
         c.check("tiles_per_gaussian", self.tiles_per_gaussian, ("E", "V"), torch.int32)
+        if self.pixel_mask is not None:
+            c.check("pixel_mask", self.pixel_mask, ("E", "H", "W"), torch.bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +173,8 @@ class Images:
     to 0.5 or below (where the accumulated opacity first reaches one half), else 0 (alpha < 0.5:
     no surface dominates the pixel). Always the depth of one splat, never a mix: the depth that
     reprojects a pixel. (The splat's centre depth: its depth plane at the pixel, the mean of z
-    given the pixel, warped worse on real scenes, README "Pixel reuse".) None where the backend
-    cannot produce it (gsplat)."""
+    given the pixel, warped worse on real scenes: README "Depth for reprojection".) None where the
+    backend cannot produce it (gsplat)."""
     evaluations: int | None = None
     """Gaussian-pixel alpha evaluations done, where the backend counts them."""
 

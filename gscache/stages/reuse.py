@@ -220,8 +220,8 @@ def tile_errors(stats: Tensor, grid: TileGrid, src_view: Tensor, src_K: Tensor, 
             rasterized), or None for an exact source.
         measured: [tiles_y', tiles_x'] the warp's true error measured in each tile of the source's
             screen when it was last both warped and rasterized (NaN: never), looked up like the
-            carried error; the prediction is at least ``COEFFICIENTS["measured"]`` times it, and
-            infinite where nothing was measured. None: features only (calibration).
+            carried error; the estimate of this warp's error is at least it, and infinite where
+            nothing was measured. None: features only (calibration).
         measured_in_source: ``measured`` is over the source's tiles (a source that is this
             eye's last frame); False: over the target's own (a source that is the other eye).
         coefficients: the predictor's weights (default COEFFICIENTS).
