@@ -149,6 +149,10 @@ class CacheConfig:
     reuse_depth_tolerance: float = 0.01
     """Pixel reuse: relative disagreement of median depths across which the warp refuses a
     pixel (gscache.stages.reproject)."""
+    reuse_payoff: bool = True
+    """Pixel reuse: pause it for a while when it costs more time than it saves
+    (gscache.pixel_reuse.PayoffController; decisions depend on measured times). False: reuse
+    every frame, deterministically."""
 
     @property
     def temporal(self) -> bool:

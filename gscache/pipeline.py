@@ -229,6 +229,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     images, bins, n_isect, reuse = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
                                               cache)
     times = clock.times()
+    if reuse is not None:
+        cache.pixels.account(times)
     stats = None
     if temporal:
         if entry is None:
@@ -303,6 +305,8 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     images, bins, n_isect, reuse = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
                                               cache, source_scene=scene)
     times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
+    if reuse is not None:
+        cache.pixels.account(times)
     stats = None
     if temporal:
         if entry is None:

@@ -20,6 +20,7 @@ the other pixels (TileBins.pixel_mask). A tile whose predicted error is over the
 fewer than half its pixels valid, is rasterized whole. Rasterized pixels are the full render's,
 bit for bit. With foveation, the fovea's tiles are always rasterized and the bound outside it is
 ``reuse_error_bound / periphery_scale`` (the periphery is not rendered at a lower resolution).
+Where reuse costs more time than it saves, a PayoffController pauses it for a while.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class ReuseStats:
     """[E, tiles_y, tiles_x] bool: the tiles taken from the warp (the viewer's tint)."""
     tile_costs: torch.Tensor | None = None
     """[E, T] int32: intersections binned per tile (0 in the tiles nothing was rasterized in)."""
+    paused: bool = False
+    """Reuse paused by its pay-off controller (PayoffController): this frame was rasterized in full."""
 
 
 @dataclass
@@ -85,7 +88,7 @@ def pixel_key(base_key: tuple, cfg: RenderConfig) -> tuple:
     """The temporal cache key, plus what changes the pixels but not the front."""
     c = cfg.cache
     return base_key + (("pixels", cfg.raster, cfg.bin.tile_px, c.pixel_reuse, c.reuse_error_bound,
-                        c.reuse_refresh_frames, c.reuse_depth_tolerance, cfg.foveation),)
+                        c.reuse_refresh_frames, c.reuse_depth_tolerance, c.reuse_payoff, cfg.foveation),)
 
 
 def keep_for_tiles(projected: Projected, tiles: torch.Tensor, tile_px: int) -> Projected:
@@ -111,17 +114,65 @@ def keep_for_tiles(projected: Projected, tiles: torch.Tensor, tile_px: int) -> P
     return dataclasses.replace(projected, radii=projected.radii * keep[..., None].to(projected.radii.dtype))
 
 
+class PayoffController:
+    """Pixel reuse only where it pays: the warp, the statistics and the composite cost time
+    whatever they save. After each frame the controller compares what rasterization saved
+    (the rasterize time of the last full frame less this one's) with what the reuse cost (warp
+    and composite); after ``patience`` frames in a row that lost time, reuse pauses (frames are
+    rasterized in full, as without it) for ``pause`` frames, doubling up to ``max_pause`` while
+    it keeps losing and back to ``min_pause`` once it wins. A scene with fine texture that the
+    bound lets nothing through (playbot) then costs a probe now and then instead of every frame."""
+
+    def __init__(self, patience: int = 3, min_pause: int = 4, max_pause: int = 64) -> None:
+        self.patience, self.min_pause, self.max_pause = patience, min_pause, max_pause
+        self.full_raster_ms: float | None = None
+        self.losses = 0
+        self.pause = min_pause
+        self.paused_until = -1
+
+    def paused(self, frame: int) -> bool:
+        return frame < self.paused_until
+
+    def account(self, frame: int, warped: bool, times) -> None:
+        """The frame's StageTimes: a full frame sets the reference rasterize time; a warped one
+        wins or loses against it."""
+        if not warped:
+            r = times.rasterize_ms
+            self.full_raster_ms = r if self.full_raster_ms is None else 0.7 * self.full_raster_ms + 0.3 * r
+            return
+        if self.full_raster_ms is None:
+            return
+        saved = self.full_raster_ms - times.rasterize_ms
+        if saved >= times.warp_ms + times.composite_ms:
+            self.losses, self.pause = 0, self.min_pause
+            return
+        self.losses += 1
+        if self.losses >= self.patience:
+            self.paused_until, self.losses = frame + 1 + self.pause, 0
+            self.pause = min(2 * self.pause, self.max_pause)
+
+
 class PixelReuse:
-    """The images of the last frame and the frame count, held by a TemporalCache."""
+    """The images of the last frame, the frame count and the pay-off controller, held by a
+    TemporalCache."""
 
     def __init__(self) -> None:
         self.key: tuple | None = None
         self.eyes: list[EyeHistory] | None = None
         self.frame = 0
         self._rates: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.payoff = PayoffController()
+        self._last: tuple[int, bool] | None = None  # (frame, warped) of the last back, for account
 
     def clear(self) -> None:
         self.key, self.eyes = None, None
+
+    def account(self, times) -> None:
+        """The last frame's StageTimes into the pay-off controller (the pipeline calls this once
+        the frame's times are known)."""
+        if self._last is not None:
+            self.payoff.account(*self._last, times)
+            self._last = None
 
     def rates(self, visible: Visible) -> torch.Tensor:
         """view_rates of the visible set, kept while the same SH tensor is (a cached front)."""
@@ -143,6 +194,11 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
         state.clear()
         state.key = key
     frame, state.frame = state.frame, state.frame + 1
+    paused = c.reuse_payoff and state.payoff.paused(frame)
+    if paused and state.eyes is not None:
+        # Nothing measured while paused stays true of content that moves: measure afresh.
+        for eye in state.eyes:
+            eye.measured = torch.full_like(eye.measured, torch.nan)
     projected = backend.project(visible, shaded, views, cfg.project)
     clock.lap("project")
     rates = state.rates(visible)
@@ -173,12 +229,13 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
     n_isect, bins, evaluations = 0, None, 0
     costs = torch.zeros(E, grid.count, dtype=torch.int32, device=device)
     in_tile = tile_pixels(grid, device)
+    reused_any = False
     for eyes in passes:
         warps = {}
         want_tiles = torch.ones(len(eyes), grid.tiles_y, grid.tiles_x, dtype=torch.bool, device=device)
         want = torch.ones(len(eyes), H, W, dtype=torch.bool, device=device)
         for i, e in enumerate(eyes):
-            source = _source(state, history, c.pixel_reuse, e, E)
+            source = None if paused else _source(state, history, c.pixel_reuse, e, E)
             if source is None:
                 continue
             warped = backend.reproject(source.rgb, source.alpha, source.median_depth, source.view, source.K,
@@ -205,6 +262,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
             *(getattr(projected, f)[sel] for f in ("means2d", "conics", "depths", "radii")))
         sub_shaded = shaded if len(eyes) == E else Shaded(shaded.covars, shaded.colors[sel])
         every = not warps
+        reused_any = reused_any or bool(warps)
         if not every:
             sub_proj = keep_for_tiles(sub_proj, want_tiles, grid.tile_px)
         clock.lap("project")
@@ -237,12 +295,13 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
                                     error, measured)
         clock.lap("composite")
     state.eyes = history
+    state._last = (frame, bool(reused_any))
     if len(passes) == 1:
         result = Images(images.rgb, images.alpha, images.depth, images.median_depth, evaluations)
     else:
         result = Images(*(torch.stack([o[k] for o in outputs]) for k in range(4)), evaluations=evaluations)
     stats = ReuseStats(c.pixel_reuse, tuple(float(r) for r in reused.reshape(E, -1).float().mean(dim=1)),
-                       tuple(pixels_rasterized), tuple(predicted_max), reused, costs)
+                       tuple(pixels_rasterized), tuple(predicted_max), reused, costs, paused)
     return result, bins, n_isect, stats
 
 

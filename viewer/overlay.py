@@ -64,7 +64,8 @@ class FrameStats:
                 out.append("cache: no temporal cache in this mode")
             r = frame.reuse
             if r is not None:  # pixel reuse: per eye, the tiles taken from the warp and the pixels rasterized
-                out.append("pixels: reused tiles " + " / ".join(f"{t:.0%}" for t in r.tiles_reused)
+                out.append("pixels: reuse paused (it cost more time than it saved)" if r.paused else
+                           "pixels: reused tiles " + " / ".join(f"{t:.0%}" for t in r.tiles_reused)
                            + ", rasterized pixels " + " / ".join(f"{p:.0%}" for p in r.pixels_rasterized)
                            + ", largest predicted error " + " / ".join(f"{m:.1f}" for m in r.predicted_max)
                            + " levels (U: tint)")

@@ -54,7 +54,9 @@ def wall_scene(seed: int = 0, sh_degree: int = 0, sh_scale: float = 0.0, n_side:
 
 
 def _cfg(mode: str, bound: float = 2.0, backend: str = "cpu", **cache) -> RenderConfig:
-    return RenderConfig(backend=backend, cache=CacheConfig(pixel_reuse=mode, reuse_error_bound=bound, **cache))
+    """Pixel reuse every frame (no pay-off pauses: they depend on the machine's timings)."""
+    return RenderConfig(backend=backend, cache=CacheConfig(pixel_reuse=mode, reuse_error_bound=bound,
+                                                           reuse_payoff=False, **cache))
 
 
 def _run(scene, poses, width: int, height: int, cfg: RenderConfig):
@@ -344,3 +346,28 @@ def test_structured_scenes_reuse_pixels_too():
     exact = plain.render(rig_)
     assert max(f.reuse.tiles_reused) > 0
     assert (f.rgb - exact.rgb).abs().max() < 1e-5
+
+
+def test_the_payoff_controller_pauses_reuse_that_loses_time_and_resumes():
+    """Three warped frames in a row that lose time (saved rasterization < warp + composite)
+    pause reuse, for longer each time it keeps losing; a win resets the pause; and a renderer
+    whose reuse never pays runs paused frames (full, as without reuse)."""
+    from gscache.pixel_reuse import PayoffController
+    from gscache.records import StageTimes
+
+    c = PayoffController(patience=3, min_pause=4, max_pause=16)
+    c.account(0, False, StageTimes(rasterize_ms=100.0))  # a full frame: the reference
+    losing = StageTimes(rasterize_ms=95.0, warp_ms=10.0, composite_ms=1.0)
+    for f in (1, 2, 3):
+        assert not c.paused(f)
+        c.account(f, True, losing)
+    assert all(c.paused(f) for f in range(4, 8)) and not c.paused(8)
+    for f in (8, 9, 10):
+        c.account(f, True, losing)
+    assert c.paused(18) and not c.paused(19)  # the pause doubled
+    c.account(19, True, StageTimes(rasterize_ms=50.0, warp_ms=10.0, composite_ms=1.0))  # a win
+    assert c.pause == 4 and c.losses == 0
+    # In a renderer: tiny frames where reuse cannot pay, with the controller on.
+    r = Renderer(wall_scene(9), RenderConfig(backend="cpu", cache=CacheConfig(pixel_reuse="temporal")))
+    paused = [r.render(StereoRig.symmetric(START, 64, 48, 60.0)).reuse.paused for _ in range(24)]
+    assert any(paused) and not paused[0]
