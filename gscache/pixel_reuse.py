@@ -194,14 +194,16 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
         state.clear()
         state.key = key
     frame, state.frame = state.frame, state.frame + 1
-    paused = c.reuse_payoff and state.payoff.paused(frame)
-    if paused and state.eyes is not None:
+    # The first frame after a key change is rasterized in full in both modes (stereo too): the
+    # pay-off controller's reference, and nothing has been measured yet.
+    paused_by_payoff = c.reuse_payoff and state.payoff.paused(frame)
+    if paused_by_payoff and state.eyes is not None:
         # Nothing measured while paused stays true of content that moves: measure afresh.
         for eye in state.eyes:
             eye.measured = torch.full_like(eye.measured, torch.nan)
+    paused = paused_by_payoff or state.eyes is None
     projected = backend.project(visible, shaded, views, cfg.project)
     clock.lap("project")
-    rates = state.rates(visible)
     bound = torch.full((E, grid.tiles_y, grid.tiles_x), c.reuse_error_bound, device=device)
     forced = staggered_refresh(grid, frame, c.reuse_refresh_frames, device)[None].expand(E, -1, -1).clone()
     # The outer ring of tiles is always rasterized: content enters there, and splats centred off
@@ -217,7 +219,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
         forced |= fovea
         bound = torch.where(fovea, bound, bound / cfg.foveation.periphery_scale)
     # The rasterization passes: stereo rasterizes the full eye first, then the one warped from it.
-    if c.pixel_reuse == "stereo":
+    if c.pixel_reuse == "stereo" and not paused:
         first = frame % 2 if E == 2 else 0
         passes = [[first]] + ([[1 - first]] if E == 2 else [])
     else:
@@ -241,7 +243,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
             warped = backend.reproject(source.rgb, source.alpha, source.median_depth, source.view, source.K,
                                        views.viewmats[e], views.Ks[e], H, W, c.reuse_depth_tolerance)
             stats = backend.tile_stats(warped, grid)
-            rate_map = tile_view_rates(rates, projected.means2d[e], projected.radii[e], grid)
+            rate_map = tile_view_rates(state.rates(visible), projected.means2d[e], projected.radii[e], grid)
             te = tile_errors(stats, grid, source.view, source.K, source.position, views.viewmats[e], views.Ks[e],
                              views.positions[e], rate_map, source.error, _measured(state, e, grid, device),
                              measured_in_source=c.pixel_reuse == "temporal")
@@ -301,7 +303,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
     else:
         result = Images(*(torch.stack([o[k] for o in outputs]) for k in range(4)), evaluations=evaluations)
     stats = ReuseStats(c.pixel_reuse, tuple(float(r) for r in reused.reshape(E, -1).float().mean(dim=1)),
-                       tuple(pixels_rasterized), tuple(predicted_max), reused, costs, paused)
+                       tuple(pixels_rasterized), tuple(predicted_max), reused, costs, paused_by_payoff)
     return result, bins, n_isect, stats
 
 
