@@ -154,11 +154,13 @@ def ladder(device_type: str, backend: str = "auto", structured: bool = False) ->
 
     Explicit scenes: every backend available for the device with no reuse (the torch reference
     first), then, with ``backend``, each reuse rung in turn: stereo exact, + approximate stereo
-    colours, + temporal cache with D = 2, 4, 8, + dynamic D.
+    colours, + temporal cache with D = 2, 4, 8, + dynamic D, + pixel reuse between the eyes
+    (reproj-stereo) or across frames (reproj).
 
     Structured scenes (``structured``), all with ``backend``: derive per eye per frame with the
     reference derivation (the baseline), + shared stereo derivation, + derived-Gaussian cache
-    with D = 2, 4, 8 and dynamic, + the backend's fused derivation kernel (if it has one). The
+    with D = 2, 4, 8 and dynamic, + the backend's fused derivation kernel (if it has one; pixel
+    reuse on structured scenes: --configs BACKEND/reproj). The
     exact torch reference renders only the frames whose quality is measured (it takes seconds
     per frame on a city).
 

@@ -16,8 +16,8 @@ def add_parser(subparsers) -> None:
     b = subparsers.add_parser("bench", help="time stereo rendering along a trajectory and compare configurations")
     b.add_argument("scene", nargs="?", help="scene file or SOG folder (default: the embedded demo scene)")
     b.add_argument("--trajectory", default="vr",
-                   help="vr (seeded head motion), turn (a fast head turn, 150 deg/s), orbit, fly, still, altitude (street level to an aerial view), "
-                        "or a trajectory file (gscache JSON or cameras.json)")
+                   help="vr (seeded head motion), turn (a fast head turn, 150 deg/s), orbit, fly, still, altitude "
+                        "(street level to an aerial view), or a trajectory file (gscache JSON or cameras.json)")
     b.add_argument("--distance", type=positive(float), default=2.2, help="viewing distance of vr/still/orbit/fly in scene radii")
     b.add_argument("--elevation", type=float, default=20.0, help="viewing elevation of vr/still/orbit/fly, degrees")
     b.add_argument("--frames", type=at_least(1, int), default=60, help="timed stereo frames (a file trajectory has its own)")
@@ -28,11 +28,13 @@ def add_parser(subparsers) -> None:
     b.add_argument("--configs", default="auto",
                    help="comma-separated configurations to compare (the first is the baseline): BACKEND or "
                         "BACKEND/MODE, BACKEND auto or a backend name, MODE one of none, stereo (default), approx, "
-                        "D2, D4, D8, dynamic, each optionally with -ref (structured scenes: the reference "
-                        "derivation instead of the fused kernel)")
+                        "D2, D4, D8, dynamic, reproj-stereo, reproj (pixel reuse), each optionally with -ref "
+                        "(structured scenes: the reference derivation instead of the fused kernel) and "
+                        "+fov-LEVEL")
     b.add_argument("--ablation", action="store_true",
                    help="run the standard ladder instead of --configs: every backend with no reuse (torch "
-                        "first), then --backend through stereo, approx, D2, D4, D8 and dynamic; on a structured "
+                        "first), then --backend through stereo, approx, D2, D4, D8, dynamic, reproj-stereo and "
+                        "reproj; on a structured "
                         "scene --backend from per-eye derivation through shared derivation, D2, D4, D8, dynamic "
                         "and the fused derivation kernel")
     b.add_argument("--backend", default="auto", help="backend of the ladder's reuse rungs")

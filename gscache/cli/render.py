@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..api import open_renderer
 from ..errors import GscacheError
-from ..presets import FOVEATION_LEVELS, RESOLUTION_PRESETS, UP_AXES, foveation_level, parse_size
+from ..presets import FOVEATION_LEVELS, RESOLUTION_PRESETS, REUSE_MODES, UP_AXES, foveation_level, parse_size
 from ._common import add_scene_options, at_least, load_scene, parse_color, parse_gaze_text, positive, rss_mib, write_png
 
 
@@ -21,8 +21,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--ipd", type=float, default=0.063, help="interpupillary distance, metres")
     r.add_argument("--mono", action="store_true", help="render one centred camera instead of two eyes")
     r.add_argument("--trajectory", default="still",
-                   help="still, vr (seeded head motion), turn (a fast head turn, 150 deg/s), orbit, fly, altitude (street level to an aerial view), or a "
-                        "trajectory file (gscache JSON or Inria cameras.json)")
+                   help="still, vr (seeded head motion), turn (a fast head turn, 150 deg/s), orbit, fly, altitude "
+                        "(street level to an aerial view), or a trajectory file (gscache JSON or Inria cameras.json)")
     r.add_argument("--frames", type=at_least(1, int), default=1, help="frames along the trajectory")
     r.add_argument("--seed", type=at_least(0, int), default=0, help="seed of the vr trajectory")
     r.add_argument("--distance", type=positive(float), default=2.2, help="viewing distance in scene radii")
@@ -35,6 +35,11 @@ def add_parser(subparsers) -> None:
                    help="foveated rendering: an exact full-resolution fovea over a reduced-resolution periphery")
     r.add_argument("--gaze", default=None, metavar="X,Y",
                    help="--foveation: the fovea's centre as fractions of the image (default 0.5,0.5)")
+    r.add_argument("--reuse", default="stereo", choices=list(REUSE_MODES),
+                   help="what is computed once and reused (README, Reuse); reproj-stereo and reproj reuse "
+                        "rasterized pixels between the eyes or across frames")
+    r.add_argument("--reuse-bound", type=at_least(0.0, float), default=None, metavar="LEVELS",
+                   help="reproj modes: the largest predicted RMS error of a reused tile, 8-bit levels (default 2)")
     add_scene_options(r)
     r.set_defaults(func=run)
 
@@ -46,6 +51,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..camera import Camera, Intrinsics, StereoRig, rigid_inverse
+    import dataclasses
+
     from ..config import DeriveConfig, RasterConfig, RenderConfig
     from ..scene.structured import StructuredScene
     from ..trajectory import named_trajectory
@@ -55,7 +62,12 @@ def run(args) -> int:
     width, height = parse_size(args.size)
     up = UP_AXES[args.up]
     scene = load_scene(args)
-    config = RenderConfig(backend=args.backend, device=args.device,
+    cache = REUSE_MODES[args.reuse]
+    if args.reuse_bound is not None:
+        if cache.pixel_reuse == "off":
+            raise GscacheError(f"--reuse-bound: only the reproj modes reuse pixels, not --reuse {args.reuse}")
+        cache = dataclasses.replace(cache, reuse_error_bound=args.reuse_bound)
+    config = RenderConfig(backend=args.backend, device=args.device, cache=cache,
                           raster=RasterConfig(background=parse_color(args.background)),
                           derive=DeriveConfig(appearance_index=args.appearance_index),
                           foveation=foveation_level(args.foveation))
@@ -70,7 +82,7 @@ def run(args) -> int:
     if renderer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(renderer.device)
     start = time.perf_counter()
-    frame_ms = []
+    frame_ms, reused = [], []
     for i, T in enumerate(tqdm(traj.T_world_head, desc="render", unit="frame", disable=len(traj) == 1)):
         if args.mono:
             view = Camera(traj.intrinsics[i] if traj.intrinsics else intr, rigid_inverse(T))
@@ -78,6 +90,8 @@ def run(args) -> int:
             view = StereoRig(T, intr, intr, ipd_m=args.ipd)
         frame = renderer.render(view, gaze=gaze)
         frame_ms.append(frame.times.total_ms)
+        if frame.reuse is not None:
+            reused.append(sum(frame.reuse.tiles_reused) / len(frame.reuse.tiles_reused))
         write_png(frame.to_uint8(side_by_side=True), names[i])
     elapsed = time.perf_counter() - start
     kind = "mono" if args.mono else "stereo"
@@ -89,6 +103,8 @@ def run(args) -> int:
     steady = frame_ms[1:] or frame_ms
     print(f"render time per frame: median {statistics.median(steady):.0f} ms over {len(steady)} frame(s); "
           f"{_peak_memory(renderer.device, rss_loaded)}")
+    if reused:
+        print(f"pixel reuse ({args.reuse}): {statistics.mean(reused):.1%} of the tiles taken from the warp on average")
     return 0
 
 

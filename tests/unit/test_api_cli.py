@@ -76,6 +76,14 @@ def test_cli_render_mono_and_trajectory_frames(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("v_*.png")) == ["v_0000.png", "v_0001.png", "v_0002.png"]
 
 
+def test_cli_render_with_pixel_reuse(tmp_path, capsys):
+    assert main(["render", "--out", str(tmp_path / "r.png"), "--size", "64x48", "--backend", "cpu", "--trajectory",
+                 "vr", "--frames", "4", "--reuse", "reproj", "--reuse-bound", "3"]) == 0
+    assert "pixel reuse (reproj)" in capsys.readouterr().out
+    assert main(["render", "--out", str(tmp_path / "x.png"), "--reuse", "stereo", "--reuse-bound", "3"]) == 2
+    assert "--reuse-bound" in capsys.readouterr().err
+
+
 def test_cli_render_of_a_scene_file(tmp_path):
     from gscache import save_scene
 
