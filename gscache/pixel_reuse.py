@@ -231,7 +231,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
     n_isect, bins, evaluations = 0, None, 0
     costs = torch.zeros(E, grid.count, dtype=torch.int32, device=device)
     in_tile = tile_pixels(grid, device)
-    reused_any = False
+    warped_any = False
     for eyes in passes:
         warps = {}
         want_tiles = torch.ones(len(eyes), grid.tiles_y, grid.tiles_x, dtype=torch.bool, device=device)
@@ -264,7 +264,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
             *(getattr(projected, f)[sel] for f in ("means2d", "conics", "depths", "radii")))
         sub_shaded = shaded if len(eyes) == E else Shaded(shaded.covars, shaded.colors[sel])
         every = not warps
-        reused_any = reused_any or bool(warps)
+        warped_any = warped_any or bool(warps)
         if not every:
             sub_proj = keep_for_tiles(sub_proj, want_tiles, grid.tile_px)
         clock.lap("project")
@@ -276,7 +276,8 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
         if images.median_depth is None:
             raise GscacheError(f"cache.pixel_reuse: backend {backend.name!r} gives no median depth to warp with")
         n_isect += bins.n_intersections
-        evaluations += images.evaluations or 0
+        if evaluations is not None:  # None once a pass's backend does not count them
+            evaluations = None if images.evaluations is None else evaluations + images.evaluations
         costs[sel] = raster_bins.tile_costs()
         for i, e in enumerate(eyes):
             out = (images.rgb[i], images.alpha[i], images.depth[i], images.median_depth[i])
@@ -297,7 +298,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
                                     error, measured)
         clock.lap("composite")
     state.eyes = history
-    state._last = (frame, bool(reused_any))
+    state._last = (frame, warped_any)
     if len(passes) == 1:
         result = Images(images.rgb, images.alpha, images.depth, images.median_depth, evaluations)
     else:

@@ -16,7 +16,9 @@
 //              ([start, end) of each tile's run; start == end for empty tiles)
 //   rasterize: means2d f32[E*V,2], conics f32[E*V,3], opacities f32[V], colors f32[E*V,3],
 //              depths f32[E*V], gaussian_ids i32[I] (0..V-1, in key order), ranges i32[E*T,2],
-//              background f32[3] -> rgb f32[E,H,W,3], alpha f32[E,H,W], depth f32[E,H,W];
+//              background f32[3], pixel_mask u8[E,H,W] or null (only those pixels wanted: the
+//              others start finished, and splats are clipped to the wanted pixels' box)
+//              -> rgb f32[E,H,W,3], alpha f32[E,H,W], depth f32[E,H,W], median depth f32[E,H,W];
 //              returns the number of Gaussian-pixel evaluations.
 //   derive_count: n visible anchors ids i64[n] into the A anchors: anchors f32[A,3], features
 //              f32[A,F], levels f32[A], viewpoint f32[3], MLP tables (common.cuh)
@@ -24,6 +26,10 @@
 //   reproject: source rgb f32[Hs,Ws,3], alpha f32[Hs,Ws], median depth f32[Hs,Ws], the 3x4 transforms
 //              between the cameras and both intrinsics (f64) -> rgb f32[H,W,3], alpha f32[H,W], depth
 //              f32[H,W], valid u8[H,W] (scratch zbuf u64[H*W], zfill f64[H*W]).
+//   tile_stats: a warp's rgb f32[H,W,3], alpha, depth f32[H,W], valid u8[H,W] -> stats f32[T,8]
+//              (gscache.stages.reuse.STATS), one tile per loop iteration.
+//   reuse_composite: the warp, reused u8[T], the rasterized rgb/alpha/depth/median (written in
+//              place: the warp's valid pixels of reused tiles) -> truth f32[T,2].
 //   derive_emit: the same plus offsets f32[A,k,3], scales f32[A,6], opac, starts i64[n] (exclusive
 //              prefix sum of counts) -> means f32[M,3], quats f32[M,4], scales f32[M,3],
 //              opacities f32[M], sh f32[M,1,3], rows in (anchor, offset) order.
