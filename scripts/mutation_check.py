@@ -94,15 +94,25 @@ MUTANTS = [
     Mutant("reproject-splat-bounds", "cuda/common.cuh", "x >= 0.0 && x < p.width && y >= 0.0 && y < p.height",
            "x >= 0.0 && x <= p.width && y >= 0.0 && y < p.height",
            "off-by-one bounds test of the depth splat (writes one pixel past a row, or past the buffer)"),
+    Mutant("raster-mask-inverted", "cuda/kernels/rasterize.cu", "(p.pixel_mask && !p.pixel_mask[",
+           "(p.pixel_mask && p.pixel_mask[", "draw the pixels a pixel mask leaves out, and not the wanted ones"),
+    Mutant("stats-invalid-counted", "cuda/common.cuh", "            if (!p.valid[i]) continue;\n            const int xl",
+           "            const int xl", "tile statistics over the pixels the warp refused too"),
+    Mutant("stats-neighbour-unclamped", "cuda/common.cuh", "xr = x + 1 < p.width ? x + 1 : x;", "xr = x + 1;",
+           "the right neighbour of a row's last pixel read past the row (or the buffer)"),
+    Mutant("composite-tile-flag", "cuda/common.cuh", "const bool reused = p.reused[t] != 0;",
+           "const bool reused = p.reused[t / 2] != 0;", "the composite reads another tile's reuse flag"),
+    Mutant("composite-truth-count", "cuda/common.cuh", "                count += 1.0;", "                count += 2.0;",
+           "the measured error averaged over twice the pixels"),
     Mutant("threads-per-block", "gscache/backends/cuda.py", "THREADS = 256 ", "THREADS = 2048 ",
            "a block size over the hardware limit"),
 ]
 
 # test_mutants.py checks the mutants against the (here mutated) sources: it would "catch" every one.
 KERNEL_TESTS = ["tests/backends", "tests/simt", "tests/unit/test_cache.py", "tests/unit/test_reproject.py",
-                "--ignore=tests/simt/test_mutants.py"]
+                "tests/unit/test_pixel_reuse.py", "--ignore=tests/simt/test_mutants.py"]
 SIM_TESTS = ["tests/backends/test_kernel_matrix.py", "tests/backends/test_stages.py", "tests/backends/test_derive.py",
-             "tests/unit/test_reproject.py"]
+             "tests/unit/test_reproject.py", "tests/unit/test_pixel_reuse.py"]
 
 
 def _lib(name: str) -> str:
