@@ -227,7 +227,9 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
     history: list[EyeHistory | None] = [None] * E
     outputs: list[tuple | None] = [None] * E  # per eye: (rgb, alpha, depth, median), composited
     reused = torch.zeros(E, grid.tiles_y, grid.tiles_x, dtype=torch.bool, device=device)
-    pixels_rasterized, predicted_max = [1.0] * E, [0.0] * E
+    # Per eye, kept on the device until the frame's end (one synchronisation, not one per eye).
+    pixels_rasterized = torch.ones(E, device=device)
+    predicted_max = torch.zeros(E, device=device)
     n_isect, bins, evaluations = 0, None, 0
     costs = torch.zeros(E, grid.count, dtype=torch.int32, device=device)
     in_tile = tile_pixels(grid, device)
@@ -253,9 +255,8 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
             # A reused tile still rasterizes the pixels the warp refused.
             want_tiles[i] = ~ok | (n_valid < in_tile)
             want[i] = ~(grid.pixels(ok) & warped.valid)
-            pixels_rasterized[e] = 1.0 - float(n_valid[ok].sum()) / (H * W)
-            if bool(ok.any()):
-                predicted_max[e] = float(te.predicted[ok].amax())
+            pixels_rasterized[e] = 1.0 - torch.where(ok, n_valid, 0.0).sum() / (H * W)
+            predicted_max[e] = torch.where(ok, te.predicted, 0.0).amax()
             warps[e] = (warped, te)
         clock.lap("warp")
         sel = torch.tensor(eyes, device=device)
@@ -303,8 +304,9 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
         result = Images(images.rgb, images.alpha, images.depth, images.median_depth, evaluations)
     else:
         result = Images(*(torch.stack([o[k] for o in outputs]) for k in range(4)), evaluations=evaluations)
-    stats = ReuseStats(c.pixel_reuse, tuple(float(r) for r in reused.reshape(E, -1).float().mean(dim=1)),
-                       tuple(pixels_rasterized), tuple(predicted_max), reused, costs, paused_by_payoff)
+    stats = ReuseStats(c.pixel_reuse, tuple(reused.reshape(E, -1).float().mean(dim=1).tolist()),
+                       tuple(pixels_rasterized.tolist()), tuple(predicted_max.tolist()), reused, costs,
+                       paused_by_payoff)
     return result, bins, n_isect, stats
 
 

@@ -149,8 +149,6 @@ def _source_taps(points: Tensor, T_src_dst: Tensor, src_K: Tensor) -> Tensor:
 class TileErrors:
     """The classification of one target view's tiles (all [tiles_y, tiles_x])."""
 
-    complete: Tensor
-    """bool: every pixel of the tile is valid in the warp."""
     predicted: Tensor
     """float: the bound on the RMS error over the tile's valid pixels if they are reused, 8-bit
     levels: COEFFICIENTS["safety"] x ``estimate`` (inf where none is valid or nothing was
@@ -159,9 +157,7 @@ class TileErrors:
     """float: the best estimate of that error, carried error included (what a reused tile passes
     on to the frames that warp it)."""
     features: dict
-    """The predictor's inputs per tile (FEATURES, "carried"), for calibration and reports."""
-    source_tile: Tensor
-    """long [tiles_y, tiles_x, 2]: (tx, ty) of the source tile under each tile's centre."""
+    """The predictor's inputs per tile (FEATURES, "measured", "carried"), for calibration and reports."""
 
 
 STATS = ("n_valid", "z_min", "z_max", "sum_lum", "sum_lum2", "sum_lap2", "sum_grad2", "sum_trans2")
@@ -232,12 +228,12 @@ def tile_errors(stats: Tensor, grid: TileGrid, src_view: Tensor, src_K: Tensor, 
     c = COEFFICIENTS if coefficients is None else coefficients
     device = stats.device
     n_valid, z_min, z_max, s_lum, s_lum2, s_lap2, s_grad2, s_trans2 = stats.unbind(-1)
-    complete = n_valid == tile_pixels(grid, device)
     any_valid = n_valid > 0
     n = n_valid.clamp(min=1)
     z_min, z_max = z_min.clamp(min=1e-6), z_max.clamp(min=1e-6)
-    baseline = float((dst_position.double() - src_position.double()).norm())
-    f = float(dst_K[0, 0])
+    # Tensors, not Python floats: no device synchronisation per view on a GPU.
+    baseline = (dst_position.double() - src_position.double()).norm().float()
+    f = dst_K[0, 0].float()
     parallax = f * baseline / z_min  # pixels the tile's nearest content moves between the views
     texture = 255.0 * (s_lap2 / n).sqrt()
     gradient = 255.0 * (s_grad2 / n).sqrt() * parallax
@@ -265,7 +261,6 @@ def tile_errors(stats: Tensor, grid: TileGrid, src_view: Tensor, src_K: Tensor, 
     shift = (4 * frac * (1 - frac)).amax(dim=-1).amax(dim=-1).float()
     texture = texture * shift
     under = ((taps + 0.5) / tp).floor().long()  # [ty, tx, 5, 2]: the source tiles under centre and corners
-    src_tile = under[:, :, 0]
     carried = torch.zeros_like(texture) if carried_map is None else _under(carried_map, under)
     features = {"texture": texture, "gradient": gradient, "edges": edges, "translucency": translucency, "view": view}
     new = c["floor"] * shift + sum(c[k] * features[k] for k in FEATURES)
@@ -276,7 +271,7 @@ def tile_errors(stats: Tensor, grid: TileGrid, src_view: Tensor, src_K: Tensor, 
         features["measured"] = history
     estimate = torch.where(any_valid, (carried * carried + new * new).sqrt(), torch.inf)
     features["carried"] = carried
-    return TileErrors(complete, c["safety"] * estimate, estimate, features, src_tile)
+    return TileErrors(c["safety"] * estimate, estimate, features)
 
 
 def _under(source_map: Tensor, under: Tensor) -> Tensor:
