@@ -89,20 +89,54 @@ def _front(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend, 
 
 
 def _back(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-          tile_mask: torch.Tensor | None, clock: _Clock) -> tuple[Images, TileBins]:
+          tile_mask: torch.Tensor | None, clock: _Clock,
+          pixel_mask: torch.Tensor | None = None) -> tuple[Images, torch.Tensor, int]:
     """project (per view), bin (tile lists by depth, one depth order for parallel eyes) and
-    rasterize (per tile, front to back; only the tiles of ``tile_mask``)."""
+    rasterize (per tile, front to back; only the tiles of ``tile_mask`` and in them, with
+    ``pixel_mask`` [E, H, W], only those pixels: TileBins.pixel_mask). An eye without a tile
+    in ``tile_mask`` is not projected or binned at all (a device given tiles of one eye only; its
+    image stays at the background). Returns (images, tile costs [E, T] int32 of the binning,
+    intersections)."""
+    E = views.n_views
+    if tile_mask is not None and E > 1:
+        has = tile_mask.reshape(E, -1).any(dim=1).tolist()
+        if not all(has):
+            return _back_some_eyes(scene, visible, shaded, views, cfg, backend, tile_mask, pixel_mask, has, clock)
     projected = backend.project(visible, shaded, views, cfg.project)
     clock.lap("project")
     bins = backend.bin(projected, views, cfg.bin)
     clock.lap("bin")
-    raster_bins = bins if tile_mask is None else bins.restricted(tile_mask)
+    raster_bins = bins if tile_mask is None else bins.restricted(tile_mask, pixel_mask)
     images = backend.rasterize(visible, shaded, projected, raster_bins, views, cfg.raster)
     clock.lap("rasterize")
     if checks_enabled(cfg):
         for record in (scene, visible, shaded, projected, bins, images):
             record.validate()
-    return images, bins
+    return images, bins.tile_costs(), bins.n_intersections
+
+
+def _back_some_eyes(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig,
+                    backend: Backend, tile_mask: torch.Tensor, pixel_mask: torch.Tensor | None, has: list[bool],
+                    clock: _Clock):
+    """_back for the eyes that have tiles in ``tile_mask``, one at a time; the others at the
+    background with no intersections."""
+    E, H, W = views.n_views, views.height, views.width
+    device = visible.means.device
+    bg = torch.tensor(cfg.raster.background, dtype=torch.float32, device=device)
+    rgb = bg.expand(E, H, W, 3).clone()
+    planes = [torch.zeros(E, H, W, device=device) for _ in range(3)]  # alpha, depth, median depth
+    costs = torch.zeros(E, tile_mask.reshape(E, -1).shape[1], dtype=torch.int32, device=device)
+    n_isect, evaluations, median = 0, 0, True
+    for e in (e for e in range(E) if has[e]):
+        images, c, n = _back(scene, visible, Shaded(shaded.covars, shaded.colors[e:e + 1]), views.select(e), cfg,
+                             backend, tile_mask[e:e + 1], clock, None if pixel_mask is None else pixel_mask[e:e + 1])
+        rgb[e], planes[0][e], planes[1][e] = images.rgb[0], images.alpha[0], images.depth[0]
+        median = median and images.median_depth is not None
+        if median:
+            planes[2][e] = images.median_depth[0]
+        evaluations = None if evaluations is None or images.evaluations is None else evaluations + images.evaluations
+        costs[e], n_isect = c[0], n_isect + n
+    return Images(rgb, planes[0], planes[1], planes[2] if median else None, evaluations), costs, n_isect
 
 
 def _back_part(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
@@ -147,32 +181,32 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
 
 def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
               tile_mask: torch.Tensor | None, gaze: torch.Tensor | None, clock: _Clock,
-              cache: TemporalCache | None = None, source_scene=None) -> tuple[Images, TileBins, int, ReuseStats | None]:
+              cache: TemporalCache | None = None, source_scene=None, rasterize_with=None,
+              pixel_mask: torch.Tensor | None = None) -> tuple[Images, torch.Tensor, int, ReuseStats | None]:
     """The back of a frame, with pixel reuse when ``cfg.cache.pixel_reuse`` asks and a cache
-    holds the last frame, else foveated when ``cfg.foveation`` is: (images, bins,
-    intersections, pixel-reuse statistics or None). ``source_scene``: the scene the kept pixels
-    are keyed by (a structured scene's, whose derived Gaussians are new every frame); default
-    ``scene``."""
-    if cfg.cache.pixel_reuse != "off" and cache is not None:
-        if tile_mask is not None:
-            raise GscacheError("cache.pixel_reuse: a frame split over devices (tile_mask) cannot reuse pixels yet; "
-                               "render with pixel reuse on one device")
+    holds the last frame, else foveated when ``cfg.foveation`` is: (images, tile costs [E, T]
+    int32, intersections, pixel-reuse statistics or None). ``source_scene``: the scene the kept
+    pixels are keyed by (a structured scene's, whose derived Gaussians are new every frame);
+    default ``scene``. ``rasterize_with``: who rasterizes a pixel-reuse frame's passes
+    (back_with_reuse). With a ``tile_mask`` (a device's share of a frame) no pixel reuse runs
+    here: whoever sent the mask decided which tiles to rasterize."""
+    if cfg.cache.pixel_reuse != "off" and cache is not None and tile_mask is None:
         if cache.pixels is None:
             cache.pixels = PixelReuse()
         key = pixel_key(cache_key(source_scene if source_scene is not None else scene, views, cfg, backend.name), cfg)
-        images, bins, n_isect, stats = back_with_reuse(visible, shaded, views, cfg, backend, cache.pixels, key, gaze,
-                                                       clock)
+        images, n_isect, stats = back_with_reuse(visible, shaded, views, cfg, backend, cache.pixels, key, gaze, clock,
+                                                 rasterize_with)
         if checks_enabled(cfg):
             for record in (scene, visible, shaded, images):
                 record.validate()
-        return images, bins, n_isect, stats
+        return images, stats.tile_costs, n_isect, stats
     if cfg.foveation.enabled:
         if tile_mask is not None:
             raise GscacheError("foveation: a frame split over devices (tile_mask) cannot be foveated yet; "
                                "render foveated frames on one device")
-        return (*_back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock), None)
-    images, bins = _back(scene, visible, shaded, views, cfg, backend, tile_mask, clock)
-    return images, bins, bins.n_intersections, None
+        images, bins, n_isect = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock)
+        return images, bins.tile_costs(), n_isect, None
+    return (*_back(scene, visible, shaded, views, cfg, backend, tile_mask, clock, pixel_mask), None)
 
 
 def _front_bytes(visible: Visible, shaded: Shaded, scene: Scene) -> int:
@@ -191,7 +225,8 @@ def _stats(cache: TemporalCache, cfg: RenderConfig, entry, reason: str | None, r
 
 def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
                  cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None,
-                 gaze: torch.Tensor | None = None) -> Frame:
+                 gaze: torch.Tensor | None = None, rasterize_with=None,
+                 pixel_mask: torch.Tensor | None = None) -> Frame:
     """Render the E views of ``views`` with ``backend``'s stages, reusing what ``cfg.cache`` allows.
 
     Args:
@@ -200,10 +235,14 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         cfg: the stage configs and the reuse settings.
         backend: the stage implementations.
         cache: the temporal cache of the caller (a Renderer); None renders without one.
-        tile_mask: [E, T] bool: rasterize only these tiles (the others stay at the background);
-            None rasterizes every tile. The stages before rasterization run in full either way.
+        tile_mask: [E, T] bool: rasterize only these tiles (the others stay at the background;
+            no pixel reuse runs: the mask's sender decided); None rasterizes every tile. The
+            stages before rasterization run in full for every eye with a tile in the mask.
+        pixel_mask: [E, H, W] bool, with ``tile_mask``: in its tiles, rasterize only these pixels.
         gaze: [E, 2] fractions of the image (gscache.stages.foveate.parse_gaze) where each eye's
             fovea is centred when ``cfg.foveation`` is enabled; None: the image centre.
+        rasterize_with: with pixel reuse, who rasterizes the tiles it leaves (back_with_reuse;
+            the multi-device renderer's devices); None: ``backend`` here.
 
     Returns:
         Frame with [E, H, W] images, per-stage times, work counters and cache statistics.
@@ -212,7 +251,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         # No reuse: every eye from scratch, as if it were the only one.
         return Frame.concat([render_views(scene, views.select(e), cfg, backend, None,
                                           None if tile_mask is None else tile_mask[e:e + 1],
-                                          None if gaze is None else gaze[e:e + 1])
+                                          None if gaze is None else gaze[e:e + 1],
+                                          pixel_mask=None if pixel_mask is None else pixel_mask[e:e + 1])
                              for e in range(views.n_views)])
     clock = _Clock(scene.device)
     temporal = cache is not None and cfg.cache.temporal
@@ -226,8 +266,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         clock.lap("shade")
     else:
         visible, shaded = _front(scene, views, cfg, backend, cfg.cache.margin_px if temporal else 0.0, clock)
-    images, bins, n_isect, reuse = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
-                                              cache)
+    images, costs, n_isect, reuse = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
+                                               cache, rasterize_with=rasterize_with, pixel_mask=pixel_mask)
     times = clock.times()
     if reuse is not None:
         cache.pixels.account(times)
@@ -240,7 +280,6 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(scene.count, visible.count, n_isect, images.evaluations)
-    costs = bins.tile_costs() if reuse is None else reuse.tile_costs
     return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse)
 
 
@@ -257,7 +296,8 @@ def _timed(device: torch.device, fn):
 
 def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
                       cache: TemporalCache | None = None, tile_mask: torch.Tensor | None = None,
-                      gaze: torch.Tensor | None = None) -> Frame:
+                      gaze: torch.Tensor | None = None, rasterize_with=None,
+                 pixel_mask: torch.Tensor | None = None) -> Frame:
     """Render a structured scene: derive its Gaussians, then the ordinary pipeline.
 
     With ``cfg.cache.shared_derivation`` (default) the Gaussians are derived once per frame from
@@ -276,7 +316,8 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
             view = views.select(e)
             derived, ms = _timed(device, lambda: derive(scene, view, view.positions[0], 0.0, derive_fn, *how))
             frame = render_views(derived, view, cfg, backend, None, None if tile_mask is None else tile_mask[e:e + 1],
-                                 None if gaze is None else gaze[e:e + 1])
+                                 None if gaze is None else gaze[e:e + 1],
+                                 pixel_mask=None if pixel_mask is None else pixel_mask[e:e + 1])
             frames.append(dataclasses.replace(frame, times=dataclasses.replace(frame.times, derive_ms=ms)))
         return Frame.concat(frames)
     centre = views.positions.mean(dim=0)
@@ -302,8 +343,9 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         # The derived Gaussians reach the views by construction of the anchor cull; the cull
         # stage still drops those whose own footprint cannot (with the same margin).
         visible, shaded = _front(derived, views, cfg, backend, margin, clock)
-    images, bins, n_isect, reuse = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
-                                              cache, source_scene=scene)
+    images, costs, n_isect, reuse = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
+                                               cache, source_scene=scene, rasterize_with=rasterize_with,
+                                               pixel_mask=pixel_mask)
     times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
     if reuse is not None:
         cache.pixels.account(times)
@@ -318,5 +360,4 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(derived.count, visible.count, n_isect, images.evaluations)
-    costs = bins.tile_costs() if reuse is None else reuse.tile_costs
     return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse)

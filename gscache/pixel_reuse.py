@@ -26,6 +26,8 @@ Where reuse costs more time than it saves, a PayoffController pauses it for a wh
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +36,7 @@ from .backends.table import Backend
 from .camera import ViewBatch
 from .config import RenderConfig
 from .errors import GscacheError
-from .records import Images, Projected, Shaded, TileBins, Visible
+from .records import Images, Projected, Shaded, Visible
 from .stages.bin import tile_rects
 from .stages.foveate import fovea_layout, fovea_tiles, rect_tile_mask
 from .stages.reuse import TileGrid, staggered_refresh, tile_errors, tile_pixels, tile_view_rates, view_rates
@@ -82,6 +84,48 @@ class EyeHistory:
     ``error``: what the features cannot see (large splats whose EWA approximation is not view
     consistent, resampling of fine texture, MLP colours) shows here. NaN where never measured:
     such a tile is not reused (so the first frames after a refresh rasterize, and measure)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    """One rasterization pass of a pixel-reuse frame, for the pass's n eyes."""
+
+    images: Images
+    """[n, H, W]: the pixels asked for exact (a full render's, bit for bit); the others at the
+    background, or (a device's tiles rasterized whole) exact too."""
+    n_intersections: int
+    tile_costs: torch.Tensor
+    """[n, T] int32: intersections per tile rasterized (0 in tiles not rasterized)."""
+
+
+Rasterize = Callable[[list, "torch.Tensor | None", "torch.Tensor | None"], PassResult]
+"""(eyes, tiles [n, tiles_y, tiles_x] bool, pixels [n, H, W] bool) -> PassResult: rasterize at
+least these pixels of the tiles asked for (None: every tile and pixel of those eyes)."""
+
+
+def local_rasterizer(visible: Visible, shaded: Shaded, projected: Projected, views: ViewBatch, cfg: RenderConfig,
+                     backend: Backend, clock) -> Rasterize:
+    """The passes on this device: bin only the Gaussians that reach a tile asked for
+    (keep_for_tiles: every such tile's list is the full view's), rasterize only the pixels asked for."""
+
+    def run(eyes: list, tiles: torch.Tensor | None, pixels: torch.Tensor | None) -> PassResult:
+        E = views.n_views
+        sel = torch.tensor(eyes, device=projected.means2d.device)
+        sub_views = views if len(eyes) == E else views.select(eyes[0])
+        sub_proj = projected if len(eyes) == E else Projected(
+            *(getattr(projected, f)[sel] for f in ("means2d", "conics", "depths", "radii")))
+        sub_shaded = shaded if len(eyes) == E else Shaded(shaded.covars, shaded.colors[sel])
+        if tiles is not None:
+            sub_proj = keep_for_tiles(sub_proj, tiles, cfg.bin.tile_px)
+        clock.lap("project")
+        bins = backend.bin(sub_proj, sub_views, cfg.bin)
+        clock.lap("bin")
+        raster_bins = bins if tiles is None else bins.restricted(tiles.reshape(len(eyes), -1), pixels)
+        images = backend.rasterize(visible, sub_shaded, sub_proj, raster_bins, sub_views, cfg.raster)
+        clock.lap("rasterize")
+        return PassResult(images, bins.n_intersections, raster_bins.tile_costs())
+
+    return run
 
 
 def pixel_key(base_key: tuple, cfg: RenderConfig) -> tuple:
@@ -182,10 +226,14 @@ class PixelReuse:
 
 
 def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-                    state: PixelReuse, key: tuple, gaze: torch.Tensor | None,
-                    clock) -> tuple[Images, TileBins, int, ReuseStats]:
+                    state: PixelReuse, key: tuple, gaze: torch.Tensor | None, clock,
+                    rasterize_with=None) -> tuple[Images, int, ReuseStats]:
     """The back of a frame with ``cfg.cache.pixel_reuse`` (module docstring). Returns the
-    images, the bins of the last rasterization pass, its intersections and the ReuseStats."""
+    images, the intersections binned and the ReuseStats.
+
+    ``rasterize_with(eyes, tiles, pixels, local=...)``: who rasterizes each pass (a Rasterize
+    with this device's own as ``local``): the multi-device renderer spreads the tiles to
+    rasterize over its devices (gscache.multi); None: this device."""
     c = cfg.cache
     E, H, W = views.n_views, views.height, views.width
     grid = TileGrid(W, H, cfg.bin.tile_px)
@@ -230,7 +278,10 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
     # Per eye, kept on the device until the frame's end (one synchronisation, not one per eye).
     pixels_rasterized = torch.ones(E, device=device)
     predicted_max = torch.zeros(E, device=device)
-    n_isect, bins, evaluations = 0, None, 0
+    n_isect, evaluations = 0, 0
+    raster = local_rasterizer(visible, shaded, projected, views, cfg, backend, clock)
+    if rasterize_with is not None:
+        raster = functools.partial(rasterize_with, local=raster)
     costs = torch.zeros(E, grid.count, dtype=torch.int32, device=device)
     in_tile = tile_pixels(grid, device)
     warped_any = False
@@ -259,27 +310,17 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
             predicted_max[e] = torch.where(ok, te.predicted, 0.0).amax()
             warps[e] = (warped, te)
         clock.lap("warp")
-        sel = torch.tensor(eyes, device=device)
-        sub_views = views if len(eyes) == E else views.select(eyes[0])
-        sub_proj = projected if len(eyes) == E else Projected(
-            *(getattr(projected, f)[sel] for f in ("means2d", "conics", "depths", "radii")))
-        sub_shaded = shaded if len(eyes) == E else Shaded(shaded.covars, shaded.colors[sel])
         every = not warps
         warped_any = warped_any or bool(warps)
-        if not every:
-            sub_proj = keep_for_tiles(sub_proj, want_tiles, grid.tile_px)
-        clock.lap("project")
-        bins = backend.bin(sub_proj, sub_views, cfg.bin)
-        clock.lap("bin")
-        raster_bins = bins if every else bins.restricted(want_tiles.reshape(len(eyes), -1), want)
-        images = backend.rasterize(visible, sub_shaded, sub_proj, raster_bins, sub_views, cfg.raster)
+        done = raster(eyes, None if every else want_tiles, None if every else want)
         clock.lap("rasterize")
+        images = done.images
         if images.median_depth is None:
             raise GscacheError(f"cache.pixel_reuse: backend {backend.name!r} gives no median depth to warp with")
-        n_isect += bins.n_intersections
+        n_isect += done.n_intersections
         if evaluations is not None:  # None once a pass's backend does not count them
             evaluations = None if images.evaluations is None else evaluations + images.evaluations
-        costs[sel] = raster_bins.tile_costs()
+        costs[torch.tensor(eyes, device=device)] = done.tile_costs.to(device)
         for i, e in enumerate(eyes):
             out = (images.rgb[i], images.alpha[i], images.depth[i], images.median_depth[i])
             if e in warps:
@@ -307,7 +348,7 @@ def back_with_reuse(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: Ren
     stats = ReuseStats(c.pixel_reuse, tuple(reused.reshape(E, -1).float().mean(dim=1).tolist()),
                        tuple(pixels_rasterized.tolist()), tuple(predicted_max.tolist()), reused, costs,
                        paused_by_payoff)
-    return result, bins, n_isect, stats
+    return result, n_isect, stats
 
 
 def _measured(state: PixelReuse, e: int, grid: TileGrid, device) -> torch.Tensor:

@@ -97,22 +97,36 @@ class Renderer:
         self.config = config
         self.cache.invalidate("config")
 
-    def render(self, camera_or_rig: Camera | StereoRig, tile_mask: torch.Tensor | None = None, gaze=None) -> Frame:
+    def render(self, camera_or_rig: Camera | StereoRig, tile_mask: torch.Tensor | None = None, gaze=None,
+               rasterize_with=None, pixel_mask: torch.Tensor | None = None) -> Frame:
         """Render a Camera (E = 1) or a StereoRig (E = 2, left then right), reusing what
         ``config.cache`` allows; ``frame.cache`` says what was reused. ``tile_mask`` [E, T] bool
-        rasterizes only those tiles (a device's share of a frame; the rest stays background).
+        rasterizes only those tiles (a device's share of a frame; the rest stays background; no
+        pixel reuse runs: the mask's sender decided which tiles to rasterize); ``pixel_mask``
+        [E, H, W] bool, with it: in those tiles only these pixels.
         ``gaze``: with ``config.foveation``, where the fovea is centred: (x, y) for both eyes or
         one per eye, fractions of the image in [0, 1] (an eye tracker's gaze point); None: the
-        image centre (fixed foveation)."""
+        image centre (fixed foveation). ``rasterize_with``: with ``config.cache.pixel_reuse``,
+        who rasterizes the tiles that reuse leaves (the multi-device renderer passes its
+        scheduler: gscache.pixel_reuse.back_with_reuse); None: this renderer."""
         with torch.no_grad():
             views = views_of(camera_or_rig, self.device)
             gaze = parse_gaze(gaze, views.n_views)
             if (views.n_views, views.width, views.height) != self._checked_size:
                 check_frame_fits(views.n_views, views.width, views.height, self.device)
                 self._checked_size = (views.n_views, views.width, views.height)
+            if pixel_mask is not None and (tile_mask is None or pixel_mask.shape != (views.n_views, views.height,
+                                                                                     views.width)):
+                raise GscacheError(f"pixel_mask: expected [E, H, W] = {[views.n_views, views.height, views.width]} "
+                                   f"bool with a tile_mask, got {list(pixel_mask.shape)}"
+                                   f"{'' if tile_mask is not None else ' without one'}")
+            if pixel_mask is not None:
+                pixel_mask = pixel_mask.to(device=self.device, dtype=torch.bool)
             if isinstance(self.scene, StructuredScene):
-                return render_structured(self.scene, views, self.config, self.backend, self.cache, tile_mask, gaze)
-            return render_views(self.scene, views, self.config, self.backend, self.cache, tile_mask, gaze)
+                return render_structured(self.scene, views, self.config, self.backend, self.cache, tile_mask, gaze,
+                                         rasterize_with, pixel_mask)
+            return render_views(self.scene, views, self.config, self.backend, self.cache, tile_mask, gaze,
+                                rasterize_with, pixel_mask)
 
 
 def render(scene: Scene | StructuredScene, camera_or_rig: Camera | StereoRig, config: RenderConfig | None = None,

@@ -3,8 +3,8 @@
 exactly the single-device ones) and rasterizes only the tiles of its bands. Renderers come from
 the factory the caller injects (gscache.api passes gscache.Renderer); nothing here imports them.
 
-A device has ``name``, ``failed``, ``submit(rig, bands) -> token``, ``result(token, timeout_s)
--> ShareResult`` (or DeviceFailed), ``set_scene(scene)``, ``set_config(config)``, ``reset_cache()`` and ``close()``.
+A device has ``name``, ``failed``, ``submit(rig, bands, tiles=None, pixels=None) -> token``,
+``result(token, timeout_s) -> ShareResult`` (or DeviceFailed), ``set_scene(scene)``, ``set_config(config)``, ``reset_cache()`` and ``close()``.
 
 * LocalDevice: in this process, on a torch device (the presenting device, or another CUDA GPU),
   run on a worker thread (the kernels release the GIL).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import io
+import math
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ import warnings
 import weakref
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..camera import StereoRig
@@ -59,12 +61,18 @@ class ShareResult:
     cache: object = None
 
 
-def render_share(renderer, rig: StereoRig, bands: tuple[Band, ...]) -> ShareResult:
-    """Render ``rig`` with ``renderer``, rasterizing only ``bands``; returns their pixel rows."""
+def render_share(renderer, rig: StereoRig, bands: tuple[Band, ...], tiles: torch.Tensor | None = None,
+                 pixels: torch.Tensor | None = None) -> ShareResult:
+    """Render ``rig`` with ``renderer``, rasterizing only ``bands`` (and within them only the
+    ``tiles`` [E, T] bool and the ``pixels`` [E, H, W] bool, where given: what pixel reuse left);
+    returns their pixel rows (what was not rasterized at the background)."""
     start = time.perf_counter()
     tile_px = renderer.config.bin.tile_px
     tiles_x, tiles_y = tile_grid(rig, renderer.config.bin)
-    frame = renderer.render(rig, tile_mask=band_mask(bands, len(rig.eyes()), tiles_x, tiles_y))
+    mask = band_mask(bands, len(rig.eyes()), tiles_x, tiles_y)
+    if tiles is not None:
+        mask &= torch.as_tensor(tiles, dtype=torch.bool).reshape(mask.shape)
+    frame = renderer.render(rig, tile_mask=mask, **({} if pixels is None else {"pixel_mask": pixels}))
     rows = []
     for b in bands:
         y0, y1 = b.row0 * tile_px, min(b.row1 * tile_px, rig.height)
@@ -86,8 +94,9 @@ class LocalDevice:
         self.failed = False
         self._last: concurrent.futures.Future | None = None
 
-    def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> concurrent.futures.Future:
-        self._last = self.pool.submit(render_share, self.renderer, rig, bands)
+    def submit(self, rig: StereoRig, bands: tuple[Band, ...], tiles: torch.Tensor | None = None,
+               pixels: torch.Tensor | None = None) -> concurrent.futures.Future:
+        self._last = self.pool.submit(render_share, self.renderer, rig, bands, tiles, pixels)
         return self._last
 
     def idle(self) -> bool:
@@ -151,6 +160,20 @@ def unpack_scene(payload: dict):
         modules = {k: torch.jit.load(io.BytesIO(v), map_location="cpu").eval() for k, v in payload["mlps"].items()}
     mlps = AnchorMLPs(**modules, **payload["other"])
     return StructuredScene(mlps=mlps, **payload["fields"])
+
+
+def pack_mask(mask: torch.Tensor | None):
+    """A bool mask as (shape, bits packed 8 to a byte) for a pipe; None stays None."""
+    if mask is None:
+        return None
+    return tuple(mask.shape), np.packbits(mask.cpu().numpy().reshape(-1))
+
+
+def unpack_mask(packed) -> torch.Tensor | None:
+    if packed is None:
+        return None
+    shape, bits = packed
+    return torch.from_numpy(np.unpackbits(bits, count=math.prod(shape)).reshape(shape).astype(bool))
 
 
 def rig_message(rig: StereoRig) -> tuple:
@@ -240,10 +263,11 @@ def worker_main(conn, payload: dict, config: RenderConfig, threads: int, factory
             return
         if apply_control(renderer, msg, unpack_scene):
             continue
-        _, frame_id, rig_msg, bands = msg
+        _, frame_id, rig_msg, bands, tiles, pixels = msg
         try:
             rig = rig_from_message(rig_msg)
-            res = render_share(renderer, rig, bands)
+            res = render_share(renderer, rig, bands, None if tiles is None else torch.from_numpy(tiles),
+                               unpack_mask(pixels))
             new_buffers = shared is None or shared.key != (rig.height, rig.width)
             if new_buffers:
                 shared = SharedRows(rig.height, rig.width)
@@ -310,10 +334,15 @@ class ProcessDevice:
             self.failed = True
             raise DeviceFailed(f"{self.name}: the worker is gone ({exc})") from None
 
-    def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> int:
+    def submit(self, rig: StereoRig, bands: tuple[Band, ...], tiles: torch.Tensor | None = None,
+               pixels: torch.Tensor | None = None) -> int:
         self.frame_id += 1
+        # The masks as numpy (the pixels packed 8 to a byte): pickled by value, no shared-memory
+        # segment per frame.
+        msg = ("frame", self.frame_id, rig_message(rig), bands, None if tiles is None else tiles.cpu().numpy(),
+               pack_mask(pixels))
         try:
-            self.conn.send(("frame", self.frame_id, rig_message(rig), bands))
+            self.conn.send(msg)
         except (BrokenPipeError, OSError) as exc:
             self.failed = True
             raise DeviceFailed(f"{self.name}: the worker is gone ({exc})") from None

@@ -1,7 +1,7 @@
 """The multi-device protocol across machines, over torch.distributed (gloo on CPUs, NCCL-capable
 groups on GPUs): rank 0 presents (plans, gathers, recovers), every other rank is a device that
 holds a replica of the scene and renders its bands. Messages are pickled objects: rank 0 sends
-("frame", id, rig, bands), ("scene", scene), ("config", config), ("reset",) or ("stop",), a rank answers ("result", id, ShareResult) or
+("frame", id, rig, bands, tiles, pixels), ("scene", scene), ("config", config), ("reset",) or ("stop",), a rank answers ("result", id, ShareResult) or
 ("error", id, text). A rank that does not answer within the group's timeout fails the receive;
 its bands are then re-rendered on rank 0 and the rank is dropped. The torchrun entry point is
 gscache.cli.distributed."""
@@ -28,10 +28,13 @@ class RankDevice:
         self.failed = False
         self.frame_id = 0
 
-    def submit(self, rig: StereoRig, bands: tuple[Band, ...]) -> int:
+    def submit(self, rig: StereoRig, bands: tuple[Band, ...], tiles: torch.Tensor | None = None,
+               pixels: torch.Tensor | None = None) -> int:
         self.frame_id += 1
+        msg = ("frame", self.frame_id, rig, bands, None if tiles is None else tiles.cpu(),
+               None if pixels is None else pixels.cpu())
         try:
-            dist.send_object_list([("frame", self.frame_id, rig, bands)], dst=self.rank)
+            dist.send_object_list([msg], dst=self.rank)
         except RuntimeError as exc:
             self.failed = True
             raise DeviceFailed(f"{self.name}: send failed ({exc})") from None
@@ -77,9 +80,9 @@ def serve(renderer) -> None:
             return
         if apply_control(renderer, msg):
             continue
-        _, frame_id, rig, bands = msg
+        _, frame_id, rig, bands, tiles, pixels = msg
         try:
-            reply = ("result", frame_id, render_share(renderer, rig, bands))
+            reply = ("result", frame_id, render_share(renderer, rig, bands, tiles, pixels))
         except Exception as exc:  # reported to rank 0, which re-renders the bands
             reply = ("error", frame_id, f"{type(exc).__name__}: {exc}")
         dist.send_object_list([reply], dst=0)

@@ -29,6 +29,7 @@ from .devices import DeviceFailed, LocalDevice, ProcessDevice, ShareResult, rend
 from .elastic import ElasticController
 from .plan import TilePlan, plan_tiles, row_costs
 from .revive import Reviver
+from .split_reuse import render_reusing
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,8 @@ class MultiDeviceRenderer:
         working = self.working()
         if not working:
             return self._render_alone(rig, start)
+        if self.config.cache.pixel_reuse != "off":
+            return render_reusing(self, rig, working, start)
         plan = self.plan(rig, working)
         shares = {i: plan.bands[k] for k, i in enumerate(working)}
         for i in self._warming():
@@ -346,7 +349,7 @@ class MultiDeviceRenderer:
             recovered_ms = (time.perf_counter() - t0) * 1e3
         frame = self._assemble(rig, results)
         wall_ms = (time.perf_counter() - start) * 1e3
-        stats = self._update(shares, results, failed, plan, wall_ms, recovered_ms)
+        stats = self._update(shares, results, failed, plan.kind, wall_ms, recovered_ms)
         if frame.cache is not None:
             self.totals.add(frame.cache)
         return Frame(frame.images, frame.times, frame.counters, frame.cache, frame.tile_costs, stats)
@@ -406,13 +409,16 @@ class MultiDeviceRenderer:
         times = StageTimes(rasterize_ms=max(r.raster_ms for r in results.values()))
         return Frame(Images(rgb, alpha, depth, median), times, first.counters, first.cache, first.tile_costs)
 
-    def _update(self, shares, results, failed, plan: TilePlan, wall_ms: float, recovered_ms: float) -> ScheduleStats:
-        costs = next((r.tile_costs for r in results.values()), None)
-        if costs is not None:
-            self.last_costs = costs.reshape(costs.shape[0], -1).double()
+    def _update(self, shares, results, failed, kind: str, wall_ms: float, recovered_ms: float,
+                per_tile: torch.Tensor | None = None) -> ScheduleStats:
+        """The frame's ScheduleStats, and the measurements for the next plan. ``per_tile``
+        [E, tiles_y, tiles_x]: the cost each tile had this frame (pixel reuse: only the tiles
+        rasterized count); None: the binning's intersections, which become the next cost map."""
         tiles_x, tiles_y = self.grid
-        per_tile = self.last_costs.reshape(-1, tiles_y, tiles_x) if self.last_costs is not None else None
-        stats = ScheduleStats(wall_ms, plan.kind, len(self.working()), recovered_ms=recovered_ms)
+        if per_tile is None:
+            self._take_costs(shares, results)
+            per_tile = self.last_costs.reshape(-1, tiles_y, tiles_x) if self.last_costs is not None else None
+        stats = ScheduleStats(wall_ms, kind, len(self.working()), recovered_ms=recovered_ms)
         warming = set(self._warming())
         a = self.schedule.ema
         for i, dev in enumerate(self.devices):
@@ -443,6 +449,21 @@ class MultiDeviceRenderer:
         stats.active = len(self.working())
         return stats
 
+    def _take_costs(self, shares, results, eyes=None) -> None:
+        """The next cost map from this frame's binning: each eye's intersections per tile from a
+        device that had tiles in that eye (a device does not bin an eye it has no tile of); an
+        eye no device binned keeps its last costs."""
+        for i, res in results.items():
+            if res.tile_costs is None:
+                continue
+            costs = res.tile_costs.reshape(res.tile_costs.shape[0], -1).double()
+            if self.last_costs is None or self.last_costs.shape != costs.shape:
+                self.last_costs = costs.clone()
+            had = {b.eye for b in (shares.get(i) or res.bands)}
+            for e in had:
+                if eyes is None or e in eyes:
+                    self.last_costs[e] = costs[e]
+
     def _failed_state(self, i: int, state: str) -> str:
         extra = self.reviver.state(i)
         return f"{state}; {extra}" if extra else state
@@ -453,3 +474,4 @@ class MultiDeviceRenderer:
             for dev in self.devices:
                 dev.close()
             self.devices = []
+

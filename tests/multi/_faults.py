@@ -31,13 +31,13 @@ class FaultyDevice:
         assert fault in ("raise", "stop")
         self._fault = fault
 
-    def submit(self, rig, bands):
+    def submit(self, rig, bands, tiles=None, pixels=None):
         fault, self._fault = self._fault, None
         if fault == "raise":
             bands = tuple(bands) + (Band(eye=7, row0=0, row1=1),)  # no such eye: the worker's render raises
         elif fault == "stop":
             os.kill(self._device.process.pid, signal.SIGSTOP)
-        return self._device.submit(rig, bands)
+        return self._device.submit(rig, bands, tiles, pixels)
 
     def __getattr__(self, name):
         return getattr(self._device, name)
@@ -52,11 +52,11 @@ class HangingRenderer(Renderer):
         super().__init__(*args, **kw)
         self.frames = 0
 
-    def render(self, camera_or_rig, tile_mask=None):
+    def render(self, camera_or_rig, tile_mask=None, **kw):
         self.frames += 1
         if self.frames == self.HANG_AT:
             time.sleep(3600)
-        return super().render(camera_or_rig, tile_mask)
+        return super().render(camera_or_rig, tile_mask, **kw)
 
 
 class HangAtFifth(HangingRenderer):

@@ -56,7 +56,7 @@ def test_any_split_of_the_tiles_reassembles_the_exact_frame(scene, split, backen
     assert torch.equal(rgb, full.rgb) and torch.equal(median, full.median_depth)
 
 
-def test_tile_mask_leaves_other_tiles_at_the_background(scene):
+def test_tile_mask_leaves_other_tiles_at_the_background_and_skips_eyes_without_tiles(scene):
     rig = _rig(scene)
     mask = torch.zeros(2, 6 * 5, dtype=torch.bool)
     mask[1, :6] = True  # the first tile row of the right eye
@@ -64,7 +64,9 @@ def test_tile_mask_leaves_other_tiles_at_the_background(scene):
     full = Renderer(scene, CFG).render(rig)
     assert torch.equal(frame.rgb[1, :16], full.rgb[1, :16])
     assert frame.alpha[0].sum() == 0 and frame.alpha[1, 16:].sum() == 0
-    assert frame.counters.n_intersections == full.counters.n_intersections  # binning ran in full
+    # The right eye was binned in full, the left (no tile in the mask) not at all.
+    assert frame.counters.n_intersections == int(full.tile_costs[1].sum()) < full.counters.n_intersections
+    assert torch.equal(frame.tile_costs[1], full.tile_costs[1]) and frame.tile_costs[0].sum() == 0
     assert frame.images.evaluations < full.images.evaluations
 
 @pytest.mark.slow

@@ -266,9 +266,6 @@ def test_bad_reuse_settings_are_refused_by_name():
                           ({"reuse_depth_tolerance": 0.0}, "cache.reuse_depth_tolerance")):
         with pytest.raises(GscacheError, match=field.replace(".", r"\.")):
             RenderConfig(cache=CacheConfig(**kwargs))
-    r = Renderer(wall_scene(), _cfg("temporal"))
-    with pytest.raises(GscacheError, match="pixel_reuse.*tile_mask"):
-        r.render(StereoRig.symmetric(START, 64, 48, 60.0), tile_mask=torch.ones(2, 12, dtype=torch.bool))
 
 
 def test_the_staggered_refresh_spreads_the_tiles_evenly():
