@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import statistics
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ def config_to_dict(cfg: RenderConfig) -> dict:
 
 REFERENCE_DERIVE = "-ref"
 """Mode suffix: derive with the torch reference instead of the backend's fused kernel."""
+BOUND = ":"
+"""Mode suffix before a pixel-reuse error bound in 8-bit levels, e.g. reproj:4."""
 FOVEATED = "+fov-"
 """Mode suffix before a foveation level (gscache.presets.FOVEATION_LEVELS), e.g. dynamic+fov-medium."""
 
@@ -130,11 +133,13 @@ FOVEATED = "+fov-"
 def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
     """(name, configuration) for "BACKEND" or "BACKEND/MODE" (MODE in REUSE_MODES, default
     "stereo", optionally with the suffix "-ref": structured scenes derive with the torch reference
-    rather than the backend's fused kernel; then optionally "+fov-LEVEL", a foveation level);
-    BACKEND may be "auto", resolved to what it picks."""
+    rather than the backend's fused kernel; a pixel-reuse mode then optionally ":BOUND", its
+    CacheConfig.reuse_error_bound in 8-bit levels; then optionally "+fov-LEVEL", a foveation
+    level); BACKEND may be "auto", resolved to what it picks."""
     backend_name, _, mode = name.partition("/")
     mode = mode or "stereo"
     mode, _, level = mode.partition(FOVEATED)
+    mode, colon, bound_text = mode.partition(BOUND)
     foveation = foveation_level(level, f"--configs {name!r}: foveation level") if level else FOVEATION_LEVELS["off"]
     fused = not mode.endswith(REFERENCE_DERIVE)
     base_mode = mode if fused else mode[: -len(REFERENCE_DERIVE)]
@@ -144,9 +149,20 @@ def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
     if base_mode not in REUSE_MODES:
         raise GscacheError(f"--configs: unknown reuse mode {base_mode!r} in {name!r}; known: {', '.join(REUSE_MODES)}"
                            f" (each optionally with {REFERENCE_DERIVE})")
+    cache = REUSE_MODES[base_mode]
+    if colon:
+        try:
+            bound = float(bound_text)
+        except ValueError:
+            bound = math.nan
+        if cache.pixel_reuse == "off" or not bound > 0 or not math.isfinite(bound):
+            raise GscacheError(f"--configs {name!r}: ':BOUND' is a pixel-reuse mode's error bound, a number of 8-bit "
+                               f"levels > 0 after reproj or reproj-stereo; got {bound_text!r} after {base_mode!r}")
+        cache = dataclasses.replace(cache, reuse_error_bound=bound)
     resolved = backends.get(backend_name, device_type).name  # GscacheError with the reason if it cannot run
-    return f"{resolved}/{mode}{FOVEATED + level if level else ''}", RenderConfig(
-        backend=resolved, cache=REUSE_MODES[base_mode], derive=DeriveConfig(fused=fused), foveation=foveation)
+    shown = f"{mode}{colon}{bound_text}"
+    return f"{resolved}/{shown}{FOVEATED + level if level else ''}", RenderConfig(
+        backend=resolved, cache=cache, derive=DeriveConfig(fused=fused), foveation=foveation)
 
 
 def ladder(device_type: str, backend: str = "auto", structured: bool = False) -> list[tuple[str, RenderConfig]]:

@@ -29,8 +29,9 @@ def add_parser(subparsers) -> None:
                    help="comma-separated configurations to compare (the first is the baseline): BACKEND or "
                         "BACKEND/MODE, BACKEND auto or a backend name, MODE one of none, stereo (default), approx, "
                         "D2, D4, D8, dynamic, reproj-stereo, reproj (pixel reuse), each optionally with -ref "
-                        "(structured scenes: the reference derivation instead of the fused kernel) and "
-                        "+fov-LEVEL")
+                        "(structured scenes: the reference derivation instead of the fused kernel), the reproj "
+                        "modes with :BOUND (the per-tile error bound in 8-bit levels, default 2; e.g. reproj:8) "
+                        "and +fov-LEVEL")
     b.add_argument("--ablation", action="store_true",
                    help="run the standard ladder instead of --configs: every backend with no reuse (torch "
                         "first), then --backend through stereo, approx, D2, D4, D8, dynamic, reproj-stereo and "

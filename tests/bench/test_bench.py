@@ -175,6 +175,9 @@ def test_bench_replays_a_trajectory_file(tmp_path, tiny_scene):
     (["bench", "--frames", "0"], "--frames"),
     (["bench", "--configs", "warp-drive"], "unknown backend"),
     (["bench", "--configs", "torch/D3"], "unknown reuse mode"),
+    (["bench", "--configs", "torch/dynamic:4"], "pixel-reuse mode's error bound"),
+    (["bench", "--configs", "torch/reproj:-1"], "pixel-reuse mode's error bound"),
+    (["bench", "--configs", "torch/reproj:lots"], "pixel-reuse mode's error bound"),
     (["bench", "--trajectory", "spiral"], "trajectory"),
     (["bench", "--quality-frames", "-1"], "--quality-frames"),
 ])
@@ -183,6 +186,15 @@ def test_bench_bad_options_fail_clearly(tmp_path, monkeypatch, capsys, argv, mes
     assert main(argv + ["--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "bench_out").exists()
+
+
+def test_a_reuse_mode_takes_its_error_bound_after_a_colon():
+    from gscache.bench.runner import named_config
+
+    name, cfg = named_config("cpu/reproj:8+fov-low", "cpu")
+    assert name == "cpu/reproj:8+fov-low" and cfg.cache.pixel_reuse == "temporal"
+    assert cfg.cache.reuse_error_bound == 8.0 and cfg.foveation.enabled
+    assert named_config("cpu/reproj-stereo", "cpu")[1].cache.reuse_error_bound == 2.0  # the default
 
 
 def test_flip_and_the_viewing_condition():
