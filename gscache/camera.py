@@ -14,8 +14,10 @@ Conventions (used by every stage, backend and loader):
   frame uses the camera axes. The left eye sits at ``-IPD/2`` and the right eye at ``+IPD/2``
   along the head's x axis; eye index 0 is left, 1 is right. Eyes are parallel (same rotation as
   the head) unless ``convergence_m`` is set, in which case each eye turns inwards about its y axis
-  to look at the point ``convergence_m`` ahead of the head. With parallel eyes a point at depth z
-  appears ``fx * IPD / z`` pixels further left in the right image than in the left one.
+  to look at the point ``convergence_m`` ahead of the head, or ``eye_poses`` gives each eye's
+  pose on the head as a headset's runtime reports it (OpenXR: viewer/xr_views.py converts). With
+  parallel eyes a point at depth z appears ``fx * IPD / z`` pixels further left in the right
+  image than in the left one.
 """
 
 from __future__ import annotations
@@ -224,9 +226,21 @@ class StereoRig:
     """Far clip depth, metres."""
     convergence_m: float | None = None
     """None for parallel eyes; else the distance ahead of the head at which the eyes converge."""
+    eye_poses: tuple[Tensor, Tensor] | None = None
+    """None: the eyes from ``ipd_m`` and ``convergence_m``; else each eye's T_head_eye [4, 4]
+    (left, right) as a headset's runtime reports them (canted displays, the runtime's own IPD),
+    and ``ipd_m`` is the distance between the two eye centres (set from them)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "T_world_head", _as_pose(self.T_world_head, "StereoRig.T_world_head"))
+        if self.eye_poses is not None:
+            if not isinstance(self.eye_poses, (tuple, list)) or len(self.eye_poses) != 2:
+                raise GscacheError("StereoRig.eye_poses: expected None or (T_head_left, T_head_right), two 4x4 poses")
+            if self.convergence_m is not None:
+                raise GscacheError("StereoRig.eye_poses: the eyes' poses are given; convergence_m must be None")
+            poses = tuple(_as_pose(T, f"StereoRig.eye_poses[{e}]") for e, T in enumerate(self.eye_poses))
+            object.__setattr__(self, "eye_poses", poses)
+            object.__setattr__(self, "ipd_m", float(torch.linalg.vector_norm(poses[1][:3, 3] - poses[0][:3, 3])))
         for name in ("left", "right"):
             if not isinstance(getattr(self, name), Intrinsics):
                 raise GscacheError(f"StereoRig.{name}: expected an Intrinsics")
@@ -255,6 +269,8 @@ class StereoRig:
         """Eye-to-head transform of eye 0 (left) or 1 (right), [4, 4] float64."""
         if eye not in (0, 1):
             raise GscacheError(f"eye: expected 0 (left) or 1 (right), got {eye!r}")
+        if self.eye_poses is not None:
+            return self.eye_poses[eye].clone()
         sign = -1.0 if eye == 0 else 1.0
         T = torch.eye(4, dtype=torch.float64)
         T[0, 3] = sign * self.ipd_m / 2
@@ -276,7 +292,8 @@ class StereoRig:
 
     def with_pose(self, T_world_head) -> "StereoRig":
         """The same rig moved to another head pose."""
-        return StereoRig(T_world_head, self.left, self.right, self.ipd_m, self.near_m, self.far_m, self.convergence_m)
+        return StereoRig(T_world_head, self.left, self.right, self.ipd_m, self.near_m, self.far_m, self.convergence_m,
+                         self.eye_poses)
 
     @property
     def width(self) -> int:

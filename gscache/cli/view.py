@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import GscacheError
 from ..presets import FOVEATION_LEVELS, UP_AXES, parse_size
 from ._common import add_scene_options, at_least, load_scene
 
@@ -38,6 +39,9 @@ def add_parser(subparsers) -> None:
                    help="foveated rendering at this level (F cycles the levels, Z draws the zones)")
     v.add_argument("--screenshot-at-exit", action="store_true",
                    help="after the last frame, write the whole window (overlay included) as a PNG to --screenshots")
+    v.add_argument("--xr", action="store_true",
+                   help="present in an OpenXR headset (pip install 'gscache[xr]'; in progress: today it finds the "
+                        "runtime and says so, the session itself is issue 24's next step)")
     add_scene_options(v)
     v.set_defaults(func=run)
 
@@ -45,6 +49,14 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from ..trajectory import read_cameras_json
     from ..viewer import Viewer, ViewerOptions
+
+    if args.xr:
+        from ..viewer.xr_runtime import probe_runtime
+
+        runtime = probe_runtime()  # no pyopenxr or no runtime: one line, exit 2
+        raise GscacheError(f"--xr: found the OpenXR runtime {runtime.name} {runtime.version}, but gscache's OpenXR "
+                           "session is not built yet (its views, swapchain formats and lifecycle are: "
+                           "gscache.viewer.xr_*); use the desktop viewer for now")
 
     width, height = parse_size(args.window)
     cameras = read_cameras_json(args.cameras) if args.cameras else None

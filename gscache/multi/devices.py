@@ -178,7 +178,8 @@ def unpack_mask(packed) -> torch.Tensor | None:
 
 def rig_message(rig: StereoRig) -> tuple:
     """A StereoRig as plain values (numpy pose): pickled by value, no shared-memory segment."""
-    return (rig.T_world_head.numpy(), rig.left, rig.right, rig.ipd_m, rig.near_m, rig.far_m, rig.convergence_m)
+    eyes = None if rig.eye_poses is None else tuple(T.numpy() for T in rig.eye_poses)
+    return (rig.T_world_head.numpy(), rig.left, rig.right, rig.ipd_m, rig.near_m, rig.far_m, rig.convergence_m, eyes)
 
 
 def rig_from_message(msg: tuple) -> StereoRig:
