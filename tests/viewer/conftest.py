@@ -6,16 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
-
-
-def _free_display() -> int:
-    for n in range(90, 140):
-        if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
-            return n
-    raise RuntimeError("no free X display number in :90..:139")
 
 
 @pytest.fixture(scope="session")
@@ -28,15 +20,19 @@ def x_display():
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
         pytest.skip("no X display and no Xvfb to start one (apt-get install xvfb; .ci/run does)")
-    display = f":{_free_display()}"
-    proc = subprocess.Popen([xvfb, display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):  # wait for its socket
-        if os.path.exists(f"/tmp/.X11-unix/X{display[1:]}"):
-            break
-        if proc.poll() is not None:
-            pytest.skip(f"Xvfb {display} exited with {proc.returncode}")
-        time.sleep(0.05)
+    # -displayfd: Xvfb picks a free display number itself and writes it to the pipe once it
+    # listens (two test runs at once cannot both take the same number, as a scan for a free one
+    # could: the second would then lose its display when the first run ended).
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(write_fd), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write_fd,))
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number.isdigit():
+        proc.kill()
+        pytest.skip(f"Xvfb did not report a display (exit code {proc.poll()})")
+    display = f":{number}"
     os.environ["DISPLAY"] = display
     try:
         yield display
