@@ -18,6 +18,7 @@ from .navigation import Navigation
 from .options import ViewerOptions
 from .recording import PathRecorder, save_screenshot, save_window
 from .session import WindowSession
+from .xr_session import XrWindowSession
 from .status import Notes, status, summary
 from .switches import Switches, Toggles
 
@@ -69,7 +70,7 @@ class Viewer:
         self.scene = scene
         self.notes = Notes()
         self.switches = Switches.from_options(opts)
-        self.session = WindowSession(scene, opts, self.switches)
+        self.session = (XrWindowSession if opts.xr else WindowSession)(scene, opts, self.switches)
         self.nav = Navigation(scene, opts.up, opts.cameras, self.say)
         self.recorder = PathRecorder(opts.record_path, self.say)
         self.loop = FrameLoop(self.session, self.nav, self.switches, self.recorder)

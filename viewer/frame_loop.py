@@ -47,8 +47,9 @@ class Presenter(Protocol):
         """What to render for the head pose T_world_head (a StereoRig, or a Camera for one
         eye) and the rig it stands for."""
 
-    def upload(self, rgb: torch.Tensor) -> None:
-        """Take the eyes' images [E, H, W, 3] float in [0, 1] (counted in the frame time)."""
+    def upload(self, rgb: torch.Tensor, frame=None) -> None:
+        """Take the eyes' images [E, H, W, 3] float in [0, 1] (counted in the frame time);
+        ``frame``: the Frame they come from (its depth, for an output that submits it)."""
 
     def present(self) -> None:
         """Show the images taken last (not counted in the frame time)."""
@@ -108,7 +109,7 @@ class FrameLoop:
         start = time.perf_counter()
         pose = self.head.pose()
         frame = self.render_view(pose)
-        self.presenter.upload(self.with_zones(self.with_tint(frame)))
+        self.presenter.upload(self.with_zones(self.with_tint(frame)), frame)
         wall_ms = (time.perf_counter() - start) * 1e3
         self.last_frame = frame
         self.frames_rendered += 1

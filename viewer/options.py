@@ -55,6 +55,10 @@ class ViewerOptions:
     """Models with appearance embeddings: the one rendered (G cycles them)."""
     foveation: str = "off"
     """A foveation level (gscache.presets.FOVEATION_LEVELS; F cycles them, Z draws the zones)."""
+    xr: bool = False
+    """Present in an OpenXR headset (xr_session.XrWindowSession); the window mirrors it."""
+    xr_scale: float = 1.0
+    """The headset's per-eye size: the runtime's recommended size times this."""
 
     def __post_init__(self) -> None:
         if self.view_mode not in VIEW_MODES:
@@ -71,3 +75,5 @@ class ViewerOptions:
             raise ViewerError(f"--scale: expected a value in [0.05, 1], got {self.resolution_scale}")
         if self.frames is not None and self.frames < 1:
             raise ViewerError(f"--frames: expected >= 1, got {self.frames}")
+        if not (isinstance(self.xr_scale, (int, float)) and 0.1 <= self.xr_scale <= 2.0):
+            raise ViewerError(f"--xr-scale: expected a value in [0.1, 2], got {self.xr_scale!r}")

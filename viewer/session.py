@@ -131,7 +131,7 @@ class WindowSession:
         rig = StereoRig.symmetric(pose, w, h, fov, sw.ipd_m)
         return rig, rig
 
-    def upload(self, rgb: torch.Tensor) -> None:
+    def upload(self, rgb: torch.Tensor, frame=None) -> None:
         self.upload_path = self.image.upload(compose(rgb, self.switches.view_mode))
 
     def present(self) -> None:

@@ -90,6 +90,10 @@ def status(v: Parts) -> dict[str, str]:
     devices = _devices_text(v.loop.last_frame)
     if devices is not None:
         out["devices"] = devices
+    xr = getattr(session, "xr", None)
+    if xr is not None:  # the OpenXR output (xr_session): the runtime's pacing against ours
+        out["headset"] = (f"{xr.runtime}: period {xr.period_ms:.1f} ms, {xr.frames_submitted} frames submitted, "
+                          f"{xr.missed} missed, {xr.lifecycle.state.name.lower()}, {xr.format.name}")
     note = v.notes.current()
     if note is not None:
         out["note"] = note

@@ -98,3 +98,14 @@ def swapchain_pixels(rgb: np.ndarray, alpha: np.ndarray | None, fmt: SwapchainFo
     if fmt.dtype == "float16":
         return np.ascontiguousarray(rgba, dtype=np.float16)
     return np.ascontiguousarray(np.rint(rgba * 255.0), dtype=np.uint8)
+
+
+def window_depth(depth_m: np.ndarray, near_m: float, far_m: float) -> np.ndarray:
+    """Depth in metres [H, W] (0: nothing drawn) as the [0, 1] window depth of a perspective
+    projection with clip planes ``near_m`` and ``far_m`` (OpenGL's, with glDepthRange(0, 1):
+    f (z - n) / ((f - n) z)), which XrCompositionLayerDepthInfoKHR's minDepth 0, maxDepth 1,
+    nearZ and farZ describe; nothing drawn is the far plane (1)."""
+    z = np.asarray(depth_m, dtype=np.float64)
+    n, f = float(near_m), float(far_m)
+    d = np.where(z > 0, f * (np.maximum(z, n) - n) / ((f - n) * np.maximum(z, n)), 1.0)
+    return np.clip(d, 0.0, 1.0).astype(np.float32)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import GscacheError
 from ..presets import FOVEATION_LEVELS, UP_AXES, parse_size
 from ._common import add_scene_options, at_least, load_scene
 
@@ -40,8 +39,10 @@ def add_parser(subparsers) -> None:
     v.add_argument("--screenshot-at-exit", action="store_true",
                    help="after the last frame, write the whole window (overlay included) as a PNG to --screenshots")
     v.add_argument("--xr", action="store_true",
-                   help="present in an OpenXR headset (pip install 'gscache[xr]'; in progress: today it finds the "
-                        "runtime and says so, the session itself is issue 24's next step)")
+                   help="present in an OpenXR headset (pip install 'gscache[xr]'; the runtime: the platform's active "
+                        "one, or XR_RUNTIME_JSON); the window mirrors it")
+    v.add_argument("--xr-scale", type=float, default=1.0,
+                   help="with --xr: the per-eye size as a multiple of the runtime's recommended size")
     add_scene_options(v)
     v.set_defaults(func=run)
 
@@ -54,9 +55,7 @@ def run(args) -> int:
         from ..viewer.xr_runtime import probe_runtime
 
         runtime = probe_runtime()  # no pyopenxr or no runtime: one line, exit 2
-        raise GscacheError(f"--xr: found the OpenXR runtime {runtime.name} {runtime.version}, but gscache's OpenXR "
-                           "session is not built yet (its views, swapchain formats and lifecycle are: "
-                           "gscache.viewer.xr_*); use the desktop viewer for now")
+        print(f"gscache view: OpenXR runtime {runtime.name} {runtime.version}")
 
     width, height = parse_size(args.window)
     cameras = read_cameras_json(args.cameras) if args.cameras else None
@@ -65,6 +64,7 @@ def run(args) -> int:
                             resolution_scale=args.scale, target_ms=args.target_ms, frames=args.frames,
                             cameras=cameras, up=UP_AXES[args.up], screenshot_dir=Path(args.screenshots),
                             record_path=Path(args.record), devices=tuple(args.devices.split(",")) if args.devices else (),
-                            appearance_index=args.appearance_index, foveation=args.foveation)
+                            appearance_index=args.appearance_index, foveation=args.foveation, xr=args.xr,
+                            xr_scale=args.xr_scale)
     scene = load_scene(args)  # a scene that fails to load ends here, before any window opens
     return Viewer(scene, options).run(capture_window=args.screenshot_at_exit)

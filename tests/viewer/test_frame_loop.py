@@ -50,7 +50,7 @@ class Output:
         rig = StereoRig.symmetric(pose, W, H, 90.0, 0.063)
         return rig, rig
 
-    def upload(self, rgb: torch.Tensor) -> None:
+    def upload(self, rgb: torch.Tensor, frame=None) -> None:
         self.calls.append("upload")
         self.images.append(rgb)
 

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from gscache import Camera, RenderConfig, Renderer
+from gscache import RenderConfig, Renderer
 from gscache.camera import views_of
 from gscache.errors import GscacheError
 from gscache.viewer.xr_views import (XrView, eye_pose, fov_intrinsics, layer_pose, matrix_quaternion, mid_rotation,

@@ -1,0 +1,130 @@
+"""``gscache view --xr`` end to end against the project's own OpenXR runtime (tests/xr/runtime),
+loaded by pyopenxr's real Khronos loader through XR_RUNTIME_JSON, under Xvfb with Mesa's OpenGL:
+scripted canted eyes with their own asymmetric fields of view, the session walked through its
+states by the runtime, and what the runtime received checked: the layer carries the located
+poses and FOVs, each eye's pixels are gscache.render's for that eye (not swapped, not flipped),
+and the calls come in the order OpenXR asks."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+from gscache import RenderConfig, Renderer
+from gscache.viewer.xr_views import XrView, rig_from_views
+from tests._helpers import random_scene
+
+W, H = 96, 80
+
+
+def _yaw(deg: float):
+    h = math.radians(deg) / 2
+    return (0.0, math.sin(h), 0.0, math.cos(h))
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    pytest.importorskip("xr", reason="pyopenxr is not installed (pip install -r requirements.txt)")
+    from tests.xr.runtime import RuntimeUnavailable, build_test_runtime
+
+    try:
+        return build_test_runtime(tmp_path_factory.mktemp("xr_runtime"))
+    except RuntimeUnavailable as exc:
+        pytest.skip(f"the OpenXR test runtime cannot be built here: {exc}")
+
+
+LAYER_LIFECYCLE = ("VUID-CoreValidation-Initialize", "VUID-CoreValidation-Destroy")
+"""The core validation layer's own notes, written whatever the application does."""
+
+
+def validation_on(monkeypatch, report) -> None:
+    """Khronos' core validation layer (bundled in pyopenxr) on, its text report into ``report``."""
+    import xr.api_layer
+
+    monkeypatch.setenv("XR_API_LAYER_PATH", os.environ.get("XR_API_LAYER_PATH", ""))
+    monkeypatch.setenv("XR_ENABLE_API_LAYERS", "")
+    xr.api_layer.expose_packaged_api_layers()
+    assert xr.api_layer.activate_core_validation_layer()
+    monkeypatch.setenv("XR_CORE_VALIDATION_EXPORT_TYPE", "text")
+    monkeypatch.setenv("XR_CORE_VALIDATION_FILE_NAME", str(report))
+
+
+def validation_findings(report) -> list[str]:
+    text = report.read_text()
+    assert LAYER_LIFECYCLE[0] in text  # the layer ran
+    return [line for line in text.splitlines()
+            if line.startswith("[") and "VALID_" in line and not any(v in line for v in LAYER_LIFECYCLE)]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+@pytest.mark.parametrize("formats", [None, (0x881A,)], ids=["srgb-and-depth", "float-linear-no-depth"])
+def test_the_viewer_presents_each_eye_as_located(x_display, manifest, tmp_path, monkeypatch, formats):
+    """The runtime's default formats (GL_SRGB8_ALPHA8 first, a depth format) and one that offers
+    only GL_RGBA16F (linear: gscache decodes sRGB before writing; no depth layer)."""
+    from gscache.viewer import Viewer, ViewerOptions
+    from tests.xr.runtime import EyeView, read_frames, read_pixels, read_trace, runtime_environment, write_script
+
+    # Two scripted frames of canted eyes (5 degrees outwards) with different asymmetric FOVs,
+    # the head moving and turning between them.
+    frames = [(EyeView(_yaw(5.0 + t), (-0.031 + 0.02 * k, 0.01 * k, 0.0), (-0.62, 0.48, 0.5, -0.55)),
+               EyeView(_yaw(-5.0 + t), (0.033 + 0.02 * k, 0.01 * k, 0.0), (-0.47, 0.63, 0.52, -0.53)))
+              for k, t in ((0, 0.0), (1, 3.0))]
+    script = write_script(tmp_path / "script.txt", size=(W, H), frames=4, views=frames)
+    record = tmp_path / "record"
+    record.mkdir()
+    for key, value in runtime_environment(manifest, script=script, record=record, formats=formats).items():
+        monkeypatch.setenv(key, value)
+    report = tmp_path / "core_validation.txt"
+    validation_on(monkeypatch, report)
+    scene = random_scene(600, seed=11, sh_degree=1)
+    viewer = Viewer(scene, ViewerOptions(width=2 * W, height=H, backend="cpu", visible=False, xr=True, frames=20,
+                                         screenshot_dir=tmp_path, record_path=tmp_path / "path.json"))
+    origin = viewer.nav.pose()
+    assert viewer.run() == 0
+    submitted = read_frames(record)
+    assert len(submitted) == 4 and viewer.session.xr.lifecycle.reason == "exiting"
+    assert all(b.display_time > a.display_time for a, b in zip(submitted, submitted[1:]))
+    renderer = Renderer(scene, RenderConfig(backend="cpu"))
+    for frame in submitted:
+        assert [layer.eye for layer in frame.layers] == [0, 1]
+        views = []
+        for layer in frame.layers:
+            located = frame.located[layer.eye]
+            # The layer carries the pose and field of view the eye was rendered for: the located ones.
+            assert (layer.orientation, layer.position, layer.fov) == (located.orientation, located.position,
+                                                                        located.fov)
+            assert layer.rect == (0, 0, W, H)
+            views.append(XrView(located.orientation, located.position, located.fov))
+        rig = rig_from_views(views, W, H, origin)
+        expected = renderer.render(rig)
+        # The depth layer where a depth format was offered, with the clip planes it was encoded for.
+        assert [(d.eye, d.near_z, d.far_z) for d in frame.depth] == (
+            [(0, pytest.approx(rig.near_m), rig.far_m), (1, pytest.approx(rig.near_m), rig.far_m)]
+            if formats is None else [])
+        for e in range(2):
+            got = read_pixels(record, frame.index, e, W, H)[::-1, :, :3]  # OpenGL rows: bottom first
+            if formats is not None:  # linear light read back in 8 bits: encoded again to compare
+                got = np.rint(_linear_to_srgb(got / 255.0) * 255.0).astype(np.uint8)
+            want = np.rint(expected.rgb[e].clamp(0, 1).numpy() * 255.0).astype(np.uint8)  # sRGB: as is
+            assert _psnr(got, want) >= (40.0 if formats is None else 30.0)  # 8-bit linear read-back bands
+            assert _psnr(got, np.rint(expected.rgb[1 - e].clamp(0, 1).numpy() * 255.0)) < _psnr(got, want) - 3
+            assert _psnr(got[::-1], want) < _psnr(got, want) - 3  # not upside down
+    trace = read_trace(record)
+    first = {name: trace.index(name) for name in set(trace)}
+    assert first["xrGetOpenGLGraphicsRequirementsKHR"] < first["xrCreateSession"] < first["xrBeginSession"]
+    assert first["xrBeginSession"] < first["xrWaitFrame"] < first["xrEndSession"] < first["xrDestroySession"]
+    frame_calls = [c for c in trace if c in ("xrWaitFrame", "xrBeginFrame", "xrEndFrame")]
+    assert frame_calls == ["xrWaitFrame", "xrBeginFrame", "xrEndFrame"] * (len(frame_calls) // 3)
+    assert trace[-1] == "xrDestroyInstance"
+    assert validation_findings(report) == []

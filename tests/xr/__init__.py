@@ -1,0 +1,1 @@
+"""Tests against gscache's own OpenXR test runtime, through Khronos' loader."""
