@@ -18,6 +18,7 @@ from .navigation import Navigation
 from .options import ViewerOptions
 from .recording import PathRecorder, save_screenshot, save_window
 from .session import WindowSession
+from .xr_input import SNAP_TURN_DEG
 from .xr_session import XrWindowSession
 from .status import Notes, status, summary
 from .switches import Switches, Toggles
@@ -78,6 +79,8 @@ class Viewer:
         self.keys = KeyHandler(self.session.glfw, self, self.nav.held)
         self.session.bind_input(self.on_key, self.on_mouse_button, self.on_cursor, self.on_scroll)
         self.session.overlay_lines = lambda: self.stats.lines(self.status())
+        if opts.xr:
+            self.session.on_controller = self.on_controller
         self.toggles.reopen()
 
     @property
@@ -139,6 +142,16 @@ class Viewer:
 
     def quit(self) -> None:
         self.session.quit()
+
+    def on_controller(self, state, pressed: list[str], turn: int) -> None:
+        """The headset's controllers (xr_input): the left stick flies, a push of the right one
+        snap-turns, the buttons cycle the reuse mode and foveation and reset the view."""
+        self.nav.stick = state.move
+        if turn:
+            self.nav.snap_turn(turn * SNAP_TURN_DEG)
+        for button in pressed:
+            {"cycle_reuse": self.cycle_reuse, "cycle_foveation": self.cycle_foveation,
+             "reset": self.reset_view}[button]()
 
     # ---- glfw callbacks -----------------------------------------------------------------------
     def on_key(self, window, key, scancode, action, mods) -> None:

@@ -65,6 +65,13 @@ class FlyController:
         if np.linalg.norm(step) > 0:
             self.position = self.position + _unit(step) * self.speed_m_s * dt_s
 
+    def glide(self, stick: tuple[float, float], dt_s: float) -> None:
+        """Move for ``dt_s`` seconds in the plane normal to up: stick x along the right of the
+        heading, y along the heading, at ``speed_m_s`` times the stick's deflection."""
+        heading = self._heading()
+        right = _unit(np.cross(-self.up, heading))
+        self.position = self.position + (stick[0] * right + stick[1] * heading) * self.speed_m_s * dt_s
+
     def look(self, dx_px: float, dy_px: float) -> None:
         """Turn the gaze by a mouse motion: right turns right, down looks down; the elevation
         stays within MIN_UP_ANGLE of straight up or down."""

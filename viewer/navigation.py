@@ -28,6 +28,8 @@ class Navigation:
         self.dragging = False
         self.cursor: tuple[float, float] | None = None
         self.camera_index = -1
+        self.stick: tuple[float, float] = (0.0, 0.0)
+        """A headset controller's thumbstick (x right, y forward), in [-1, 1]: glides the head."""
 
     def pose(self) -> torch.Tensor:
         return self.orbit.pose() if self.orbit is not None else self.fly.pose()
@@ -40,6 +42,16 @@ class Navigation:
                 self.orbit.zoom(zoom * dt_s * 5.0)
         else:
             self.fly.move(self.held, dt_s)
+            if self.stick != (0.0, 0.0):
+                self.fly.glide(self.stick, dt_s)
+
+    def snap_turn(self, degrees: float) -> None:
+        """Turn the heading by ``degrees`` (positive: right), as a controller's snap turn (in
+        orbit mode the orbit turns around its target instead)."""
+        if self.orbit is not None:
+            self.orbit.drag(degrees / self.fly.degrees_per_px, 0.0)
+            return
+        self.fly.look(degrees / self.fly.degrees_per_px, 0.0)
 
     def set_speed(self, speed: float) -> None:
         self.fly.speed_m_s = speed

@@ -20,9 +20,11 @@ import time
 import numpy as np
 import torch
 
+from gscache.camera import look_at
 from gscache.errors import GscacheError
 
 from .session import WindowSession
+from .xr_input import ControllerActions, ControllerState, InputEdges
 from .xr_formats import choose_color_format, choose_depth_format, swapchain_pixels, window_depth
 from .xr_runtime import import_openxr
 from .xr_state import FrameOrder, Lifecycle
@@ -58,6 +60,20 @@ def glx_binding(xr):
     visualid = int(visual.contents.visualid) if visual else 0
     return xr.GraphicsBindingOpenGLXlibKHR(x_display=display, visualid=visualid, glx_fbconfig=fb_config,
                                            glx_drawable=drawable, glx_context=context)
+
+
+def level(T_world_head: torch.Tensor, up) -> torch.Tensor:
+    """The pose at the same place facing the same heading with no pitch or roll: where the
+    OpenXR origin goes (the runtime's tracking supplies the head's own tilt; a tilted origin
+    would tilt the user's horizon)."""
+    T = T_world_head.double()
+    up_v = torch.tensor(up, dtype=torch.float64)
+    up_v = up_v / up_v.norm()
+    forward = T[:3, 2] - up_v * (T[:3, 2] @ up_v)
+    if float(forward.norm()) < 1e-9:  # looking straight up or down: keep the camera's own up
+        forward = -T[:3, 1] - up_v * (-T[:3, 1] @ up_v)
+    position = T[:3, 3]
+    return look_at(position.tolist(), (position + forward / forward.norm()).tolist(), tuple(up_v.tolist()))
 
 
 class StageClock:
@@ -101,7 +117,7 @@ class XrOutput:
         self.instance = xr.create_instance(xr.InstanceCreateInfo(
             application_info=xr.ApplicationInfo(application_name="gscache", engine_name="gscache"),
             enabled_extension_names=enabled))
-        self.session = self.space = None
+        self.session = self.space = self.controls = None
         self.swapchains: list = []
         self.depth_swapchains: list = []
         try:
@@ -116,6 +132,7 @@ class XrOutput:
                 system_id=self.system, next=ctypes.cast(ctypes.pointer(self.binding), ctypes.c_void_p)))
             self.space = xr.create_reference_space(self.session, xr.ReferenceSpaceCreateInfo(
                 reference_space_type=xr.ReferenceSpaceType.LOCAL))
+            self.controls = ControllerActions(xr, self.instance, self.session)
             config = xr.enumerate_view_configuration_views(self.instance, self.system,
                                                            xr.ViewConfigurationType.PRIMARY_STEREO)
             if len(config) != 2:
@@ -138,6 +155,7 @@ class XrOutput:
             raise
         self.lifecycle = Lifecycle()
         self.order = FrameOrder()
+        self.edges = InputEdges()
         self.frame_state = None
         self.located: list | None = None
         self.period_ms = 0.0
@@ -176,6 +194,14 @@ class XrOutput:
 
     def quit(self) -> None:
         self._do(self.lifecycle.quit())
+
+    def read_input(self) -> tuple[ControllerState, list[str], int] | None:
+        """The controllers' state and its events (buttons pressed, snap turn), while the session
+        has input focus; else None."""
+        if not self.lifecycle.input_active or self.controls is None:
+            return None
+        state = self.controls.read()
+        return (state, *self.edges.update(state))
 
     def _do(self, calls: list[str]) -> None:
         xr = self.xr
@@ -287,6 +313,9 @@ class XrOutput:
     # ---- teardown -------------------------------------------------------------------------------
     def _destroy_session(self) -> None:
         xr = self.xr
+        if self.controls is not None:
+            self.controls.close()
+            self.controls = None
         for swapchain, _ in self.swapchains + self.depth_swapchains:
             xr.destroy_swapchain(swapchain)
         self.swapchains, self.depth_swapchains = [], []
@@ -316,6 +345,9 @@ class XrWindowSession(WindowSession):
             raise
         self.frame_open = False
         self.last_rig = None
+        self.on_controller = None
+        """Called with (ControllerState, buttons pressed, snap turn) each frame the session has
+        input focus (the Viewer moves the head and switches with it)."""
 
     def poll(self) -> bool:
         self.glfw.poll_events()
@@ -323,6 +355,10 @@ class XrWindowSession(WindowSession):
             self.glfw.set_window_should_close(self.window, False)
             self.xr.quit()  # the runtime walks the session out (STOPPING, EXITING)
         self.xr.poll()
+        if not self.xr.lifecycle.done:
+            got = self.xr.read_input()
+            if got is not None and self.on_controller is not None:
+                self.on_controller(*got)
         return not self.xr.lifecycle.done
 
     def quit(self) -> None:
@@ -338,7 +374,7 @@ class XrWindowSession(WindowSession):
         return self.xr.size
 
     def views(self, pose: torch.Tensor):
-        rig = self.xr.begin_frame(pose)
+        rig = self.xr.begin_frame(level(pose, self.options.up))
         self.frame_open = True
         self.last_rig = rig
         return rig, rig

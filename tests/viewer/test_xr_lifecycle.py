@@ -109,3 +109,57 @@ def test_view_xr_without_pyopenxr_says_how_to_install_it(monkeypatch, capsys):
     assert main(["view", "--xr", "--frames", "1"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "gscache[xr]" in err
+
+
+def test_controller_buttons_fire_once_per_press_and_snap_turns_once_per_push():
+    from gscache.viewer.xr_input import SNAP_TURN_DEG, ControllerState, InputEdges, stick
+
+    edges = InputEdges()
+    assert edges.update(ControllerState(held=frozenset({"cycle_reuse"}))) == (["cycle_reuse"], 0)
+    assert edges.update(ControllerState(held=frozenset({"cycle_reuse"}))) == ([], 0)  # held: no repeat
+    assert edges.update(ControllerState()) == ([], 0)
+    assert edges.update(ControllerState(held=frozenset({"cycle_reuse", "reset"}))) == (["cycle_reuse", "reset"], 0)
+    assert edges.update(ControllerState(turn=(0.9, 0.0)))[1] == 1
+    assert edges.update(ControllerState(turn=(0.95, 0.0)))[1] == 0  # still pushed
+    assert edges.update(ControllerState(turn=(0.5, 0.0)))[1] == 0  # not back to rest yet
+    assert edges.update(ControllerState(turn=(-0.8, 0.0)))[1] == 0
+    assert edges.update(ControllerState(turn=(0.1, 0.0)))[1] == 0  # rest: armed again
+    assert edges.update(ControllerState(turn=(-0.8, 0.0)))[1] == -1
+    assert stick(0.1, -0.1) == (0.0, 0.0) and stick(1.0, -1.0) == (1.0, -1.0) and 0 < stick(0.5, 0)[0] < 0.5
+    assert SNAP_TURN_DEG == 30.0
+
+
+def test_bindings_name_real_components_of_each_profile():
+    from gscache.viewer.xr_input import BINDINGS, BUTTONS, STICKS
+
+    for profile, pairs in BINDINGS.items():
+        assert profile.startswith("/interaction_profiles/")
+        for action, path in pairs:
+            assert action in BUTTONS + STICKS
+            assert path.startswith(("/user/hand/left/input/", "/user/hand/right/input/"))
+            # Sticks bind the vector component, buttons a click.
+            assert path.endswith("/thumbstick") if action in STICKS else path.endswith("/click")
+    assert {a for a, _ in BINDINGS["/interaction_profiles/oculus/touch_controller"]} == set(BUTTONS + STICKS)
+
+
+def test_the_openxr_origin_is_level_and_the_head_glides_and_snap_turns():
+    import math
+
+    import torch
+
+    from gscache.camera import look_at
+    from gscache.viewer.controls import FlyController
+    from gscache.viewer.xr_session import level
+
+    up = (0.0, -1.0, 0.0)
+    pitched = look_at((1.0, -2.0, 0.0), (1.0, -3.0, 4.0), up)  # looking up 14 degrees
+    flat = level(pitched, up)
+    assert torch.allclose(flat[:3, 3], pitched[:3, 3])
+    assert abs(float(flat[:3, 2] @ torch.tensor(up, dtype=torch.float64))) < 1e-12  # no pitch
+    assert torch.allclose(flat[:3, 2], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64), atol=1e-12)
+    fly = FlyController(flat, up, speed_m_s=2.0)
+    fly.glide((0.0, 1.0), 0.5)
+    assert fly.position == pytest.approx([1.0, -2.0, 1.0])  # 1 m along the heading, none up or down
+    fly.look(30.0 / fly.degrees_per_px, 0.0)  # a snap turn to the right
+    assert math.degrees(math.acos(float(fly.forward @ [0.0, 0.0, 1.0]))) == pytest.approx(30.0)
+    assert fly.forward[0] > 0  # right is +x

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,6 +61,35 @@ def validation_findings(report) -> list[str]:
             if line.startswith("[") and "VALID_" in line and not any(v in line for v in LAYER_LIFECYCLE)]
 
 
+GOLDEN = Path(__file__).with_name("xr_calls.golden")
+"""The calls a 4-frame session makes, as Khronos' api_dump layer saw them (normalised by
+api_dump_calls). Regenerate after a deliberate change with GSCACHE_UPDATE_GOLDEN=1."""
+
+
+def api_dump_calls(path) -> list[str]:
+    """The OpenXR calls in an api_dump text file, normalised: xrGetInstanceProcAddr left out,
+    a call repeated back to back (two-call enumerations, a drained event queue) kept once, and
+    one line per frame (xrWaitFrame to the next), a frame identical to the one before kept once."""
+    names = [m.group(1) for line in Path(path).read_text().splitlines() if (m := re.match(r"XrResult (xr\w+)", line))]
+    calls = []
+    for name in names:
+        if name != "xrGetInstanceProcAddr" and (not calls or calls[-1] != name):
+            calls.append(name)
+    blocks, current = [], []
+    for name in calls:
+        if name == "xrWaitFrame" and current:
+            blocks.append(current)
+            current = []
+        current.append(name)
+    blocks.append(current)
+    lines = []
+    for block in blocks:
+        line = " ".join(block)
+        if not lines or lines[-1] != line:
+            lines.append(line)
+    return lines
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
@@ -87,10 +118,16 @@ def test_the_viewer_presents_each_eye_as_located(x_display, manifest, tmp_path, 
         monkeypatch.setenv(key, value)
     report = tmp_path / "core_validation.txt"
     validation_on(monkeypatch, report)
+    import xr.api_layer
+
+    dump = tmp_path / "api_dump.txt"
+    assert xr.api_layer.activate_api_dump_layer(str(dump))
     scene = random_scene(600, seed=11, sh_degree=1)
     viewer = Viewer(scene, ViewerOptions(width=2 * W, height=H, backend="cpu", visible=False, xr=True, frames=20,
                                          screenshot_dir=tmp_path, record_path=tmp_path / "path.json"))
-    origin = viewer.nav.pose()
+    from gscache.viewer.xr_session import level
+
+    origin = level(viewer.nav.pose(), viewer.options.up)  # the OpenXR origin: the start pose, levelled
     assert viewer.run() == 0
     submitted = read_frames(record)
     assert len(submitted) == 4 and viewer.session.xr.lifecycle.reason == "exiting"
@@ -127,4 +164,13 @@ def test_the_viewer_presents_each_eye_as_located(x_display, manifest, tmp_path, 
     frame_calls = [c for c in trace if c in ("xrWaitFrame", "xrBeginFrame", "xrEndFrame")]
     assert frame_calls == ["xrWaitFrame", "xrBeginFrame", "xrEndFrame"] * (len(frame_calls) // 3)
     assert trace[-1] == "xrDestroyInstance"
+    # The controllers: every profile's bindings suggested, the action set attached, synchronised
+    # in the frames that had input focus.
+    assert trace.count("xrSuggestInteractionProfileBindings") == 3 and "xrAttachSessionActionSets" in trace
+    assert first["xrAttachSessionActionSets"] < first["xrBeginSession"] < first["xrSyncActions"]
     assert validation_findings(report) == []
+    if formats is None:  # the call order as the application made it, against the golden trace
+        got = api_dump_calls(dump)
+        if os.environ.get("GSCACHE_UPDATE_GOLDEN") == "1":
+            GOLDEN.write_text("\n".join(got) + "\n")
+        assert got == GOLDEN.read_text().splitlines()
