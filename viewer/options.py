@@ -59,6 +59,8 @@ class ViewerOptions:
     """Present in an OpenXR headset (xr_session.XrWindowSession); the window mirrors it."""
     xr_scale: float = 1.0
     """The headset's per-eye size: the runtime's recommended size times this."""
+    xr_late_warp: bool = True
+    """Late reprojection: locate the views again before submission and warp the eyes to them."""
 
     def __post_init__(self) -> None:
         if self.view_mode not in VIEW_MODES:

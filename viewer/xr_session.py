@@ -15,12 +15,13 @@ fields of view (no layer when the runtime said not to render), then the mirror's
 from __future__ import annotations
 
 import ctypes
+import math
 import time
 
 import numpy as np
 import torch
 
-from gscache.camera import look_at
+from gscache.camera import look_at, views_of
 from gscache.errors import GscacheError
 
 from .session import WindowSession
@@ -74,6 +75,38 @@ def level(T_world_head: torch.Tensor, up) -> torch.Tensor:
         forward = -T[:3, 1] - up_v * (-T[:3, 1] @ up_v)
     position = T[:3, 3]
     return look_at(position.tolist(), (position + forward / forward.norm()).tolist(), tuple(up_v.tolist()))
+
+
+def rotation_resample(rgb: torch.Tensor, src_view: torch.Tensor, src_K: torch.Tensor, dst_view: torch.Tensor,
+                      dst_K: torch.Tensor) -> torch.Tensor:
+    """``rgb`` [H, W, 3], seen from ``src_view``, as seen from ``dst_view`` if everything were
+    infinitely far (only the rotation between the views counts): each target pixel's ray turned
+    into the source view and sampled bilinearly; rays outside the source keep the nearest edge."""
+    H, W = rgb.shape[:2]
+    R = src_view[:3, :3].double() @ dst_view[:3, :3].double().T  # target camera -> source camera, rotation
+    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64, device=rgb.device),
+                          torch.arange(W, dtype=torch.float64, device=rgb.device), indexing="ij")
+    Kd, Ks = dst_K.double(), src_K.double()
+    rays = torch.stack([(u + 0.5 - Kd[0, 2]) / Kd[0, 0], (v + 0.5 - Kd[1, 2]) / Kd[1, 1], torch.ones_like(u)], -1)
+    q = rays @ R.T
+    x = Ks[0, 0] * q[..., 0] / q[..., 2] + Ks[0, 2]
+    y = Ks[1, 1] * q[..., 1] / q[..., 2] + Ks[1, 2]
+    grid = torch.stack([2 * x / W - 1, 2 * y / H - 1], dim=-1)[None].float()  # align_corners=False
+    out = torch.nn.functional.grid_sample(rgb.permute(2, 0, 1)[None].float(), grid, mode="bilinear",
+                                          padding_mode="border", align_corners=False)
+    return out[0].permute(1, 2, 0)
+
+
+def plain_view(v) -> XrView:
+    """An XrView of pyopenxr's as plain numbers."""
+    o, p, f = v.pose.orientation, v.pose.position, v.fov
+    return XrView((o.x, o.y, o.z, o.w), (p.x, p.y, p.z), (f.angle_left, f.angle_right, f.angle_up, f.angle_down))
+
+
+def view_angle_deg(a: XrView, b: XrView) -> float:
+    """The angle between two views' orientations, degrees."""
+    dot = abs(sum(x * y for x, y in zip(a.orientation, b.orientation)))
+    return math.degrees(2 * math.acos(min(1.0, dot)))
 
 
 class StageClock:
@@ -164,6 +197,14 @@ class XrOutput:
         """Per-frame milliseconds of wait (xrWaitFrame), locate (xrBeginFrame, xrLocateViews),
         upload (into the swapchains) and submit (xrEndFrame); render is the frame loop's."""
         self.missed = 0
+        self.late_warps = 0
+        self.late_moved_deg = 0.0
+        self.late_filled = 1.0
+        self.pose_age_ms: list[float] = []
+        """Per submitted frame: from the xrLocateViews whose poses the layer carries to
+        xrEndFrame's return (late reprojection shortens it by the render time)."""
+        self.origin = None
+        self.located_at = 0.0
         """Display periods the runtime skipped between two of our frames (frames not ready in time)."""
         self.last_display_time: int | None = None
         props = xr.get_instance_properties(self.instance)
@@ -232,22 +273,57 @@ class XrOutput:
         self.last_display_time = t
         xr.begin_frame(self.session, xr.FrameBeginInfo())
         self.order.begin()
+        self.origin = T_world_origin
+        self.located = self._locate()
+        self.located_at = time.perf_counter()
+        self.times.lap("locate")
+        return rig_from_views([plain_view(v) for v in self.located], *self.size, T_world_origin)
+
+    def _locate(self) -> list:
+        """xrLocateViews for this frame's predicted display time, in the LOCAL space."""
+        xr = self.xr
         _, views = xr.locate_views(self.session, xr.ViewLocateInfo(
             view_configuration_type=xr.ViewConfigurationType.PRIMARY_STEREO,
             display_time=self.frame_state.predicted_display_time, space=self.space))
-        self.located = list(views)
-        self.times.lap("locate")
-        plain = [XrView((v.pose.orientation.x, v.pose.orientation.y, v.pose.orientation.z, v.pose.orientation.w),
-                        (v.pose.position.x, v.pose.position.y, v.pose.position.z),
-                        (v.fov.angle_left, v.fov.angle_right, v.fov.angle_up, v.fov.angle_down)) for v in views]
-        return rig_from_views(plain, *self.size, T_world_origin)
+        return list(views)
+
+    def late_warp(self, rgb: torch.Tensor, frame, rig, backend) -> torch.Tensor:
+        """Late reprojection: the views located again just before submission (the runtime's
+        prediction for the display time is fresher now than before rendering); where they
+        moved, each eye is warped with its median depth (Backend.reproject, the pixel-reuse
+        cache's warp) to the new pose, which the layer then carries. Pixels the warp cannot
+        fill (disocclusions) keep the rendered ones. Returns the images to submit."""
+        start = time.perf_counter()
+        fresh = self._locate()
+        old = [plain_view(v) for v in self.located]
+        new = [plain_view(v) for v in fresh]
+        self.late_moved_deg = max(view_angle_deg(a, b) for a, b in zip(old, new))
+        if old == new or frame is None or frame.median_depth is None:
+            self.times.lap("late warp")
+            return rgb
+        target = rig_from_views(new, *self.size, self.origin)
+        src, dst = views_of(rig, rgb.device), views_of(target, rgb.device)
+        H, W = rgb.shape[1:3]
+        out = rgb.clone()
+        for e in range(2):
+            warped = backend.reproject(frame.rgb[e], frame.alpha[e], frame.median_depth[e], src.viewmats[e], src.Ks[e],
+                                       dst.viewmats[e], dst.Ks[e], H, W)
+            # Pixels without a depth to warp with (background, translucent edges, disocclusions)
+            # are turned as if infinitely far: right for the rotation that dominates a late
+            # correction, as a compositor's own timewarp does.
+            far = rotation_resample(rgb[e], src.viewmats[e], src.Ks[e], dst.viewmats[e], dst.Ks[e])
+            out[e] = torch.where(warped.valid[..., None], warped.rgb, far)
+            self.late_filled = float(warped.valid.float().mean())
+        self.located, self.located_at = fresh, start
+        self.late_warps += 1
+        self.times.lap("late warp")
+        return out
 
     def upload(self, rgb: torch.Tensor, depth: torch.Tensor | None, near_m: float, far_m: float) -> None:
         """Each eye [E, H, W, 3] into its colour swapchain's next image and, with a depth layer,
         its depth [E, H, W] (metres, 0 where nothing was drawn) into its depth swapchain."""
         from OpenGL import GL
 
-        self.times.lap("render")
         kind = GL.GL_HALF_FLOAT if self.format.dtype == "float16" else GL.GL_UNSIGNED_BYTE
         GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
         for e, swapchain in enumerate(self.swapchains):
@@ -300,6 +376,7 @@ class XrOutput:
                                                    environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
                                                    layers=layers))
         self.times.lap("submit")
+        self.pose_age_ms.append((time.perf_counter() - self.located_at) * 1e3)
         self.times.done()
         self.frames_submitted += 1
         self.located = None
@@ -381,6 +458,9 @@ class XrWindowSession(WindowSession):
 
     def upload(self, rgb: torch.Tensor, frame=None) -> None:
         rig = self.last_rig
+        self.xr.times.lap("render")
+        if self.options.xr_late_warp:
+            rgb = self.xr.late_warp(rgb, frame, rig, self.renderer.backend)
         self.xr.upload(rgb, None if frame is None else frame.depth, rig.near_m, rig.far_m)
         super().upload(rgb)  # the mirror
 

@@ -43,6 +43,9 @@ def add_parser(subparsers) -> None:
                         "one, or XR_RUNTIME_JSON); the window mirrors it")
     v.add_argument("--xr-scale", type=float, default=1.0,
                    help="with --xr: the per-eye size as a multiple of the runtime's recommended size")
+    v.add_argument("--no-late-warp", action="store_true",
+                   help="with --xr: submit the eyes as rendered, without warping them to the views located again "
+                        "just before submission")
     add_scene_options(v)
     v.set_defaults(func=run)
 
@@ -65,6 +68,6 @@ def run(args) -> int:
                             cameras=cameras, up=UP_AXES[args.up], screenshot_dir=Path(args.screenshots),
                             record_path=Path(args.record), devices=tuple(args.devices.split(",")) if args.devices else (),
                             appearance_index=args.appearance_index, foveation=args.foveation, xr=args.xr,
-                            xr_scale=args.xr_scale)
+                            xr_scale=args.xr_scale, xr_late_warp=not args.no_late_warp)
     scene = load_scene(args)  # a scene that fails to load ends here, before any window opens
     return Viewer(scene, options).run(capture_window=args.screenshot_at_exit)

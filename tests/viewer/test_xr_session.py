@@ -174,3 +174,45 @@ def test_the_viewer_presents_each_eye_as_located(x_display, manifest, tmp_path, 
         if os.environ.get("GSCACHE_UPDATE_GOLDEN") == "1":
             GOLDEN.write_text("\n".join(got) + "\n")
         assert got == GOLDEN.read_text().splitlines()
+
+
+def test_late_reprojection_submits_the_fresher_prediction(x_display, manifest, tmp_path, monkeypatch):
+    """The runtime's first prediction of each display time is 3 degrees off (a stale early
+    prediction); located again just before submission it is right. With late reprojection the
+    layer carries the fresh pose and the pixels are warped to it, far closer to the exact render
+    there than the image rendered for the stale pose; without it the layer carries the stale pose
+    it was rendered for."""
+    from gscache.viewer import Viewer, ViewerOptions
+    from gscache.viewer.xr_session import level
+    from tests.xr.runtime import EyeView, read_frames, read_pixels, runtime_environment, write_script
+
+    eyes = (EyeView((0.0, 0.0, 0.0, 1.0), (-0.032, 0.0, 0.0), (-0.55, 0.55, 0.5, -0.5)),
+            EyeView((0.0, 0.0, 0.0, 1.0), (0.032, 0.0, 0.0), (-0.55, 0.55, 0.5, -0.5)))
+    scene = random_scene(900, seed=4, sh_degree=0)
+    psnr = {}
+    for late_warp in (True, False):
+        run = tmp_path / str(late_warp)
+        record = run / "record"
+        record.mkdir(parents=True)
+        script = write_script(run / "script.txt", size=(W, H), frames=3, views=[eyes])
+        for key, value in runtime_environment(manifest, script=script, record=record, late_error_deg=3.0).items():
+            monkeypatch.setenv(key, value)
+        report = run / "core_validation.txt"
+        validation_on(monkeypatch, report)
+        viewer = Viewer(scene, ViewerOptions(width=2 * W, height=H, backend="cpu", visible=False, xr=True, frames=10,
+                                             xr_late_warp=late_warp, screenshot_dir=run,
+                                             record_path=run / "path.json"))
+        origin = level(viewer.nav.pose(), viewer.options.up)
+        viewer.run()
+        out = viewer.session.xr
+        assert out.late_warps == (3 if late_warp else 0) and validation_findings(report) == []
+        exact = Renderer(scene, RenderConfig(backend="cpu")).render(
+            rig_from_views([XrView(v.orientation, v.position, v.fov) for v in eyes], W, H, origin))
+        want = np.rint(exact.rgb[0].clamp(0, 1).numpy() * 255.0).astype(np.uint8)
+        frames = read_frames(record)
+        assert len(frames) == 3
+        for frame in frames:
+            # The scripted (fresh) pose has no yaw, the stale first prediction 3 degrees.
+            assert (abs(frame.layers[0].orientation[1]) < 1e-6) == late_warp
+        psnr[late_warp] = min(_psnr(read_pixels(record, f.index, 0, W, H)[::-1, :, :3], want) for f in frames)
+    assert psnr[True] > psnr[False] + 6.0, psnr

@@ -23,6 +23,11 @@ Environment variables, read by the runtime at ``xrCreateInstance``:
     ``glGetTexImage(GL_TEXTURE_2D, 0, GL_RGBA, GL_UNSIGNED_BYTE)`` and cropped to its
     ``imageRect``: tightly packed RGBA8 rows **bottom row first**, as OpenGL stores them (the
     first row is the one ``glTexSubImage2D`` writes first). Depth swapchains are not read back.
+``GSCACHE_XR_LATE_ERROR_DEG``
+    The first xrLocateViews of each display time returns the views turned by this many degrees
+    about the origin's up axis (a stale early prediction); later calls for that time return the
+    scripted views, as a real runtime's prediction improves near the display time. What late
+    reprojection corrects.
 ``GSCACHE_XR_FORMATS``
     Comma-separated hex GL internal formats offered by ``xrEnumerateSwapchainFormats``
     (default :data:`DEFAULT_FORMATS`: GL_SRGB8_ALPHA8, GL_RGBA8, GL_RGBA16F,
@@ -187,7 +192,7 @@ def write_script(path: str | os.PathLike, *, size: tuple[int, int] = DEFAULT_SIZ
 
 def runtime_environment(manifest: str | os.PathLike, *, script: str | os.PathLike | None = None,
                         record: str | os.PathLike | None = None,
-                        formats: Sequence[int] | None = None) -> dict[str, str]:
+                        formats: Sequence[int] | None = None, late_error_deg: float = 0.0) -> dict[str, str]:
     """The environment variables that select the runtime and configure it (to merge into
     ``os.environ`` before ``xrCreateInstance``, e.g. with ``monkeypatch.setenv``)."""
     env = {"XR_RUNTIME_JSON": str(Path(manifest).resolve())}
@@ -197,6 +202,7 @@ def runtime_environment(manifest: str | os.PathLike, *, script: str | os.PathLik
         env["GSCACHE_XR_RECORD"] = str(Path(record).resolve())
     if formats is not None:
         env["GSCACHE_XR_FORMATS"] = ",".join(f"0x{f:04X}" for f in formats)
+    env["GSCACHE_XR_LATE_ERROR_DEG"] = repr(float(late_error_deg))
     return env
 
 

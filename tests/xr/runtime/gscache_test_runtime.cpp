@@ -20,6 +20,11 @@
 //   GSCACHE_XR_SCRIPT   script file (see parse_script below); without it a fixed default.
 //   GSCACHE_XR_RECORD   directory for trace.txt, frame_K.txt and frame_K_eye_E.rgba.
 //   GSCACHE_XR_FORMATS  comma-separated hex GL internal formats offered for swapchains.
+//   GSCACHE_XR_LATE_ERROR_DEG  the first xrLocateViews of a display time returns the views
+//                       turned by this many degrees about the origin's up axis (a stale, early
+//                       prediction); later calls for that time return the scripted views (a
+//                       real runtime's prediction improves as the display time nears): what
+//                       late reprojection corrects.
 
 #define XR_NO_PROTOTYPES  // every entry point is ours, reached through xrGetInstanceProcAddr
 #define XR_USE_PLATFORM_XLIB
@@ -328,6 +333,7 @@ struct XrSession_T {
     std::set<XrActionSet_T*> attached;
     // The views xrLocateViews returned, by display time, to record beside the submitted layer.
     std::map<XrTime, std::vector<XrView>> located;
+    std::set<XrTime> predicted;  // display times already located once (GSCACHE_XR_LATE_ERROR_DEG)
 };
 struct XrInstance_T {
     Script script;
@@ -336,6 +342,7 @@ struct XrInstance_T {
     bool gl_enabled = false, depth_enabled = false;
     bool gl_requirements_queried = false;
     std::vector<int64_t> formats;
+    float late_error_deg = 0.0f;
     XrTime start = 0;
     std::vector<std::string> paths{""};  // index = XrPath; 0 is XR_NULL_PATH
     std::unordered_map<std::string, XrPath> path_ids;
@@ -685,6 +692,8 @@ XrResult xrCreateInstance(const XrInstanceCreateInfo* info, XrInstance* instance
         }
         inst->formats.push_back(value);
     }
+    if (const char* late = std::getenv("GSCACHE_XR_LATE_ERROR_DEG"); late && *late)
+        inst->late_error_deg = std::strtof(late, nullptr);
     if (const char* record = std::getenv("GSCACHE_XR_RECORD"); record && *record) {
         inst->record_dir = record;
         std::string path = inst->record_dir + "/trace.txt";
@@ -1101,8 +1110,19 @@ XrResult xrLocateViews(XrSession session, const XrViewLocateInfo* info, XrViewSt
     }
     const auto& eyes = views_at(s->instance, info->displayTime);
     XrPosef to_space = inverse(space_in_origin(space, info->displayTime));
+    // A stale first prediction (GSCACHE_XR_LATE_ERROR_DEG): turned about the origin's +y.
+    XrPosef early = kIdentity;
+    const bool first = !s->predicted.count(info->displayTime);
+    if (first && s->instance->late_error_deg != 0.0f) {
+        const float half = 0.5f * s->instance->late_error_deg * 3.14159265358979f / 180.0f;
+        early.orientation = {0.0f, std::sin(half), 0.0f, std::cos(half)};
+    }
+    if (capacity >= 2 && views != nullptr) {
+        s->predicted.insert(info->displayTime);
+        while (s->predicted.size() > 8) s->predicted.erase(s->predicted.begin());
+    }
     XrResult r = two_call(capacity, count, views, 2, [&](XrView& v, uint32_t i) {
-        v.pose = compose(to_space, eyes[i].pose);
+        v.pose = compose(to_space, compose(early, eyes[i].pose));
         v.fov = eyes[i].fov;
     });
     if (r == XR_SUCCESS && capacity >= 2) {
