@@ -107,4 +107,13 @@ def summary(v: Parts) -> str:
     ms = stats.median_ms
     return (f"gscache view: {v.loop.frames_rendered} frames; median of the last {len(stats.frame_ms)}: "
             f"{ms:.1f} ms ({1000.0 / ms if ms > 0 else 0.0:.1f} FPS), render + upload, backend "
-            f"{v.session.renderer.backend.name}, reuse {sw.reuse}, {sw.view_mode} {w}x{h} per eye")
+            f"{v.session.renderer.backend.name}, reuse {sw.reuse}, {sw.view_mode} {w}x{h} per eye"
+            + _headset_summary(getattr(v.session, "xr", None)))
+
+
+def _headset_summary(xr) -> str:
+    """With the OpenXR output: what the runtime got (frames submitted and missed, late warps)."""
+    if xr is None:
+        return ""
+    return (f"; OpenXR {xr.runtime}: {xr.frames_submitted} frames submitted, {xr.missed} missed, "
+            f"{xr.late_warps} late-warped, {xr.format.name}")

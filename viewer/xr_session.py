@@ -77,24 +77,42 @@ def level(T_world_head: torch.Tensor, up) -> torch.Tensor:
     return look_at(position.tolist(), (position + forward / forward.norm()).tolist(), tuple(up_v.tolist()))
 
 
-def rotation_resample(rgb: torch.Tensor, src_view: torch.Tensor, src_K: torch.Tensor, dst_view: torch.Tensor,
-                      dst_K: torch.Tensor) -> torch.Tensor:
-    """``rgb`` [H, W, 3], seen from ``src_view``, as seen from ``dst_view`` if everything were
-    infinitely far (only the rotation between the views counts): each target pixel's ray turned
-    into the source view and sampled bilinearly; rays outside the source keep the nearest edge."""
-    H, W = rgb.shape[:2]
-    R = src_view[:3, :3].double() @ dst_view[:3, :3].double().T  # target camera -> source camera, rotation
-    v, u = torch.meshgrid(torch.arange(H, dtype=torch.float64, device=rgb.device),
-                          torch.arange(W, dtype=torch.float64, device=rgb.device), indexing="ij")
-    Kd, Ks = dst_K.double(), src_K.double()
-    rays = torch.stack([(u + 0.5 - Kd[0, 2]) / Kd[0, 0], (v + 0.5 - Kd[1, 2]) / Kd[1, 1], torch.ones_like(u)], -1)
-    q = rays @ R.T
-    x = Ks[0, 0] * q[..., 0] / q[..., 2] + Ks[0, 2]
-    y = Ks[1, 1] * q[..., 1] / q[..., 2] + Ks[1, 2]
-    grid = torch.stack([2 * x / W - 1, 2 * y / H - 1], dim=-1)[None].float()  # align_corners=False
-    out = torch.nn.functional.grid_sample(rgb.permute(2, 0, 1)[None].float(), grid, mode="bilinear",
-                                          padding_mode="border", align_corners=False)
-    return out[0].permute(1, 2, 0)
+LATE_PARALLAX_M = 0.002
+"""An eye that moved less than this between the two predictions is corrected by rotation alone
+(the parallax of 2 mm is under a pixel beyond 1.5 m at 1000 px per radian); a larger move also
+warps with depth."""
+
+
+class RotationResampler:
+    """An image seen from one view as seen from another if everything were infinitely far: each
+    target pixel's ray turned into the source view and sampled bilinearly (rays outside the
+    source take the nearest edge). The rays of a target's pixel grid are kept per size and
+    intrinsics (float32: a late correction of a few degrees needs no more)."""
+
+    def __init__(self) -> None:
+        self._rays: tuple | None = None
+
+    def rays(self, H: int, W: int, K: torch.Tensor) -> torch.Tensor:
+        key = (H, W, tuple(K.flatten().tolist()), K.device)
+        if self._rays is None or self._rays[0] != key:
+            v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=K.device) + 0.5,
+                                  torch.arange(W, dtype=torch.float32, device=K.device) + 0.5, indexing="ij")
+            rays = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+            self._rays = (key, rays)
+        return self._rays[1]
+
+    def resample(self, rgb: torch.Tensor, src_view: torch.Tensor, src_K: torch.Tensor, dst_view: torch.Tensor,
+                 dst_K: torch.Tensor) -> torch.Tensor:
+        """``rgb`` [H, W, 3] seen from ``src_view`` as seen from ``dst_view`` (rotation only)."""
+        H, W = rgb.shape[:2]
+        R = (src_view[:3, :3] @ dst_view[:3, :3].T).float()  # target camera -> source camera
+        q = self.rays(H, W, dst_K.float()) @ R.T
+        x = src_K[0, 0] * q[..., 0] / q[..., 2] + src_K[0, 2]
+        y = src_K[1, 1] * q[..., 1] / q[..., 2] + src_K[1, 2]
+        grid = torch.stack([2 * x / W - 1, 2 * y / H - 1], dim=-1)[None]  # pixel centres: align_corners=False
+        out = torch.nn.functional.grid_sample(rgb.permute(2, 0, 1)[None].float(), grid, mode="bilinear",
+                                              padding_mode="border", align_corners=False)
+        return out[0].permute(1, 2, 0)
 
 
 def plain_view(v) -> XrView:
@@ -189,6 +207,7 @@ class XrOutput:
         self.lifecycle = Lifecycle()
         self.order = FrameOrder()
         self.edges = InputEdges()
+        self.turn = RotationResampler()
         self.frame_state = None
         self.located: list | None = None
         self.period_ms = 0.0
@@ -290,30 +309,31 @@ class XrOutput:
     def late_warp(self, rgb: torch.Tensor, frame, rig, backend) -> torch.Tensor:
         """Late reprojection: the views located again just before submission (the runtime's
         prediction for the display time is fresher now than before rendering); where they
-        moved, each eye is warped with its median depth (Backend.reproject, the pixel-reuse
-        cache's warp) to the new pose, which the layer then carries. Pixels the warp cannot
-        fill (disocclusions) keep the rendered ones. Returns the images to submit."""
+        turned, each eye is resampled as if everything were infinitely far (a compositor's
+        timewarp: exact for rotation); where an eye also moved more than LATE_PARALLAX_M, the
+        pixels with a median depth are warped with it (Backend.reproject, the pixel-reuse
+        cache's warp: parallax) and only the others are turned. The layer then carries the new
+        pose. Returns the images to submit."""
         start = time.perf_counter()
         fresh = self._locate()
         old = [plain_view(v) for v in self.located]
         new = [plain_view(v) for v in fresh]
         self.late_moved_deg = max(view_angle_deg(a, b) for a, b in zip(old, new))
-        if old == new or frame is None or frame.median_depth is None:
+        if old == new:
             self.times.lap("late warp")
             return rgb
         target = rig_from_views(new, *self.size, self.origin)
         src, dst = views_of(rig, rgb.device), views_of(target, rgb.device)
+        moved_m = max(math.dist(a.position, b.position) for a, b in zip(old, new))
+        parallax = moved_m > LATE_PARALLAX_M and frame is not None and frame.median_depth is not None
         H, W = rgb.shape[1:3]
         out = rgb.clone()
         for e in range(2):
-            warped = backend.reproject(frame.rgb[e], frame.alpha[e], frame.median_depth[e], src.viewmats[e], src.Ks[e],
-                                       dst.viewmats[e], dst.Ks[e], H, W)
-            # Pixels without a depth to warp with (background, translucent edges, disocclusions)
-            # are turned as if infinitely far: right for the rotation that dominates a late
-            # correction, as a compositor's own timewarp does.
-            far = rotation_resample(rgb[e], src.viewmats[e], src.Ks[e], dst.viewmats[e], dst.Ks[e])
-            out[e] = torch.where(warped.valid[..., None], warped.rgb, far)
-            self.late_filled = float(warped.valid.float().mean())
+            out[e] = self.turn.resample(rgb[e], src.viewmats[e], src.Ks[e], dst.viewmats[e], dst.Ks[e])
+            if parallax:
+                warped = backend.reproject(frame.rgb[e], frame.alpha[e], frame.median_depth[e], src.viewmats[e],
+                                           src.Ks[e], dst.viewmats[e], dst.Ks[e], H, W)
+                out[e] = torch.where(warped.valid[..., None], warped.rgb, out[e])
         self.located, self.located_at = fresh, start
         self.late_warps += 1
         self.times.lap("late warp")

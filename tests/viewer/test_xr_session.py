@@ -176,18 +176,20 @@ def test_the_viewer_presents_each_eye_as_located(x_display, manifest, tmp_path, 
         assert got == GOLDEN.read_text().splitlines()
 
 
-def test_late_reprojection_submits_the_fresher_prediction(x_display, manifest, tmp_path, monkeypatch):
-    """The runtime's first prediction of each display time is 3 degrees off (a stale early
-    prediction); located again just before submission it is right. With late reprojection the
-    layer carries the fresh pose and the pixels are warped to it, far closer to the exact render
-    there than the image rendered for the stale pose; without it the layer carries the stale pose
-    it was rendered for."""
+@pytest.mark.parametrize("ahead_m", [0.0, 0.3], ids=["turn", "turn-and-move"])
+def test_late_reprojection_submits_the_fresher_prediction(x_display, manifest, tmp_path, monkeypatch, ahead_m):
+    """The runtime's first prediction of each display time is 3 degrees off about the origin (a
+    stale early prediction); located again just before submission it is right. With late
+    reprojection the layer carries the fresh pose and the pixels are warped to it, far closer to
+    the exact render there than the image rendered for the stale pose; without it the layer
+    carries the stale pose it was rendered for. Eyes at the origin only turn (rotation alone);
+    eyes ``ahead_m`` in front of it also move 16 mm (the depth warp's parallax)."""
     from gscache.viewer import Viewer, ViewerOptions
     from gscache.viewer.xr_session import level
     from tests.xr.runtime import EyeView, read_frames, read_pixels, runtime_environment, write_script
 
-    eyes = (EyeView((0.0, 0.0, 0.0, 1.0), (-0.032, 0.0, 0.0), (-0.55, 0.55, 0.5, -0.5)),
-            EyeView((0.0, 0.0, 0.0, 1.0), (0.032, 0.0, 0.0), (-0.55, 0.55, 0.5, -0.5)))
+    eyes = (EyeView((0.0, 0.0, 0.0, 1.0), (-0.032, 0.0, -ahead_m), (-0.55, 0.55, 0.5, -0.5)),
+            EyeView((0.0, 0.0, 0.0, 1.0), (0.032, 0.0, -ahead_m), (-0.55, 0.55, 0.5, -0.5)))
     scene = random_scene(900, seed=4, sh_degree=0)
     psnr = {}
     for late_warp in (True, False):
