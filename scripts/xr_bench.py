@@ -47,9 +47,12 @@ def run_once(scene, size, frames: int, backend: str, late_warp: bool, late_error
              distance: float) -> dict:
     from gscache.trajectory import default_head_pose
     from gscache.viewer import Viewer, ViewerOptions
-    from tests.xr.runtime import runtime_environment, write_script
+    from tests.xr.runtime import DEFAULT_VIEWS, EyeView, runtime_environment, write_script
 
-    script = write_script(work / f"script_{size[0]}x{size[1]}.txt", size=size, frames=frames + 2)
+    # The runtime's default eyes, at the LOCAL origin's height (gscache puts that origin at the
+    # viewer's pose: the eyes see what the benchmark's framing sees).
+    eyes = tuple(EyeView(v.orientation, (v.position[0], 0.0, v.position[2]), v.fov) for v in DEFAULT_VIEWS[0])
+    script = write_script(work / f"script_{size[0]}x{size[1]}.txt", size=size, frames=frames + 2, views=[eyes])
     os.environ.update(runtime_environment(manifest, script=script, late_error_deg=late_error))
     viewer = Viewer(scene, ViewerOptions(width=1280, height=640, backend=backend, visible=False, xr=True,
                                          frames=frames + 2, xr_late_warp=late_warp, screenshot_dir=work,
