@@ -16,10 +16,14 @@
     controls.py    the fly and orbit controllers' math
     gl.py          the OpenGL objects (textured rectangle, streamed textures, CUDA interop)
     overlay.py     the frame statistics and the overlay's text image
-    xr_views.py    OpenXR views (FOV, poses) as gscache intrinsics, eye poses and a StereoRig
+    xr_views.py    OpenXR views (FOV, poses) as gscache intrinsics, eye poses and a StereoRig; the
+                   levelled origin
     xr_formats.py  OpenXR swapchain formats, where gamma is applied, the row flip
     xr_state.py    the OpenXR session lifecycle and frame-call order (state machines)
     xr_runtime.py  finding the OpenXR runtime (pyopenxr's loader), one-line errors
+    xr_session.py  the OpenXR output: session, swapchains, the frame calls, the mirror window
+    xr_input.py    the controllers: actions, suggested bindings, what they do
+    xr_late.py     late reprojection's image math (turning an eye to a fresher pose)
 """
 
 from .app import Viewer

@@ -17,11 +17,12 @@ from __future__ import annotations
 import ctypes
 import math
 import time
+from collections import deque
 
 import numpy as np
 import torch
 
-from gscache.camera import look_at, views_of
+from gscache.camera import views_of
 from gscache.errors import GscacheError
 
 from .session import WindowSession
@@ -29,7 +30,8 @@ from .xr_input import ControllerActions, ControllerState, InputEdges
 from .xr_formats import choose_color_format, choose_depth_format, swapchain_pixels, window_depth
 from .xr_runtime import import_openxr
 from .xr_state import FrameOrder, Lifecycle
-from .xr_views import XrView, rig_from_views
+from .xr_late import LATE_PARALLAX_M, RotationResampler, view_angle_deg
+from .xr_views import level, plain_view, rig_from_views
 
 GLX_FBCONFIG_ID = 0x8013
 GLX_SCREEN = 0x800C
@@ -63,68 +65,8 @@ def glx_binding(xr):
                                            glx_drawable=drawable, glx_context=context)
 
 
-def level(T_world_head: torch.Tensor, up) -> torch.Tensor:
-    """The pose at the same place facing the same heading with no pitch or roll: where the
-    OpenXR origin goes (the runtime's tracking supplies the head's own tilt; a tilted origin
-    would tilt the user's horizon)."""
-    T = T_world_head.double()
-    up_v = torch.tensor(up, dtype=torch.float64)
-    up_v = up_v / up_v.norm()
-    forward = T[:3, 2] - up_v * (T[:3, 2] @ up_v)
-    if float(forward.norm()) < 1e-9:  # looking straight up or down: keep the camera's own up
-        forward = -T[:3, 1] - up_v * (-T[:3, 1] @ up_v)
-    position = T[:3, 3]
-    return look_at(position.tolist(), (position + forward / forward.norm()).tolist(), tuple(up_v.tolist()))
-
-
-LATE_PARALLAX_M = 0.002
-"""An eye that moved less than this between the two predictions is corrected by rotation alone
-(the parallax of 2 mm is under a pixel beyond 1.5 m at 1000 px per radian); a larger move also
-warps with depth."""
-
-
-class RotationResampler:
-    """An image seen from one view as seen from another if everything were infinitely far: each
-    target pixel's ray turned into the source view and sampled bilinearly (rays outside the
-    source take the nearest edge). The rays of a target's pixel grid are kept per size and
-    intrinsics (float32: a late correction of a few degrees needs no more)."""
-
-    def __init__(self) -> None:
-        self._rays: tuple | None = None
-
-    def rays(self, H: int, W: int, K: torch.Tensor) -> torch.Tensor:
-        key = (H, W, tuple(K.flatten().tolist()), K.device)
-        if self._rays is None or self._rays[0] != key:
-            v, u = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=K.device) + 0.5,
-                                  torch.arange(W, dtype=torch.float32, device=K.device) + 0.5, indexing="ij")
-            rays = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
-            self._rays = (key, rays)
-        return self._rays[1]
-
-    def resample(self, rgb: torch.Tensor, src_view: torch.Tensor, src_K: torch.Tensor, dst_view: torch.Tensor,
-                 dst_K: torch.Tensor) -> torch.Tensor:
-        """``rgb`` [H, W, 3] seen from ``src_view`` as seen from ``dst_view`` (rotation only)."""
-        H, W = rgb.shape[:2]
-        R = (src_view[:3, :3] @ dst_view[:3, :3].T).float()  # target camera -> source camera
-        q = self.rays(H, W, dst_K.float()) @ R.T
-        x = src_K[0, 0] * q[..., 0] / q[..., 2] + src_K[0, 2]
-        y = src_K[1, 1] * q[..., 1] / q[..., 2] + src_K[1, 2]
-        grid = torch.stack([2 * x / W - 1, 2 * y / H - 1], dim=-1)[None]  # pixel centres: align_corners=False
-        out = torch.nn.functional.grid_sample(rgb.permute(2, 0, 1)[None].float(), grid, mode="bilinear",
-                                              padding_mode="border", align_corners=False)
-        return out[0].permute(1, 2, 0)
-
-
-def plain_view(v) -> XrView:
-    """An XrView of pyopenxr's as plain numbers."""
-    o, p, f = v.pose.orientation, v.pose.position, v.fov
-    return XrView((o.x, o.y, o.z, o.w), (p.x, p.y, p.z), (f.angle_left, f.angle_right, f.angle_up, f.angle_down))
-
-
-def view_angle_deg(a: XrView, b: XrView) -> float:
-    """The angle between two views' orientations, degrees."""
-    dot = abs(sum(x * y for x, y in zip(a.orientation, b.orientation)))
-    return math.degrees(2 * math.acos(min(1.0, dot)))
+KEPT_FRAMES = 1000
+"""Per-frame figures kept for the medians (the last this many: a long session stays bounded)."""
 
 
 class StageClock:
@@ -132,7 +74,7 @@ class StageClock:
     ``medians()`` over the frames so far."""
 
     def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = {}
+        self.samples: dict[str, deque] = {}
         self.mark = None
 
     def start(self) -> None:
@@ -141,7 +83,7 @@ class StageClock:
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         if self.mark is not None:
-            self.samples.setdefault(stage, []).append((now - self.mark) * 1e3)
+            self.samples.setdefault(stage, deque(maxlen=KEPT_FRAMES)).append((now - self.mark) * 1e3)
         self.mark = now
 
     def done(self) -> None:
@@ -219,7 +161,7 @@ class XrOutput:
         self.late_warps = 0
         self.late_moved_deg = 0.0
         self.late_filled = 1.0
-        self.pose_age_ms: list[float] = []
+        self.pose_age_ms: deque = deque(maxlen=KEPT_FRAMES)
         """Per submitted frame: from the xrLocateViews whose poses the layer carries to
         xrEndFrame's return (late reprojection shortens it by the render time)."""
         self.origin = None

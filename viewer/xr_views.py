@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from gscache import Intrinsics, StereoRig
-from gscache.camera import rigid_inverse
+from gscache.camera import look_at, rigid_inverse
 from gscache.errors import GscacheError
 
 FLIP = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
@@ -142,3 +142,23 @@ def matrix_quaternion(R: Tensor) -> tuple[float, float, float, float]:
     if q[3] < 0:
         q = tuple(-c for c in q)
     return q
+
+
+def plain_view(v) -> XrView:
+    """An XrView of pyopenxr's as plain numbers."""
+    o, p, f = v.pose.orientation, v.pose.position, v.fov
+    return XrView((o.x, o.y, o.z, o.w), (p.x, p.y, p.z), (f.angle_left, f.angle_right, f.angle_up, f.angle_down))
+
+
+def level(T_world_head: torch.Tensor, up) -> torch.Tensor:
+    """The pose at the same place facing the same heading with no pitch or roll: where the
+    OpenXR origin goes (the runtime's tracking supplies the head's own tilt; a tilted origin
+    would tilt the user's horizon)."""
+    T = T_world_head.double()
+    up_v = torch.tensor(up, dtype=torch.float64)
+    up_v = up_v / up_v.norm()
+    forward = T[:3, 2] - up_v * (T[:3, 2] @ up_v)
+    if float(forward.norm()) < 1e-9:  # looking straight up or down: keep the camera's own up
+        forward = -T[:3, 1] - up_v * (-T[:3, 1] @ up_v)
+    position = T[:3, 3]
+    return look_at(position.tolist(), (position + forward / forward.norm()).tolist(), tuple(up_v.tolist()))

@@ -149,7 +149,7 @@ def test_the_openxr_origin_is_level_and_the_head_glides_and_snap_turns():
 
     from gscache.camera import look_at
     from gscache.viewer.controls import FlyController
-    from gscache.viewer.xr_session import level
+    from gscache.viewer.xr_views import level
 
     up = (0.0, -1.0, 0.0)
     pitched = look_at((1.0, -2.0, 0.0), (1.0, -3.0, 4.0), up)  # looking up 14 degrees

@@ -125,7 +125,7 @@ def test_the_viewer_presents_each_eye_as_located(x_display, manifest, tmp_path, 
     scene = random_scene(600, seed=11, sh_degree=1)
     viewer = Viewer(scene, ViewerOptions(width=2 * W, height=H, backend="cpu", visible=False, xr=True, frames=20,
                                          screenshot_dir=tmp_path, record_path=tmp_path / "path.json"))
-    from gscache.viewer.xr_session import level
+    from gscache.viewer.xr_views import level
 
     origin = level(viewer.nav.pose(), viewer.options.up)  # the OpenXR origin: the start pose, levelled
     assert viewer.run() == 0
@@ -185,7 +185,7 @@ def test_late_reprojection_submits_the_fresher_prediction(x_display, manifest, t
     carries the stale pose it was rendered for. Eyes at the origin only turn (rotation alone);
     eyes ``ahead_m`` in front of it also move 16 mm (the depth warp's parallax)."""
     from gscache.viewer import Viewer, ViewerOptions
-    from gscache.viewer.xr_session import level
+    from gscache.viewer.xr_views import level
     from tests.xr.runtime import EyeView, read_frames, read_pixels, runtime_environment, write_script
 
     eyes = (EyeView((0.0, 0.0, 0.0, 1.0), (-0.032, 0.0, -ahead_m), (-0.55, 0.55, 0.5, -0.5)),
