@@ -29,7 +29,7 @@ from .session import WindowSession
 from .xr_input import ControllerActions, ControllerState, InputEdges
 from .xr_formats import choose_color_format, choose_depth_format, swapchain_pixels, window_depth
 from .xr_runtime import import_openxr
-from .xr_state import FrameOrder, Lifecycle
+from .xr_state import FrameOrder, Lifecycle, SessionState
 from .xr_late import LATE_PARALLAX_M, RotationResampler, view_angle_deg
 from .xr_views import level, plain_view, rig_from_views
 
@@ -156,8 +156,10 @@ class XrOutput:
         self.frames_submitted = 0
         self.times = StageClock()
         """Per-frame milliseconds of wait (xrWaitFrame), locate (xrBeginFrame, xrLocateViews),
-        upload (into the swapchains) and submit (xrEndFrame); render is the frame loop's."""
+        render (the frame loop's), late warp, upload (into the swapchains) and submit
+        (xrEndFrame)."""
         self.missed = 0
+        """Display periods the runtime skipped between two of our frames (frames not ready in time)."""
         self.late_warps = 0
         self.late_moved_deg = 0.0
         self.late_filled = 1.0
@@ -166,7 +168,6 @@ class XrOutput:
         xrEndFrame's return (late reprojection shortens it by the render time)."""
         self.origin = None
         self.located_at = 0.0
-        """Display periods the runtime skipped between two of our frames (frames not ready in time)."""
         self.last_display_time: int | None = None
         props = xr.get_instance_properties(self.instance)
         self.runtime = props.runtime_name.decode(errors="replace")
@@ -192,7 +193,7 @@ class XrOutput:
                 changed = ctypes.cast(ctypes.byref(event), ctypes.POINTER(xr.EventDataSessionStateChanged)).contents
                 self._do(self.lifecycle.changed(changed.state))
             elif kind == xr.StructureType.EVENT_DATA_INSTANCE_LOSS_PENDING:
-                self._do(self.lifecycle.changed(7))  # as LOSS_PENDING: end and destroy
+                self._do(self.lifecycle.changed(SessionState.LOSS_PENDING))  # the instance goes: end, destroy
 
     def quit(self) -> None:
         self._do(self.lifecycle.quit())
