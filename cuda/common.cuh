@@ -143,6 +143,22 @@ struct GsReuseCompositeParams {
     int width, height, tile_px, tiles_x, tiles_y;
 };
 
+// Foveation: the fovea's exact pixels over the upsampled periphery (gscache/stages/foveate.py's
+// composite is the reference), written in place into the fovea pass's images (their exact
+// rectangle is already the result: it is neither read nor written). One call per pixel.
+struct GsFoveaCompositeParams {
+    float* rgb;             // [E,H,W,3] the fovea pass at full resolution, in: its pixels, out: the composite
+    float* alpha;           // [E,H,W]
+    float* depth;           // [E,H,W]
+    float* median;          // [E,H,W] or null (no median depth: the output has none)
+    const float* p_rgb;     // [E,h,w,3] the periphery pass
+    const float* p_alpha;   // [E,h,w]
+    const float* p_depth;   // [E,h,w]
+    const float* p_median;  // [E,h,w] or null (with median)
+    const int* rects;       // [E,4] each eye's exact rectangle x0, y0, x1, y1 (full-resolution pixels)
+    int E, width, height, p_width, p_height, band_px;
+};
+
 struct GsShadeParams {
     const float* means;
     const float* quats;
@@ -562,6 +578,80 @@ GS_HD void gs_reproject_sample(const GsReprojectParams& p, long long i) {
     p.out_valid[i] = ok;
     for (int c = 0; c < 3; ++c) p.out_rgb[3 * i + c] = rgba[c];
     p.out_alpha[i] = rgba[3];
+}
+
+// ---- Foveation: the composite (gscache/stages/foveate.py composite, the reference) -----------
+// In float32, in the reference's steps: torch's bilinear upsampling with align_corners=False (a
+// full-size pixel centre samples (i + 0.5) * h / H - 0.5, clamped at 0; the far neighbour
+// clamped to the last row or column), nearest-exact for median depths (floor((i + 0.5) * h / H)),
+// the band's smoothstep weight (FoveaLayout.weights), and lerp as torch computes it (from the
+// nearer end, so that a weight of 1 gives the fovea's value exactly).
+
+// The fovea's weight along one axis at pixel i: 1 inside [a, b), a smoothstep over ``band``
+// pixels beyond it, 0 further out (_axis_weight).
+GS_HD float gs_fovea_axis_weight(int a, int b, int i, int band) {
+    const float c = (float)i + 0.5f;
+    float outside = (float)a - c > c - (float)b ? (float)a - c : c - (float)b;
+    outside = outside > 0.f ? outside : 0.f;
+    if (band == 0) return outside == 0.f ? 1.f : 0.f;
+    float t = 1.f - outside / (float)band;
+    t = t < 0.f ? 0.f : (t > 1.f ? 1.f : t);
+    return t * t * (3.f - 2.f * t);
+}
+
+GS_HD float gs_lerp(float from, float to, float w) {
+    return w < 0.5f ? from + w * (to - from) : to - (to - from) * (1.f - w);
+}
+
+// One source coordinate of the bilinear upsampling from n to N samples: (index, far neighbour,
+// weight of the far one).
+GS_HD void gs_upsample_axis(int i, int n, int N, int* i0, int* i1, float* l1) {
+    const float scale = (float)n / (float)N;
+    float src = scale * ((float)i + 0.5f) - 0.5f;
+    src = src < 0.f ? 0.f : src;
+    int k = (int)src;
+    k = k < n - 1 ? k : n - 1;
+    *i0 = k;
+    *i1 = k < n - 1 ? k + 1 : k;
+    float l = src - (float)k;
+    *l1 = l < 0.f ? 0.f : (l > 1.f ? 1.f : l);
+}
+
+GS_HD void gs_fovea_composite(const GsFoveaCompositeParams& p, long long i) {
+    const long long HW = (long long)p.height * p.width;
+    const int e = (int)(i / HW);
+    const int y = (int)((i % HW) / p.width), x = (int)(i % p.width);
+    const int* r = p.rects + 4 * e;
+    if (x >= r[0] && x < r[2] && y >= r[1] && y < r[3]) return;  // the fovea's own pixel: already there
+    const int b = p.band_px;
+    const int ox0 = r[0] - b > 0 ? r[0] - b : 0, oy0 = r[1] - b > 0 ? r[1] - b : 0;
+    const int ox1 = r[2] + b < p.width ? r[2] + b : p.width, oy1 = r[3] + b < p.height ? r[3] + b : p.height;
+    const bool band = x >= ox0 && x < ox1 && y >= oy0 && y < oy1;
+    const float w = band ? gs_fovea_axis_weight(r[0], r[2], x, b) * gs_fovea_axis_weight(r[1], r[3], y, b) : 0.f;
+    int x0, x1, y0, y1;
+    float lx, ly;
+    gs_upsample_axis(x, p.p_width, p.width, &x0, &x1, &lx);
+    gs_upsample_axis(y, p.p_height, p.height, &y0, &y1, &ly);
+    const long long pe = (long long)e * p.p_height * p.p_width;
+    const long long q00 = pe + (long long)y0 * p.p_width + x0, q01 = pe + (long long)y0 * p.p_width + x1;
+    const long long q10 = pe + (long long)y1 * p.p_width + x0, q11 = pe + (long long)y1 * p.p_width + x1;
+    const float h0 = 1.f - ly, w0 = 1.f - lx;
+    for (int c = 0; c < 5; ++c) {
+        const float* src = c < 3 ? p.p_rgb : (c == 3 ? p.p_alpha : p.p_depth);
+        float* out = c < 3 ? p.rgb : (c == 3 ? p.alpha : p.depth);
+        const int s = c < 3 ? 3 : 1, o = c < 3 ? c : 0;
+        const float up = h0 * (w0 * src[s * q00 + o] + lx * src[s * q01 + o]) +
+                         ly * (w0 * src[s * q10 + o] + lx * src[s * q11 + o]);
+        out[s * i + o] = band ? gs_lerp(up, out[s * i + o], w) : up;
+    }
+    if (p.median != nullptr && !(band && w >= 0.5f)) {
+        // Nearest-exact: a median depth is one splat's depth, never a blend.
+        int mx = (int)floorf(((float)x + 0.5f) * ((float)p.p_width / (float)p.width));
+        int my = (int)floorf(((float)y + 0.5f) * ((float)p.p_height / (float)p.height));
+        mx = mx < p.p_width - 1 ? mx : p.p_width - 1;
+        my = my < p.p_height - 1 ? my : p.p_height - 1;
+        p.median[i] = p.p_median[pe + (long long)my * p.p_width + mx];
+    }
 }
 
 // ---- Structured scenes: the fused derivation of an anchor's k Gaussians --------------------

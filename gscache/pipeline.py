@@ -24,7 +24,7 @@ from .scene.record import Scene
 from .scene.structured import StructuredScene
 from .stages.bin import tile_grid
 from .stages.derive import derive, derive_anchors, lod_mask
-from .stages.foveate import (composite, drop_faint, fovea_layout, fovea_tiles, keep_gaussians, periphery_cull_margin_px,
+from .stages.foveate import (drop_faint, fovea_layout, fovea_tiles, keep_gaussians, periphery_cull_margin_px,
                              periphery_skip_tiles, rect_tile_mask)
 
 
@@ -171,7 +171,7 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
     skip = periphery_skip_tiles(layout, pviews.width, pviews.height, tp)
     pprojected, pbins, periphery = _back_part(visible, shaded, pviews, cfg, backend, skip, False, clock,
                                               fov.periphery_min_coverage_px2)
-    images = composite(fovea, periphery, layout)
+    images = backend.fovea_composite(fovea, periphery, layout)
     clock.lap("composite")
     if checks_enabled(cfg):
         for record in (scene, visible, shaded, projected, bins, pprojected, pbins, fovea, periphery, images):

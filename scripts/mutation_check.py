@@ -104,6 +104,10 @@ MUTANTS = [
            "const bool reused = p.reused[t / 2] != 0;", "the composite reads another tile's reuse flag"),
     Mutant("composite-truth-count", "cuda/common.cuh", "                count += 1.0;", "                count += 2.0;",
            "the measured error averaged over twice the pixels"),
+    Mutant("fovea-band-skipped", "cuda/common.cuh", "out[s * i + o] = band ? gs_lerp(up, out[s * i + o], w) : up;",
+           "out[s * i + o] = up;", "the band not blended: the periphery up to the fovea's rectangle"),
+    Mutant("fovea-upsample-far-tap", "cuda/common.cuh", "*i1 = k < n - 1 ? k + 1 : k;", "*i1 = k + 1;",
+           "the upsampling's far neighbour read past the last row or column"),
     Mutant("threads-per-block", "gscache/backends/cuda.py", "THREADS = 256 ", "THREADS = 2048 ",
            "a block size over the hardware limit"),
 ]
@@ -112,7 +116,7 @@ MUTANTS = [
 KERNEL_TESTS = ["tests/backends", "tests/simt", "tests/unit/test_cache.py", "tests/unit/test_reproject.py",
                 "tests/unit/test_pixel_reuse.py", "--ignore=tests/simt/test_mutants.py"]
 SIM_TESTS = ["tests/backends/test_kernel_matrix.py", "tests/backends/test_stages.py", "tests/backends/test_derive.py",
-             "tests/unit/test_reproject.py", "tests/unit/test_pixel_reuse.py"]
+             "tests/backends/test_fovea_composite.py", "tests/unit/test_reproject.py", "tests/unit/test_pixel_reuse.py"]
 
 
 def _lib(name: str) -> str:

@@ -30,6 +30,9 @@
 //              (gscache.stages.reuse.STATS), one tile per loop iteration.
 //   reuse_composite: the warp, reused u8[T], the rasterized rgb/alpha/depth/median (written in
 //              place: the warp's valid pixels of reused tiles) -> truth f32[T,2].
+//   fovea_composite: the fovea pass's rgb f32[E,H,W,3], alpha, depth, median f32[E,H,W] (in
+//              place: the composite), the periphery's at [E,h,w], rects i32[E,4] (both median
+//              pointers null or both set), one pixel per loop iteration.
 //   derive_emit: the same plus offsets f32[A,k,3], scales f32[A,6], opac, starts i64[n] (exclusive
 //              prefix sum of counts) -> means f32[M,3], quats f32[M,4], scales f32[M,3],
 //              opacities f32[M], sh f32[M,1,3], rows in (anchor, offset) order.
@@ -40,7 +43,7 @@
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 6
+#define GS_ABI_VERSION 7
 
 extern "C" {
 
@@ -218,6 +221,12 @@ void gs_reuse_composite_cpu(const GsReuseCompositeParams* p) {
     const int64_t T = (int64_t)p->tiles_x * p->tiles_y;
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t t = 0; t < T; ++t) gs_reuse_composite(*p, t);
+}
+
+void gs_fovea_composite_cpu(const GsFoveaCompositeParams* p) {
+    const int64_t n = (int64_t)p->E * p->height * p->width;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) gs_fovea_composite(*p, i);
 }
 
 }  // extern "C"

@@ -55,6 +55,11 @@ GsReuseCompositeParams = _struct("GsReuseCompositeParams",
                                   "truth"],
                                  [("width", _I32), ("height", _I32), ("tile_px", _I32), ("tiles_x", _I32),
                                   ("tiles_y", _I32)], "``struct GsReuseCompositeParams``.")
+GsFoveaCompositeParams = _struct("GsFoveaCompositeParams",
+                                 ["rgb", "alpha", "depth", "median", "p_rgb", "p_alpha", "p_depth", "p_median",
+                                  "rects"],
+                                 [("E", _I32), ("width", _I32), ("height", _I32), ("p_width", _I32),
+                                  ("p_height", _I32), ("band_px", _I32)], "``struct GsFoveaCompositeParams``.")
 GsShadeParams = _struct("GsShadeParams", ["means", "quats", "scales", "sh", "positions", "covars", "colors"],
                         [("E", _I32), ("V", _I32), ("K", _I32), ("degree", _I32)], "``struct GsShadeParams``.")
 GsProjectParams = _struct("GsProjectParams", ["means", "covars", "views", "means2d", "conics", "depths", "radii"],
@@ -78,7 +83,8 @@ GsDeriveParams = _struct("GsDeriveParams",
                           ("use_shared", _I32)],
                          "``struct GsDeriveParams`` (count and emit kernels).")
 
-PARAM_STRUCTS = (GsView, GsCullParams, GsReprojectParams, GsTileStatsParams, GsReuseCompositeParams, GsShadeParams,
+PARAM_STRUCTS = (GsView, GsCullParams, GsReprojectParams, GsTileStatsParams, GsReuseCompositeParams,
+                 GsFoveaCompositeParams, GsShadeParams,
                  GsProjectParams, GsBinParams, GsRasterParams, GsDeriveParams)
 
 

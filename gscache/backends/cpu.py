@@ -16,16 +16,19 @@ from ..scene.record import Scene
 from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages.bin import check_intersections, tile_grid
+from ..stages.foveate import FoveaLayout
 from ..stages.cull import select_visible
 from ..stages.reproject import DEPTH_TOLERANCE
 from ..stages.reuse import TileGrid
 from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
+from ._foveate import composited, fovea_composite_fields
 from ._loader import BuildError, host_library
 from ._mlp import packed_mlps, with_reference_fallback
 from ._reproject import composite_fields, reprojected, reproject_fields, tile_stats_fields
-from ._params import (GsBinParams, GsCullParams, GsDeriveParams, GsProjectParams, GsRasterParams,
-                      GsReprojectParams, GsReuseCompositeParams, GsShadeParams, GsTileStatsParams, GsView, fill)
+from ._params import (GsBinParams, GsCullParams, GsDeriveParams, GsFoveaCompositeParams, GsProjectParams,
+                      GsRasterParams, GsReprojectParams, GsReuseCompositeParams, GsShadeParams, GsTileStatsParams,
+                      GsView, fill)
 
 _P = ctypes.c_void_p
 # Every entry point takes its kernel's parameter struct (cuda/common.cuh) by pointer.
@@ -43,8 +46,9 @@ _SIGNATURES = {
     "gs_reproject_cpu": ([_P], None),
     "gs_tile_stats_cpu": ([_P], None),
     "gs_reuse_composite_cpu": ([_P], None),
+    "gs_fovea_composite_cpu": ([_P], None),
 }
-ABI_VERSION = 6
+ABI_VERSION = 7
 BYTES_PER_INTERSECTION = 12
 """The sorted keys (int64) and Gaussian ids (int32): the host library sorts in place through
 per-tile cursors, so nothing else grows with the intersections (measured with
@@ -222,6 +226,14 @@ def reuse_composite(warped: Reprojected, reused: torch.Tensor, rgb: torch.Tensor
     return fields["truth"].reshape(grid.tiles_y, grid.tiles_x, 2)
 
 
+def fovea_composite(fovea: Images, periphery: Images, layout: FoveaLayout) -> Images:
+    """gscache.stages.foveate.composite in the host library (gs_fovea_composite, OpenMP over pixels)."""
+    fields = fovea_composite_fields(fovea, periphery, layout)
+    if fovea.alpha.numel():
+        _call(_lib().gs_fovea_composite_cpu, fill(GsFoveaCompositeParams, **fields))
+    return composited(fields, fovea, periphery)
+
+
 def make_backend() -> Backend:
     """The cpu backend, or BackendUnavailable with the reason (no compiler, build failure)."""
     try:
@@ -230,4 +242,4 @@ def make_backend() -> Backend:
         raise BackendUnavailable(str(exc)) from None
     return Backend("cpu", cull, shade, project, bin_tiles, rasterize, BYTES_PER_INTERSECTION, device_types=("cpu",),
                    derive=with_reference_fallback(derive), reproject=reproject, tile_stats=tile_stats,
-                   reuse_composite=reuse_composite)
+                   reuse_composite=reuse_composite, fovea_composite=fovea_composite)

@@ -29,14 +29,17 @@ from ..scene.structured import StructuredScene
 from ..sh import sh_degree_of
 from ..stages import cull
 from ..stages.bin import check_intersections, tile_grid
+from ..stages.foveate import FoveaLayout
 from ..stages.reproject import DEPTH_TOLERANCE
 from .table import Backend, BackendUnavailable
 from ._boundary import check, gs_views
+from ._foveate import composited, fovea_composite_fields
 from ._loader import cuda_module
 from ._mlp import packed_mlps, with_reference_fallback
 from ._reproject import composite_fields, reprojected, reproject_fields, tile_stats_fields
-from ._params import (GsBinParams, GsDeriveParams, GsProjectParams, GsRasterParams, GsReprojectParams,
-                      GsReuseCompositeParams, GsShadeParams, GsTileStatsParams, as_kernel_arg, fill)
+from ._params import (GsBinParams, GsDeriveParams, GsFoveaCompositeParams, GsProjectParams, GsRasterParams,
+                      GsReprojectParams, GsReuseCompositeParams, GsShadeParams, GsTileStatsParams, as_kernel_arg,
+                      fill)
 
 THREADS = 256  # threads per block of the one-thread-per-item kernels
 SPLAT_FLOATS = 10  # GS_SPLAT_FLOATS of cuda/common.cuh: floats per splat in rasterize's shared batch
@@ -255,6 +258,15 @@ class CudaKernels:
                            fill(GsReuseCompositeParams, **fields))
         return fields["truth"].reshape(grid.tiles_y, grid.tiles_x, 2)
 
+    def fovea_composite(self, fovea: Images, periphery: Images, layout: FoveaLayout) -> Images:
+        """gscache.stages.foveate.composite: common.cuh's gs_fovea_composite, one thread per pixel."""
+        fields = fovea_composite_fields(fovea, periphery, layout)
+        n = fovea.alpha.numel()
+        if n:
+            self.rt.launch("foveate", "fovea_composite_kernel", fovea.alpha.device, _blocks(n), (THREADS,),
+                           fill(GsFoveaCompositeParams, **fields))
+        return composited(fields, fovea, periphery)
+
     def derive(self, scene: StructuredScene, ids: torch.Tensor, position: torch.Tensor,
                appearance_index: int | None) -> Scene:
         """The fused derivation (wrapped by _mlp.with_reference_fallback): one thread per
@@ -297,7 +309,8 @@ def backend_on(runtime: KernelRuntime) -> Backend:
     k = CudaKernels(runtime)
     return Backend(runtime.name, cull, k.shade, k.project, k.bin_tiles, k.rasterize, BYTES_PER_INTERSECTION,
                    device_types=(runtime.device_type,), derive=with_reference_fallback(k.derive),
-                   reproject=k.reproject, tile_stats=k.tile_stats, reuse_composite=k.reuse_composite)
+                   reproject=k.reproject, tile_stats=k.tile_stats, reuse_composite=k.reuse_composite,
+                   fovea_composite=k.fovea_composite)
 
 
 def make_backend() -> Backend:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from ..errors import GscacheRuntimeError
 from ..stages.derive import derive_anchors
 from ..stages.reproject import reproject as reference_reproject
-from ..stages.protocols import (BinFn, CullFn, DeriveFn, ProjectFn, RasterizeFn, ReprojectFn, ReuseCompositeFn, ShadeFn,
-                                TileStatsFn)
+from ..stages.foveate import composite as reference_fovea_composite
+from ..stages.protocols import (BinFn, CullFn, DeriveFn, FoveaCompositeFn, ProjectFn, RasterizeFn, ReprojectFn,
+                                ReuseCompositeFn, ShadeFn, TileStatsFn)
 from ..stages.reuse import reuse_composite as reference_reuse_composite
 from ..stages.reuse import tile_stats as reference_tile_stats
 
@@ -44,6 +45,8 @@ class Backend:
     reuse_composite: ReuseCompositeFn = reference_reuse_composite
     """Pixel reuse: a warp composited into a rasterized view, with the warp's true error in the
     tiles not reused (gscache.stages.reuse.reuse_composite)."""
+    fovea_composite: FoveaCompositeFn = reference_fovea_composite
+    """Foveation: the fovea pass over the upsampled periphery pass (gscache.stages.foveate.composite)."""
 
     @property
     def fused_derive(self) -> bool:

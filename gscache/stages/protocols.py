@@ -14,6 +14,7 @@ from torch import Tensor
 from ..camera import ViewBatch
 from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
 from ..records import Images, Projected, Reprojected, Shaded, TileBins, Visible
+from .foveate import FoveaLayout
 from .reuse import TileGrid
 from ..scene.record import Scene
 from ..scene.structured import StructuredScene
@@ -70,3 +71,10 @@ class ReuseCompositeFn(Protocol):
                  median: Tensor, grid: TileGrid) -> Tensor:
         """The warp's valid pixels of the ``reused`` tiles written into the rasterized view (in
         place); returns [tiles_y, tiles_x, 2] (sum of squared differences, count) in the others."""
+
+
+class FoveaCompositeFn(Protocol):
+    def __call__(self, fovea: Images, periphery: Images, layout: FoveaLayout) -> Images:
+        """The fovea pass [E, H, W] over the periphery pass [E, h, w] upsampled, blended across
+        the band, the fovea's own pixels inside each eye's rectangle (gscache.stages.foveate.composite).
+        A kernel may write the result into ``fovea``'s tensors (the caller does not keep them)."""

@@ -11,7 +11,7 @@ from gscache.backends._loader import KernelTree, kernel_dir
 def test_every_part_is_where_the_loader_looks():
     tree = KernelTree.at()
     assert tree.root == kernel_dir() and (tree.root / "common.cuh").is_file()
-    assert {p.stem for p in tree.cu_files()} == {"bin", "derive", "project", "rasterize", "reproject", "reuse",
+    assert {p.stem for p in tree.cu_files()} == {"bin", "derive", "foveate", "project", "rasterize", "reproject", "reuse",
                                                      "shade"}
     assert all(p.parent == tree.root / "kernels" for p in tree.cu_files())
     assert (tree.host / "host.cpp").is_file() and tree.host == tree.root / "host"

@@ -20,9 +20,11 @@ import torch
 from gscache import backends
 from gscache.backends._loader import KernelTree, kernel_dir, simt_kernels
 from gscache.camera import StereoRig, look_at, views_of
-from gscache.config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
+from gscache.config import BinConfig, CullConfig, FoveationConfig, ProjectConfig, RasterConfig, ShadeConfig
 from gscache.scenes import structured_demo
 from gscache.stages.derive import lod_mask
+from gscache.records import Images
+from gscache.stages.foveate import fovea_layout
 from gscache.stages.reuse import TileGrid
 from tests._helpers import random_scene
 
@@ -86,6 +88,10 @@ def largest_launches() -> dict[str, tuple[int, int]]:
     impl.tile_stats(warped, grid)
     impl.reuse_composite(warped, torch.ones(grid.tiles_y, grid.tiles_x, dtype=torch.bool), frame.rgb[1].clone(),
                          frame.alpha[1].clone(), frame.depth[1].clone(), frame.median_depth[1].clone(), grid)
+    layout = fovea_layout(rig.width, rig.height, 2, FoveationConfig(periphery_scale=0.5), None)
+    small = Images(frame.rgb[:, ::2, ::2].contiguous(), frame.alpha[:, ::2, ::2].contiguous(),
+                   frame.depth[:, ::2, ::2].contiguous(), frame.median_depth[:, ::2, ::2].contiguous())
+    impl.fovea_composite(frame, small, layout)
     out: dict[str, tuple[int, int]] = {}
     for name, _, block, shared in rt.launches:
         threads = math.prod(block)
