@@ -208,6 +208,9 @@ class TemporalCache:
         self.pixels = None
         """Pixel reuse: the last frame's images (gscache.pixel_reuse.PixelReuse, made by the
         pipeline on the first frame that reuses pixels)."""
+        self.lod: tuple | None = None
+        """Foveation's periphery level of detail: (the scene's token and version, its
+        gscache.stages.lod.PeripheryLod), loaded or built on the first frame that asks for it."""
 
     def invalidate(self, reason: str) -> None:
         """Drop the entry and the pixels kept for reuse: the next frame refreshes with

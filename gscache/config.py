@@ -179,6 +179,12 @@ class FoveationConfig:
     periphery_min_coverage_px2: float = 0.0
     """Level of detail in the periphery: Gaussians covering less than this (opacity x area of
     the splat before the low-pass filter, in periphery pixels) are not drawn there; 0 draws all."""
+    periphery_lod_px: float = 0.0
+    """Level of detail in the periphery from the scene's hierarchy of merged Gaussians
+    (gscache.stages.lod, built once per scene and kept on disk): a merged node is drawn instead
+    of its children where they would project under this many periphery pixels (their largest
+    3-sigma extent); 0: the scene's own Gaussians. Explicit scenes (structured scenes have their
+    anchors' levels of detail)."""
 
     @property
     def enabled(self) -> bool:
@@ -272,6 +278,9 @@ def check_config(cfg: RenderConfig) -> None:
     if not fov.periphery_min_coverage_px2 >= 0:
         raise GscacheError("foveation.periphery_min_coverage_px2: expected >= 0 (0 draws every Gaussian), got "
                            f"{fov.periphery_min_coverage_px2!r}")
+    if not (isinstance(fov.periphery_lod_px, (int, float)) and 0.0 <= fov.periphery_lod_px < 1e6):
+        raise GscacheError("foveation.periphery_lod_px: expected periphery pixels >= 0 (0: no level of detail), got "
+                           f"{fov.periphery_lod_px!r}")
     if not 0.0 <= fov.band <= 0.5:
         raise GscacheError(f"foveation.band: expected a fraction of the image height in [0, 0.5], got {fov.band!r}")
     c = cfg.cache

@@ -24,6 +24,7 @@ from .scene.record import Scene
 from .scene.structured import StructuredScene
 from .stages.bin import tile_grid
 from .stages.derive import derive, derive_anchors, lod_mask
+from .stages.lod import PeripheryLod, default_cache_dir, load_or_build, select_cut
 from .stages.foveate import (drop_faint, fovea_layout, fovea_tiles, keep_gaussians, periphery_cull_margin_px,
                              periphery_skip_tiles, rect_tile_mask)
 
@@ -159,24 +160,49 @@ def _back_part(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderCo
 
 
 def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig,
-                   backend: Backend, gaze: torch.Tensor | None, clock: _Clock) -> tuple[Images, TileBins, int]:
+                   backend: Backend, gaze: torch.Tensor | None, clock: _Clock,
+                   lod: PeripheryLod | None = None) -> tuple[Images, TileBins, int]:
     """The back of a foveated frame (gscache.stages.foveate): the full-resolution views in the
-    fovea's tiles, the ``periphery_scale`` views outside the fovea, composited. Returns the
-    images, the fovea's bins and the intersections of both."""
+    fovea's tiles, the ``periphery_scale`` views outside the fovea, composited. With a ``lod``
+    (foveation.periphery_lod_px) the periphery draws the cut of the scene's hierarchy for these
+    eyes instead of the scene's Gaussians (culled and shaded here, per frame: the cut moves with
+    the eyes). Returns the images, the fovea's bins and the intersections of both."""
     fov = cfg.foveation
     layout = fovea_layout(views.width, views.height, views.n_views, fov, gaze)
     tp = cfg.bin.tile_px
     projected, bins, fovea = _back_part(visible, shaded, views, cfg, backend, fovea_tiles(layout, tp), True, clock)
     pviews = views.scaled(fov.periphery_scale)
+    if lod is not None:
+        drawn = select_cut(lod, views.positions, float(pviews.Ks[:, 0, 0].max()), fov.periphery_lod_px)
+        pvisible = backend.cull(lod.subset(drawn), pviews, cfg.cull, cfg.project)
+        clock.lap("cull")
+        pshaded = _shade(backend, pvisible, pviews, cfg)
+        clock.lap("shade")
+    else:
+        pvisible, pshaded = visible, shaded
     skip = periphery_skip_tiles(layout, pviews.width, pviews.height, tp)
-    pprojected, pbins, periphery = _back_part(visible, shaded, pviews, cfg, backend, skip, False, clock,
+    pprojected, pbins, periphery = _back_part(pvisible, pshaded, pviews, cfg, backend, skip, False, clock,
                                               fov.periphery_min_coverage_px2)
     images = backend.fovea_composite(fovea, periphery, layout)
     clock.lap("composite")
     if checks_enabled(cfg):
-        for record in (scene, visible, shaded, projected, bins, pprojected, pbins, fovea, periphery, images):
+        for record in (scene, visible, shaded, projected, bins, pprojected, pbins, images):
             record.validate()
     return images, bins, bins.n_intersections + pbins.n_intersections
+
+
+def periphery_lod(cache: TemporalCache | None, scene, cfg: RenderConfig) -> PeripheryLod | None:
+    """The scene's periphery level of detail when foveation asks for one (kept in the cache, on
+    disk in gscache.stages.lod.default_cache_dir(); built with a progress bar the first time)."""
+    if not (cfg.foveation.enabled and cfg.foveation.periphery_lod_px > 0) or not isinstance(scene, Scene):
+        return None
+    key = (scene.token, scene.version)
+    if cache is not None and cache.lod is not None and cache.lod[0] == key:
+        return cache.lod[1]
+    lod = load_or_build(scene, default_cache_dir(), progress=True)
+    if cache is not None:
+        cache.lod = (key, lod)
+    return lod
 
 
 def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
@@ -204,7 +230,8 @@ def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, 
         if tile_mask is not None:
             raise GscacheError("foveation: a frame split over devices (tile_mask) cannot be foveated yet; "
                                "render foveated frames on one device")
-        images, bins, n_isect = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock)
+        images, bins, n_isect = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock,
+                                               periphery_lod(cache, source_scene or scene, cfg))
         return images, bins.tile_costs(), n_isect, None
     return (*_back(scene, visible, shaded, views, cfg, backend, tile_mask, clock, pixel_mask), None)
 

@@ -127,6 +127,9 @@ REFERENCE_DERIVE = "-ref"
 BOUND = ":"
 """Mode suffix before a pixel-reuse error bound in 8-bit levels, e.g. reproj:4."""
 FOVEATED = "+fov-"
+LOD = "+lod-"
+"""Suffix after a foveation level: the periphery level of detail's threshold in periphery pixels
+(FoveationConfig.periphery_lod_px), e.g. dynamic+fov-medium+lod-8."""
 """Mode suffix before a foveation level (gscache.presets.FOVEATION_LEVELS), e.g. dynamic+fov-medium."""
 
 
@@ -135,12 +138,23 @@ def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
     "stereo", optionally with the suffix "-ref": structured scenes derive with the torch reference
     rather than the backend's fused kernel; a pixel-reuse mode then optionally ":BOUND", its
     CacheConfig.reuse_error_bound in 8-bit levels; then optionally "+fov-LEVEL", a foveation
-    level); BACKEND may be "auto", resolved to what it picks."""
+    level, itself optionally with "+lod-PX", the periphery's level of detail); BACKEND may be
+    "auto", resolved to what it picks."""
     backend_name, _, mode = name.partition("/")
     mode = mode or "stereo"
     mode, _, level = mode.partition(FOVEATED)
+    level, lod_sep, lod_text = level.partition(LOD)
     mode, colon, bound_text = mode.partition(BOUND)
     foveation = foveation_level(level, f"--configs {name!r}: foveation level") if level else FOVEATION_LEVELS["off"]
+    if lod_sep:
+        try:
+            lod_px = float(lod_text)
+        except ValueError:
+            lod_px = math.nan
+        if not (lod_px > 0 and math.isfinite(lod_px)):
+            raise GscacheError(f"--configs {name!r}: '+lod-PX' is the periphery level of detail's threshold in "
+                               f"periphery pixels, a number > 0; got {lod_text!r}")
+        foveation = dataclasses.replace(foveation, periphery_lod_px=lod_px)
     fused = not mode.endswith(REFERENCE_DERIVE)
     base_mode = mode if fused else mode[: -len(REFERENCE_DERIVE)]
     known = ["auto", *backends.available()]
@@ -161,7 +175,7 @@ def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
         cache = dataclasses.replace(cache, reuse_error_bound=bound)
     resolved = backends.get(backend_name, device_type).name  # GscacheError with the reason if it cannot run
     shown = f"{mode}{colon}{bound_text}"
-    return f"{resolved}/{shown}{FOVEATED + level if level else ''}", RenderConfig(
+    return f"{resolved}/{shown}{FOVEATED + level if level else ''}{LOD + lod_text if lod_sep else ''}", RenderConfig(
         backend=resolved, cache=cache, derive=DeriveConfig(fused=fused), foveation=foveation)
 
 

@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
                         "D2, D4, D8, dynamic, reproj-stereo, reproj (pixel reuse), each optionally with -ref "
                         "(structured scenes: the reference derivation instead of the fused kernel), the reproj "
                         "modes with :BOUND (the per-tile error bound in 8-bit levels, default 2; e.g. reproj:8) "
-                        "and +fov-LEVEL")
+                        "and +fov-LEVEL, optionally +lod-PX (the periphery's level of detail: merged Gaussians "
+                        "where the scene's would project under PX periphery pixels; e.g. dynamic+fov-medium+lod-8)")
     b.add_argument("--ablation", action="store_true",
                    help="run the standard ladder instead of --configs: every backend with no reuse (torch "
                         "first), then --backend through stereo, approx, D2, D4, D8, dynamic, reproj-stereo and "

@@ -178,6 +178,8 @@ def test_bench_replays_a_trajectory_file(tmp_path, tiny_scene):
     (["bench", "--configs", "torch/dynamic:4"], "pixel-reuse mode's error bound"),
     (["bench", "--configs", "torch/reproj:-1"], "pixel-reuse mode's error bound"),
     (["bench", "--configs", "torch/reproj:lots"], "pixel-reuse mode's error bound"),
+    (["bench", "--configs", "torch/dynamic+fov-medium+lod-0"], "periphery level of detail"),
+    (["bench", "--configs", "torch/dynamic+fov-medium+lod-x"], "periphery level of detail"),
     (["bench", "--trajectory", "spiral"], "trajectory"),
     (["bench", "--quality-frames", "-1"], "--quality-frames"),
 ])
@@ -195,6 +197,9 @@ def test_a_reuse_mode_takes_its_error_bound_after_a_colon():
     assert name == "cpu/reproj:8+fov-low" and cfg.cache.pixel_reuse == "temporal"
     assert cfg.cache.reuse_error_bound == 8.0 and cfg.foveation.enabled
     assert named_config("cpu/reproj-stereo", "cpu")[1].cache.reuse_error_bound == 2.0  # the default
+    name, cfg = named_config("cpu/dynamic+fov-high+lod-8", "cpu")
+    assert name == "cpu/dynamic+fov-high+lod-8" and cfg.foveation.periphery_lod_px == 8.0
+    assert cfg.foveation.periphery_scale == named_config("cpu/dynamic+fov-high", "cpu")[1].foveation.periphery_scale
 
 
 def test_flip_and_the_viewing_condition():
