@@ -161,34 +161,46 @@ def _back_part(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderCo
 
 def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig,
                    backend: Backend, gaze: torch.Tensor | None, clock: _Clock,
-                   lod: PeripheryLod | None = None) -> tuple[Images, TileBins, int]:
+                   periphery: tuple | None = None) -> tuple[Images, TileBins, int]:
     """The back of a foveated frame (gscache.stages.foveate): the full-resolution views in the
-    fovea's tiles, the ``periphery_scale`` views outside the fovea, composited. With a ``lod``
-    (foveation.periphery_lod_px) the periphery draws the cut of the scene's hierarchy for these
-    eyes instead of the scene's Gaussians (culled and shaded here, per frame: the cut moves with
-    the eyes). Returns the images, the fovea's bins and the intersections of both."""
+    fovea's tiles, the ``periphery_scale`` views outside the fovea, composited. ``periphery``:
+    the periphery pass's own (visible, shaded), a cut of the scene's level of detail
+    (_periphery_front); None: the frame's. Returns the images, the fovea's bins and the
+    intersections of both."""
     fov = cfg.foveation
     layout = fovea_layout(views.width, views.height, views.n_views, fov, gaze)
     tp = cfg.bin.tile_px
     projected, bins, fovea = _back_part(visible, shaded, views, cfg, backend, fovea_tiles(layout, tp), True, clock)
     pviews = views.scaled(fov.periphery_scale)
-    if lod is not None:
-        drawn = select_cut(lod, views.positions, float(pviews.Ks[:, 0, 0].max()), fov.periphery_lod_px)
-        pvisible = backend.cull(lod.subset(drawn), pviews, cfg.cull, cfg.project)
-        clock.lap("cull")
-        pshaded = _shade(backend, pvisible, pviews, cfg)
-        clock.lap("shade")
-    else:
-        pvisible, pshaded = visible, shaded
+    pvisible, pshaded = (visible, shaded) if periphery is None else periphery
     skip = periphery_skip_tiles(layout, pviews.width, pviews.height, tp)
-    pprojected, pbins, periphery = _back_part(pvisible, pshaded, pviews, cfg, backend, skip, False, clock,
-                                              fov.periphery_min_coverage_px2)
-    images = backend.fovea_composite(fovea, periphery, layout)
+    pprojected, pbins, periphery_images = _back_part(pvisible, pshaded, pviews, cfg, backend, skip, False, clock,
+                                                     fov.periphery_min_coverage_px2)
+    images = backend.fovea_composite(fovea, periphery_images, layout)
     clock.lap("composite")
     if checks_enabled(cfg):
         for record in (scene, visible, shaded, projected, bins, pprojected, pbins, images):
             record.validate()
     return images, bins, bins.n_intersections + pbins.n_intersections
+
+
+def _periphery_front(lod: PeripheryLod, views: ViewBatch, cfg: RenderConfig, backend: Backend, margin_px: float,
+                     clock: _Clock) -> tuple[Visible, Shaded]:
+    """The periphery pass's front with a level of detail: the cut for these eyes (the periphery's
+    focal length, foveation.periphery_lod_px) culled and shaded against the periphery views, with
+    the temporal cache's margin (in periphery pixels) so that it serves the cache's D frames as
+    the frame's own front does (the cut then is the one of the refresh's eyes)."""
+    fov = cfg.foveation
+    pviews = views.scaled(fov.periphery_scale)
+    drawn = select_cut(lod, views.positions, float(pviews.Ks[:, 0, 0].max()), fov.periphery_lod_px)
+    cut = lod.subset(drawn)
+    # Culled in the periphery's own pixels (its low-pass footprint included by the cull itself).
+    cull_cfg = dataclasses.replace(cfg.cull, margin_px=cfg.cull.margin_px + margin_px * fov.periphery_scale)
+    pvisible = backend.cull(cut, pviews, cull_cfg, cfg.project)
+    clock.lap("cull")
+    pshaded = _shade(backend, pvisible, pviews, cfg)
+    clock.lap("shade")
+    return pvisible, pshaded
 
 
 def periphery_lod(cache: TemporalCache | None, scene, cfg: RenderConfig) -> PeripheryLod | None:
@@ -208,7 +220,8 @@ def periphery_lod(cache: TemporalCache | None, scene, cfg: RenderConfig) -> Peri
 def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
               tile_mask: torch.Tensor | None, gaze: torch.Tensor | None, clock: _Clock,
               cache: TemporalCache | None = None, source_scene=None, rasterize_with=None,
-              pixel_mask: torch.Tensor | None = None) -> tuple[Images, torch.Tensor, int, ReuseStats | None]:
+              pixel_mask: torch.Tensor | None = None,
+              periphery: tuple | None = None) -> tuple[Images, torch.Tensor, int, ReuseStats | None]:
     """The back of a frame, with pixel reuse when ``cfg.cache.pixel_reuse`` asks and a cache
     holds the last frame, else foveated when ``cfg.foveation`` is: (images, tile costs [E, T]
     int32, intersections, pixel-reuse statistics or None). ``source_scene``: the scene the kept
@@ -230,8 +243,7 @@ def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, 
         if tile_mask is not None:
             raise GscacheError("foveation: a frame split over devices (tile_mask) cannot be foveated yet; "
                                "render foveated frames on one device")
-        images, bins, n_isect = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock,
-                                               periphery_lod(cache, source_scene or scene, cfg))
+        images, bins, n_isect = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock, periphery)
         return images, bins.tile_costs(), n_isect, None
     return (*_back(scene, visible, shaded, views, cfg, backend, tile_mask, clock, pixel_mask), None)
 
@@ -287,23 +299,35 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     if temporal:
         key = cache_key(scene, views, cfg, backend.name)
         entry, reason = cache.begin(key, views, cfg.cache)
+    # The level of detail lives in a renderer's cache (built once per scene); frames without one
+    # (per-eye structured derivation, no stereo reuse) draw the scene's own Gaussians.
+    lod = periphery_lod(cache, scene, cfg) if tile_mask is None and cache is not None else None
     if entry is not None:
         visible, shaded = entry.payload["visible"], entry.payload["shaded"]
+        periphery = entry.payload.get("periphery")
         clock.lap("cull")
         clock.lap("shade")
     else:
-        visible, shaded = _front(scene, views, cfg, backend, cfg.cache.margin_px if temporal else 0.0, clock)
+        margin = cfg.cache.margin_px if temporal else 0.0
+        visible, shaded = _front(scene, views, cfg, backend, margin, clock)
+        periphery = None if lod is None else _periphery_front(lod, views, cfg, backend, margin, clock)
     images, costs, n_isect, reuse = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
-                                               cache, rasterize_with=rasterize_with, pixel_mask=pixel_mask)
+                                               cache, rasterize_with=rasterize_with, pixel_mask=pixel_mask,
+                                               periphery=periphery)
     times = clock.times()
     if reuse is not None:
         cache.pixels.account(times)
     stats = None
     if temporal:
         if entry is None:
-            entry = cache.store(key, {"visible": visible, "shaded": shaded}, views, scene.means,
+            payload = {"visible": visible, "shaded": shaded}
+            extra = 0
+            if periphery is not None:
+                payload["periphery"] = periphery
+                extra = held_bytes([periphery[0].means, periphery[0].sh, periphery[1].covars, periphery[1].colors])
+            entry = cache.store(key, payload, views, scene.means,
                                 cfg.project.extent_sigma * scene.scales.amax(dim=1) if scene.count else scene.opacities,
-                                times.cull_ms + times.shade_ms, _front_bytes(visible, shaded, scene))
+                                times.cull_ms + times.shade_ms, _front_bytes(visible, shaded, scene) + extra)
         stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(scene.count, visible.count, n_isect, images.evaluations)
