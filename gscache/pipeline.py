@@ -19,13 +19,13 @@ from .camera import ViewBatch
 from .config import RenderConfig
 from .errors import GscacheError
 from .pixel_reuse import PixelReuse, ReuseStats, back_with_reuse, pixel_key
-from .records import Frame, Images, Projected, Shaded, StageTimes, TileBins, Visible, WorkCounters
+from .records import Frame, Images, Shaded, StageTimes, TileBins, Visible, WorkCounters
 from .scene.record import Scene
 from .scene.structured import StructuredScene
 from .stages.bin import tile_grid
 from .stages.derive import derive, derive_anchors, lod_mask
 from .stages.lod import PeripheryLod, default_cache_dir, load_or_build, select_cut
-from .stages.foveate import (drop_faint, scaled_projection, fovea_layout, fovea_tiles, keep_gaussians, periphery_cull_margin_px,
+from .stages.foveate import (drop_faint, fovea_layout, fovea_tiles, keep_gaussians, periphery_cull_margin_px,
                              periphery_skip_tiles, rect_tile_mask)
 
 
@@ -141,15 +141,13 @@ def _back_some_eyes(scene: Scene, visible: Visible, shaded: Shaded, views: ViewB
 
 
 def _back_part(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-               rects: list, inside: bool, clock: _Clock, min_coverage_px2: float = 0.0,
-               projected: Projected | None = None):
-    """project (unless ``projected`` is given), bin and rasterize ``views`` in the tiles of each
-    eye's tile rectangle (``inside``) or outside it, binning only the Gaussians that reach those
-    tiles (so each rasterized tile's list is the full view's) and, with ``min_coverage_px2``, not
-    the faint ones (drop_faint). Returns (projected, bins, images)."""
+               rects: list, inside: bool, clock: _Clock, min_coverage_px2: float = 0.0):
+    """project, bin and rasterize ``views`` in the tiles of each eye's tile rectangle (``inside``)
+    or outside it, binning only the Gaussians that reach those tiles (so each rasterized tile's
+    list is the full view's) and, with ``min_coverage_px2``, not the faint ones (drop_faint).
+    Returns (projected, bins, images)."""
     tiles_x, tiles_y = tile_grid(views, cfg.bin)
-    if projected is None:
-        projected = backend.project(visible, shaded, views, cfg.project)
+    projected = backend.project(visible, shaded, views, cfg.project)
     projected = keep_gaussians(projected, rects, cfg.bin.tile_px, touching=inside)
     projected = drop_faint(projected, visible.opacities, min_coverage_px2, cfg.project.eps2d)
     clock.lap("project")
@@ -172,21 +170,12 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
     fov = cfg.foveation
     layout = fovea_layout(views.width, views.height, views.n_views, fov, gaze)
     tp = cfg.bin.tile_px
-    full = backend.project(visible, shaded, views, cfg.project)
-    projected, bins, fovea = _back_part(visible, shaded, views, cfg, backend, fovea_tiles(layout, tp), True, clock,
-                                        projected=full)
+    projected, bins, fovea = _back_part(visible, shaded, views, cfg, backend, fovea_tiles(layout, tp), True, clock)
     pviews = views.scaled(fov.periphery_scale)
-    pprojected = None
-    if periphery is None:
-        # The same Gaussians: one projection per eye, the periphery's derived from it.
-        pvisible, pshaded = visible, shaded
-        pprojected = scaled_projection(full, pviews.width / views.width, pviews.height / views.height, pviews.width,
-                                       pviews.height, cfg.project.eps2d, cfg.project.extent_sigma)
-    else:
-        pvisible, pshaded = periphery
+    pvisible, pshaded = (visible, shaded) if periphery is None else periphery
     skip = periphery_skip_tiles(layout, pviews.width, pviews.height, tp)
     pprojected, pbins, periphery_images = _back_part(pvisible, pshaded, pviews, cfg, backend, skip, False, clock,
-                                                     fov.periphery_min_coverage_px2, projected=pprojected)
+                                                     fov.periphery_min_coverage_px2)
     images = backend.fovea_composite(fovea, periphery_images, layout)
     clock.lap("composite")
     if checks_enabled(cfg):

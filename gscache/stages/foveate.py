@@ -240,36 +240,3 @@ def composite(fovea: Images, periphery: Images, layout: FoveaLayout) -> Images:
         fovea.evaluations + periphery.evaluations
     return Images(rgb=rgb.contiguous(), alpha=alpha.contiguous(), depth=depth.contiguous(), median_depth=median,
                   evaluations=evals)
-
-
-def scaled_projection(projected: Projected, sx: float, sy: float, width: int, height: int,
-                      eps2d: float, extent_sigma: float) -> Projected:
-    """The projection of the same Gaussians into the same views at ``sx`` x ``sy`` times the
-    resolution (a foveated frame's periphery: Intrinsics.scaled), derived from ``projected``
-    instead of projecting again: centres scale with the pixels; each 2D covariance without the
-    low-pass term scales by diag(sx, sy) on both sides and gets the low-pass term back (the
-    conic is its inverse, as the project stage builds it); extents and the image test follow
-    the project stage's rules at the new size. Gaussians not drawn at full size stay undrawn.
-    Equal to projecting with the scaled intrinsics up to float rounding, which may round an
-    extent up one pixel differently (a splat's faint tail then drawn in one tile more or less:
-    under 0.006 in a pixel, 1e-4 on average, tests/unit/test_foveation.py)."""
-    A, B, C = projected.conics.double().unbind(-1)
-    det_inv = (A * C - B * B).clamp(min=1e-30)
-    a, b, c = C / det_inv, -B / det_inv, A / det_inv  # the covariance with the low-pass term
-    a = sx * sx * (a - eps2d) + eps2d
-    b = sx * sy * b
-    c = sy * sy * (c - eps2d) + eps2d
-    det = a * c - b * b
-    det_safe = det.clamp(min=1e-10)
-    conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1).float()
-    means2d = projected.means2d * torch.tensor([sx, sy], dtype=projected.means2d.dtype,
-                                               device=projected.means2d.device)
-    radii = torch.stack([torch.ceil(extent_sigma * torch.sqrt(a.clamp(min=0))),
-                         torch.ceil(extent_sigma * torch.sqrt(c.clamp(min=0)))], dim=-1)
-    drawn = (projected.radii > 0).any(dim=-1) & (det > 0)
-    drawn &= (means2d[..., 0] + radii[..., 0] > 0) & (means2d[..., 0] - radii[..., 0] < width)
-    drawn &= (means2d[..., 1] + radii[..., 1] > 0) & (means2d[..., 1] - radii[..., 1] < height)
-    drawn &= torch.isfinite(conics).all(dim=-1)
-    radii = torch.where(drawn[..., None], radii, torch.zeros_like(radii)).to(torch.int32)
-    return Projected(means2d=means2d.contiguous(), conics=conics.contiguous(), depths=projected.depths,
-                     radii=radii.contiguous())

@@ -104,32 +104,3 @@ def test_a_foveated_frame_with_the_level_of_detail_keeps_the_fovea_exact():
     assert frame.counters.n_intersections <= plain.render(rig).counters.n_intersections
     with pytest.raises(GscacheError, match="periphery_lod_px"):
         RenderConfig(foveation=dataclasses.replace(fov, periphery_lod_px=-1.0))
-
-
-@pytest.mark.parametrize("scale", [0.5, 1 / 3, 0.37])
-def test_the_periphery_projection_derived_from_the_full_one_is_a_projection_at_the_scaled_size(scale):
-    """One projection per eye: scaled_projection of the full-size views equals projecting with the
-    scaled intrinsics, up to float rounding (extents may differ by the rounding of a ceiling)."""
-    from gscache.backends import get
-    from gscache.camera import views_of
-    from gscache.config import ProjectConfig, ShadeConfig
-    from gscache.stages.foveate import scaled_projection
-
-    scene = random_scene(2000, seed=7, sh_degree=1)
-    rig = StereoRig.symmetric(default_head_pose(scene), 131, 97, 85.0)
-    views = views_of(rig, "cpu")
-    torch_backend = get("torch", "cpu")
-    visible = torch_backend.cull(scene, views, RenderConfig().cull, ProjectConfig())
-    shaded = torch_backend.shade(visible, views, ShadeConfig())
-    full = torch_backend.project(visible, shaded, views, ProjectConfig())
-    pviews = views.scaled(scale)
-    direct = torch_backend.project(visible, shaded, pviews, ProjectConfig())
-    derived = scaled_projection(full, pviews.width / views.width, pviews.height / views.height, pviews.width,
-                                pviews.height, ProjectConfig().eps2d, ProjectConfig().extent_sigma)
-    both = (direct.radii > 0).any(-1) & (derived.radii > 0).any(-1)
-    assert int(both.sum()) > 1000
-    torch.testing.assert_close(derived.means2d[both], direct.means2d[both], rtol=1e-5, atol=1e-3)
-    torch.testing.assert_close(derived.conics[both], direct.conics[both], rtol=2e-3, atol=1e-5)
-    assert int((derived.radii - direct.radii)[both].abs().max()) <= 1
-    # Drawn where the direct projection draws, but for Gaussians at the image's edge by a pixel.
-    assert int(((direct.radii > 0).any(-1) ^ (derived.radii > 0).any(-1)).sum()) <= 0.01 * both.numel()
