@@ -220,8 +220,8 @@ class XrOutput:
                 self._destroy_session()
 
     # ---- one frame ------------------------------------------------------------------------------
-    def begin_frame(self, T_world_origin: torch.Tensor):
-        """xrWaitFrame, xrBeginFrame and the located views: the StereoRig to render."""
+    def wait_frame(self) -> bool:
+        """xrWaitFrame (the runtime paces us here); whether the runtime wants this frame rendered."""
         xr = self.xr
         self.times.start()
         self.frame_state = xr.wait_frame(self.session, xr.FrameWaitInfo())
@@ -233,6 +233,18 @@ class XrOutput:
         if self.last_display_time is not None and period > 0:
             self.missed += max(0, round((t - self.last_display_time) / period) - 1)
         self.last_display_time = t
+        return bool(self.frame_state.should_render)
+
+    def skip_frame(self) -> None:
+        """A frame the runtime said not to render: begun and ended with no layer, not rendered."""
+        self.xr.begin_frame(self.session, self.xr.FrameBeginInfo())
+        self.order.begin()
+        self.located = None
+        self.end_frame()
+
+    def begin_frame(self, T_world_origin: torch.Tensor):
+        """xrBeginFrame and the views located for the waited frame: the StereoRig to render."""
+        xr = self.xr
         xr.begin_frame(self.session, xr.FrameBeginInfo())
         self.order.begin()
         self.origin = T_world_origin
@@ -405,10 +417,18 @@ class XrWindowSession(WindowSession):
         self.xr.quit()
 
     def visible(self) -> bool:
-        return self.xr.lifecycle.frame_loop
+        """The session runs and the runtime wants the next frame rendered (xrWaitFrame here: a
+        frame it does not want is ended with no layer and not rendered)."""
+        if not self.xr.lifecycle.frame_loop:
+            return False
+        if self.xr.wait_frame():
+            return True
+        self.xr.skip_frame()
+        return False
 
     def wait(self) -> None:
-        time.sleep(0.01)  # no frame loop yet (not READY) or no more (STOPPING): xrPollEvent again soon
+        if not self.xr.lifecycle.frame_loop:
+            time.sleep(0.01)  # no frame loop yet (not READY) or no more (STOPPING): xrPollEvent again soon
 
     def eye_size(self) -> tuple[int, int]:
         return self.xr.size

@@ -163,3 +163,28 @@ def test_the_openxr_origin_is_level_and_the_head_glides_and_snap_turns():
     fly.look(30.0 / fly.degrees_per_px, 0.0)  # a snap turn to the right
     assert math.degrees(math.acos(float(fly.forward @ [0.0, 0.0, 1.0]))) == pytest.approx(30.0)
     assert fly.forward[0] > 0  # right is +x
+
+
+def test_a_frame_the_runtime_does_not_want_is_ended_empty_and_not_rendered():
+    from gscache.viewer.xr_session import XrWindowSession
+
+    class Output:
+        def __init__(self, wanted):
+            self.lifecycle, self.wanted, self.skipped = Lifecycle(), wanted, 0
+            self.lifecycle.changed(S.READY)
+
+        def wait_frame(self):
+            return self.wanted
+
+        def skip_frame(self):
+            self.skipped += 1
+
+    session = object.__new__(XrWindowSession)  # its window and renderer are not needed here
+    session.xr = Output(wanted=False)
+    assert not session.visible() and session.xr.skipped == 1  # waited, ended with no layer, not rendered
+    session.xr = Output(wanted=True)
+    assert session.visible() and session.xr.skipped == 0
+    idle = Output(wanted=True)
+    idle.lifecycle = Lifecycle()  # not READY yet: no frame loop, no xrWaitFrame
+    session.xr = idle
+    assert not session.visible()
