@@ -147,7 +147,9 @@ def build_lod(scene: Scene, progress: bool = False) -> PeripheryLod:
     parents = []
     if n:
         lo = means.amin(dim=0)
-        box = (torch.quantile(means.float(), 0.98, dim=0) - torch.quantile(means.float(), 0.02, dim=0)).clamp(min=1e-6)
+        # torch.quantile takes at most 2**24 rows: a strided sample of a larger scene.
+        sample = means[:: max(1, n // 1_000_000)].float()
+        box = (torch.quantile(sample, 0.98, dim=0) - torch.quantile(sample, 0.02, dim=0)).clamp(min=1e-6)
         base = float(box.prod() / n) ** (1.0 / 3.0)
         bar = None
         if progress:
