@@ -123,21 +123,19 @@ def _back_some_eyes(scene: Scene, visible: Visible, shaded: Shaded, views: ViewB
     background with no intersections."""
     E, H, W = views.n_views, views.height, views.width
     device = visible.means.device
-    bg = torch.tensor(cfg.raster.background, dtype=torch.float32, device=device)
-    rgb = bg.expand(E, H, W, 3).clone()
-    planes = [torch.zeros(E, H, W, device=device) for _ in range(3)]  # alpha, depth, median depth
+    out = Images.background(E, H, W, cfg.raster.background, device)
     costs = torch.zeros(E, tile_mask.reshape(E, -1).shape[1], dtype=torch.int32, device=device)
     n_isect, evaluations, median = 0, 0, True
     for e in (e for e in range(E) if has[e]):
         images, c, n = _back(scene, visible, Shaded(shaded.covars, shaded.colors[e:e + 1]), views.select(e), cfg,
                              backend, tile_mask[e:e + 1], clock, None if pixel_mask is None else pixel_mask[e:e + 1])
-        rgb[e], planes[0][e], planes[1][e] = images.rgb[0], images.alpha[0], images.depth[0]
+        out.rgb[e], out.alpha[e], out.depth[e] = images.rgb[0], images.alpha[0], images.depth[0]
         median = median and images.median_depth is not None
         if median:
-            planes[2][e] = images.median_depth[0]
+            out.median_depth[e] = images.median_depth[0]
         evaluations = None if evaluations is None or images.evaluations is None else evaluations + images.evaluations
         costs[e], n_isect = c[0], n_isect + n
-    return Images(rgb, planes[0], planes[1], planes[2] if median else None, evaluations), costs, n_isect
+    return Images(out.rgb, out.alpha, out.depth, out.median_depth if median else None, evaluations), costs, n_isect
 
 
 def _back_part(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,

@@ -178,6 +178,14 @@ class Images:
     evaluations: int | None = None
     """Gaussian-pixel alpha evaluations done, where the backend counts them."""
 
+    @staticmethod
+    def background(E: int, H: int, W: int, background, device, median: bool = True) -> "Images":
+        """Images where nothing was drawn: rgb the ``background`` colour, alpha, depth (and,
+        with ``median``, median depth) 0; fresh tensors, written into by whoever assembles a frame."""
+        bg = torch.tensor(background, dtype=torch.float32, device=device)
+        zeros = [torch.zeros(E, H, W, device=device) for _ in range(3 if median else 2)]
+        return Images(bg.expand(E, H, W, 3).clone(), zeros[0], zeros[1], zeros[2] if median else None, 0)
+
     def validate(self) -> None:
         c = ShapeChecker("Images")
         c.check("rgb", self.rgb, ("E", "H", "W", 3), torch.float32)

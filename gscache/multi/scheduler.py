@@ -389,11 +389,8 @@ class MultiDeviceRenderer:
             raise GscacheRuntimeError("multi-device rendering: no device returned the frame")
         device = self.presenter.device
         E, H, W = len(rig.eyes()), rig.height, rig.width
-        bg = torch.tensor(self.config.raster.background, dtype=torch.float32, device=device)
-        rgb = bg.expand(E, H, W, 3).clone()
-        alpha = torch.zeros(E, H, W, device=device)
-        depth = torch.zeros(E, H, W, device=device)
-        median = torch.zeros(E, H, W, device=device)
+        blank = Images.background(E, H, W, self.config.raster.background, device)
+        rgb, alpha, depth, median = blank.rgb, blank.alpha, blank.depth, blank.median_depth
         tile_px = self.config.bin.tile_px
         first = next(iter(results.values()))
         for res in results.values():

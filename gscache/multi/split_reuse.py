@@ -94,9 +94,9 @@ def _reuse_pass(multi, rig: StereoRig, working: list[int], eyes: list, tiles, pi
             pass
     log.warming = []
     device = multi.presenter.device
-    bg = torch.tensor(multi.config.raster.background, dtype=torch.float32, device=device)
     n = len(eyes)
-    out = [bg.expand(n, H, W, 3).clone()] + [torch.zeros(n, H, W, device=device) for _ in range(3)]
+    blank = Images.background(n, H, W, multi.config.raster.background, device)
+    out = [blank.rgb, blank.alpha, blank.depth, blank.median_depth]
 
     def run_here(bands) -> PassResult:
         mask = band_mask(bands, E, tiles_x, tiles_y).reshape(E, tiles_y, tiles_x) & wanted

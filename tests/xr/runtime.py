@@ -48,13 +48,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from gscache.backends._loader import BuildError, _build, cache_dir, host_compiler
 
 SOURCE = Path(__file__).resolve().parent / "runtime" / "gscache_test_runtime.cpp"
 OPENXR_HEADER = Path("/usr/include/openxr/openxr.h")
@@ -93,7 +93,8 @@ class RuntimeUnavailable(Exception):
 
 
 def build_test_runtime(out_dir: str | os.PathLike) -> Path:
-    """Compile the runtime with g++ into ``out_dir`` and write its manifest there.
+    """Compile the runtime (with the cpu backend's builder: the host C++ compiler, cached by
+    content) and put it and its manifest into ``out_dir``.
 
     Returns the manifest's path (``gscache_test_runtime.json``: ``{"file_format_version":
     "1.0.0", "runtime": {"name": "gscache test runtime", "library_path": <absolute .so>}}``), the
@@ -101,9 +102,8 @@ def build_test_runtime(out_dir: str | os.PathLike) -> Path:
     first manifest whatever ``out_dir`` they pass. Raises :class:`RuntimeUnavailable` without
     g++ or the OpenXR/X11/GL headers, ``RuntimeError`` with the compiler's output when it fails.
     """
-    compiler = shutil.which("g++")
-    if compiler is None:
-        raise RuntimeUnavailable("g++ is not installed (apt-get install g++)")
+    if host_compiler() is None:
+        raise RuntimeUnavailable("no C++ compiler (apt-get install g++)")
     if not OPENXR_HEADER.exists():
         raise RuntimeUnavailable(f"{OPENXR_HEADER} is missing (apt-get install libopenxr-dev)")
     for header, package in _SYSTEM_HEADERS.items():
@@ -117,22 +117,19 @@ def build_test_runtime(out_dir: str | os.PathLike) -> Path:
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    library = out / LIBRARY_NAME
-    exports = out / "gscache_test_runtime.map"
+    # Beside the cached libraries, at a fixed path: the command (and so the cache key) stays the same.
+    exports = cache_dir() / "gscache_test_runtime.map"
+    exports.parent.mkdir(parents=True, exist_ok=True)
     exports.write_text(EXPORTS_MAP)
-    # Compile beside the target and rename: a half-written library must never be loadable.
-    fd, tmp_name = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out)
-    os.close(fd)
+    # The cpu backend's builder: cached by content under its cache folder, written beside the
+    # target and renamed (a half-written library is never loadable).
     try:
-        proc = subprocess.run([compiler, *COMPILE_FLAGS, f"-Wl,--version-script={exports}", "-o", tmp_name,
-                               str(SOURCE), "-ldl"],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"building the OpenXR test runtime failed:\n{proc.stderr}")
-        os.replace(tmp_name, library)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        built = _build("gscache_test_runtime", [SOURCE.read_bytes(), EXPORTS_MAP.encode()],
+                       [*COMPILE_FLAGS, f"-Wl,--version-script={exports}"], [str(SOURCE), "-ldl"])
+    except BuildError as exc:
+        raise RuntimeError(f"building the OpenXR test runtime failed:\n{exc}") from None
+    library = out / LIBRARY_NAME  # beside its manifest (the tests open it there)
+    shutil.copyfile(built, library)
 
     manifest = out / MANIFEST_NAME
     manifest.write_text(json.dumps({"file_format_version": "1.0.0",
