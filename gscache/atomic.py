@@ -54,3 +54,9 @@ def atomic_write(path: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def cache_root() -> Path:
+    """Where gscache keeps files between runs (built kernel libraries, foveation's levels of
+    detail): $GSCACHE_CACHE, else ~/.cache/gscache."""
+    return Path(os.environ.get("GSCACHE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gscache"))

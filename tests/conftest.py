@@ -67,16 +67,3 @@ def x_display():
         del os.environ["DISPLAY"]
         proc.terminate()
         proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _private_cache_dir(tmp_path_factory):
-    """Files gscache keeps between runs (the periphery level of detail) go to a temporary folder,
-    not the user's ~/.cache."""
-    previous = os.environ.get("GSCACHE_CACHE_DIR")
-    os.environ["GSCACHE_CACHE_DIR"] = str(tmp_path_factory.mktemp("gscache_cache"))
-    yield
-    if previous is None:
-        os.environ.pop("GSCACHE_CACHE_DIR", None)
-    else:
-        os.environ["GSCACHE_CACHE_DIR"] = previous

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..atomic import cache_root
 from ..errors import GscacheRuntimeError
 
 HOST_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++17")
@@ -100,9 +101,8 @@ _INCLUDE_RE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"', re.M)
 
 
 def cache_dir() -> Path:
-    """Where built libraries are kept: $GSCACHE_CACHE, else ~/.cache/gscache."""
-    root = os.environ.get("GSCACHE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gscache")
-    return Path(root)
+    """Where built libraries are kept: gscache.atomic.cache_root() ($GSCACHE_CACHE, else ~/.cache/gscache)."""
+    return cache_root()
 
 
 def host_compiler() -> str | None:

@@ -254,13 +254,7 @@ def load_or_build(scene: Scene, cache_dir: Path | None, progress: bool = False) 
 
 
 def default_cache_dir() -> Path:
-    import os
+    """The levels of detail kept between runs: ``lod`` in gscache.atomic.cache_root()."""
+    from ..atomic import cache_root
 
-    root = os.environ.get("GSCACHE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "gscache")
-    return Path(root) / "lod"
-
-
-def periphery_focal_px(views_Ks: Tensor, periphery_scale: float) -> float:
-    """The periphery's focal length in its pixels (the largest of the eyes')."""
-    return float(views_Ks[:, 0, 0].max()) * periphery_scale if views_Ks.numel() else 1.0
-
+    return cache_root() / "lod"
