@@ -182,6 +182,19 @@ struct GsProjectParams {
     float eps2d, extent_sigma;
 };
 
+struct GsScaleProjectionParams {  // gscache/stages/project.py's scale_projection is the reference
+    const float* means2d;   // [E,V,2] the projection into the views at the higher resolution
+    const float* conics;    // [E,V,3]
+    const float* depths;    // [E,V] (shared by both projections)
+    const GsView* views;    // [E] the views at the lower resolution (size and clip planes)
+    float* out_means2d;     // [E,V,2]
+    float* out_conics;      // [E,V,3]
+    int* out_radii;         // [E,V,2]
+    int E, V;
+    float sx, sy;           // lower width / higher width, and the heights'
+    float eps2d, extent_sigma;
+};
+
 struct GsBinParams {
     const float* means2d;      // [E*V,2]
     const int* radii;          // [E*V,2]
@@ -311,6 +324,26 @@ GS_HD void gs_eval_sh(int degree, const float* sh, float dx, float dy, float dz,
     }
 }
 
+// A splat's conic[3] and radii[2] (0 when not drawn) from its 2D covariance [[a, b], [b, c]]
+// (low-pass term included), centre means2d[2] and depth z in view v.
+GS_HD void gs_splat(float a, float b, float c, const float* means2d, float z, const GsView& v, float extent_sigma,
+                    float* conic, int* radii) {
+    const float det = a * c - b * b;
+    const float det_safe = gs_max(det, 1e-10f);
+    conic[0] = c / det_safe;
+    conic[1] = -b / det_safe;
+    conic[2] = a / det_safe;
+    const float rx = ceilf(extent_sigma * sqrtf(gs_max(a, 0.f)));
+    const float ry = ceilf(extent_sigma * sqrtf(gs_max(c, 0.f)));
+    bool drawn = det > 0.f && z > v.near_m && z < v.far_m;
+    drawn = drawn && means2d[0] + rx > 0.f && means2d[0] - rx < (float)v.width;
+    drawn = drawn && means2d[1] + ry > 0.f && means2d[1] - ry < (float)v.height;
+    drawn = drawn && isfinite(means2d[0]) && isfinite(means2d[1]) && isfinite(conic[0]) && isfinite(conic[1]) &&
+            isfinite(conic[2]);
+    radii[0] = drawn ? (int)rx : 0;
+    radii[1] = drawn ? (int)ry : 0;
+}
+
 // EWA projection of one Gaussian (centre p, covariance cov6) into view v.
 // Writes means2d[2], conic[3], depth, radii[2]; radii are 0 when the Gaussian is not drawn.
 GS_HD void gs_project(const float* p, const float* cov6, const GsView& v, float eps2d, float extent_sigma,
@@ -345,23 +378,31 @@ GS_HD void gs_project(const float* p, const float* cov6, const GsView& v, float 
     const float c10 = JC[3] * J[0] + JC[4] * J[1] + JC[5] * J[2];
     const float c11 = JC[3] * J[3] + JC[4] * J[4] + JC[5] * J[5];
     const float a = c00 + eps2d, b = 0.5f * (c01 + c10), c = c11 + eps2d;
-    const float det = a * c - b * b;
-    const float det_safe = gs_max(det, 1e-10f);
-    conic[0] = c / det_safe;
-    conic[1] = -b / det_safe;
-    conic[2] = a / det_safe;
     means2d[0] = v.fx * x / z + v.cx;
     means2d[1] = v.fy * y / z + v.cy;
     *depth = z;
-    const float rx = ceilf(extent_sigma * sqrtf(gs_max(a, 0.f)));
-    const float ry = ceilf(extent_sigma * sqrtf(gs_max(c, 0.f)));
-    bool drawn = det > 0.f && z > v.near_m && z < v.far_m;
-    drawn = drawn && means2d[0] + rx > 0.f && means2d[0] - rx < (float)v.width;
-    drawn = drawn && means2d[1] + ry > 0.f && means2d[1] - ry < (float)v.height;
-    drawn = drawn && isfinite(means2d[0]) && isfinite(means2d[1]) && isfinite(conic[0]) && isfinite(conic[1]) &&
-            isfinite(conic[2]);
-    radii[0] = drawn ? (int)rx : 0;
-    radii[1] = drawn ? (int)ry : 0;
+    gs_splat(a, b, c, means2d, z, v, extent_sigma, conic, radii);
+}
+
+// Scale projection: a view's projection derived from the projection into the same view at a
+// higher resolution (gscache/stages/project.py's scale_projection is the reference), for a
+// foveated frame's periphery views. One call per (view, Gaussian).
+GS_HD void gs_scale_projection(const GsScaleProjectionParams& p, long long f) {
+    const GsView& v = p.views[f / p.V];
+    const float* q = p.conics + 3 * f;
+    // The 2D covariance from its inverse, in double: an elongated splat's conic is
+    // ill-conditioned to invert in float.
+    const double A = q[0], B = q[1], C = q[2];
+    const double det_conic = A * C - B * B;
+    const double inv = det_conic > 0.0 ? 1.0 / det_conic : 0.0;
+    const double sx = p.sx, sy = p.sy, eps = p.eps2d;
+    const float a = (float)(sx * sx * (C * inv - eps) + eps);
+    const float b = (float)(sx * sy * (-B * inv));
+    const float c = (float)(sy * sy * (A * inv - eps) + eps);
+    float* m = p.out_means2d + 2 * f;
+    m[0] = p.means2d[2 * f] * p.sx;
+    m[1] = p.means2d[2 * f + 1] * p.sy;
+    gs_splat(a, b, c, m, p.depths[f], v, p.extent_sigma, p.out_conics + 3 * f, p.out_radii + 2 * f);
 }
 
 // Cull test of one Gaussian (centre p, largest scale s_max) against one view: false only when the

@@ -108,6 +108,11 @@ MUTANTS = [
            "out[s * i + o] = up;", "the band not blended: the periphery up to the fovea's rectangle"),
     Mutant("fovea-upsample-far-tap", "cuda/common.cuh", "*i1 = k < n - 1 ? k + 1 : k;", "*i1 = k + 1;",
            "the upsampling's far neighbour read past the last row or column"),
+    Mutant("scale-low-pass-scaled", "cuda/common.cuh", "const float a = (float)(sx * sx * (C * inv - eps) + eps);",
+           "const float a = (float)(sx * sx * (C * inv));",
+           "the periphery's low-pass term scaled with the splat instead of added in its own pixels"),
+    Mutant("scale-means-y-by-sx", "cuda/common.cuh", "m[1] = p.means2d[2 * f + 1] * p.sy;",
+           "m[1] = p.means2d[2 * f + 1] * p.sx;", "the centres' rows scaled by the width's ratio"),
     Mutant("threads-per-block", "gscache/backends/cuda.py", "THREADS = 256 ", "THREADS = 2048 ",
            "a block size over the hardware limit"),
 ]
@@ -116,7 +121,8 @@ MUTANTS = [
 KERNEL_TESTS = ["tests/backends", "tests/simt", "tests/unit/test_cache.py", "tests/unit/test_reproject.py",
                 "tests/unit/test_pixel_reuse.py", "--ignore=tests/simt/test_mutants.py"]
 SIM_TESTS = ["tests/backends/test_kernel_matrix.py", "tests/backends/test_stages.py", "tests/backends/test_derive.py",
-             "tests/backends/test_fovea_composite.py", "tests/unit/test_reproject.py", "tests/unit/test_pixel_reuse.py"]
+             "tests/backends/test_fovea_composite.py", "tests/backends/test_scale_projection.py",
+             "tests/unit/test_reproject.py", "tests/unit/test_pixel_reuse.py"]
 
 
 def _lib(name: str) -> str:

@@ -10,6 +10,8 @@
 //              -> covars f32[V,6], colors f32[E,V,3]
 //   project:   means f32[V,3], covars f32[V,6], views GsView[E]
 //              -> means2d f32[E,V,2], conics f32[E,V,3], depths f32[E,V], radii i32[E,V,2]
+//   scale_projection: a projection's means2d f32[E,V,2], conics f32[E,V,3], depths f32[E,V] and
+//              the views GsView[E] at a lower resolution -> that view's means2d, conics, radii.
 //   bin_count: means2d f32[E*V,2], radii i32[E*V,2] -> counts i32[E*V]
 //   bin_sorted: means2d, radii, depths f32[E*V], counts i32[E*V], shared_depth (0/1) -> keys i64[I] sorted by tile then
 //              depth (layout in common.cuh), gaussian_ids i32[I] (0..V-1), ranges i32[E*T,2]
@@ -43,7 +45,7 @@
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 7
+#define GS_ABI_VERSION 8
 
 extern "C" {
 
@@ -221,6 +223,12 @@ void gs_reuse_composite_cpu(const GsReuseCompositeParams* p) {
     const int64_t T = (int64_t)p->tiles_x * p->tiles_y;
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t t = 0; t < T; ++t) gs_reuse_composite(*p, t);
+}
+
+void gs_scale_projection_cpu(const GsScaleProjectionParams* p) {
+    const int64_t n = (int64_t)p->E * p->V;
+#pragma omp parallel for schedule(static)
+    for (int64_t f = 0; f < n; ++f) gs_scale_projection(*p, f);
 }
 
 void gs_fovea_composite_cpu(const GsFoveaCompositeParams* p) {

@@ -18,3 +18,14 @@ extern "C" __global__ void project_kernel(const GsProjectParams p) {
     gs_project(p.means + 3 * i, p.covars + 6 * i, p.views[e], p.eps2d, p.extent_sigma, p.means2d + 2 * f,
                p.conics + 3 * f, p.depths + f, p.radii + 2 * f);
 }
+
+// Scale projection (GsScaleProjectionParams, common.cuh): a lower-resolution view's projection
+// derived from the projection into the same view (a foveated frame's periphery views):
+//   means2d, conics, depths [E,V,...] at the higher resolution, views GsView[E] at the lower
+//   -> out_means2d f32[E,V,2], out_conics f32[E,V,3], out_radii i32[E,V,2] (the depths are shared)
+// One thread per (view, Gaussian).
+extern "C" __global__ void scale_projection_kernel(const GsScaleProjectionParams p) {
+    const long long f = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (f >= (long long)p.E * p.V) return;
+    gs_scale_projection(p, f);
+}

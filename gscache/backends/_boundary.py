@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 
 from ..camera import ViewBatch
+from ..config import ProjectConfig
 from ..errors import GscacheError
+from ..records import Projected
 from ._params import GsView
 
 
@@ -38,3 +40,31 @@ def gs_views(views: ViewBatch) -> "ctypes.Array[GsView]":
         out[e].width, out[e].height = views.width, views.height
         out[e].near_m, out[e].far_m = views.near_m, views.far_m
     return out
+
+
+def scale_projection_fields(projected: Projected, full: ViewBatch, views: ViewBatch, cfg: ProjectConfig,
+                            device_type: str) -> dict:
+    """Every field of GsScaleProjectionParams but ``views`` (checked; outputs allocated): the
+    projection into ``full`` carried to ``views``, the same views at a resolution no higher
+    (gscache.stages.project.scale_projection)."""
+    E, V = projected.depths.shape
+    if views.n_views != E or full.n_views != E:
+        raise GscacheError(f"scale_projection: the projection has {E} views, full {full.n_views}, views {views.n_views}")
+    if not (0 < views.width <= full.width and 0 < views.height <= full.height):
+        raise GscacheError(f"scale_projection: expected views no larger than {full.width}x{full.height}, "
+                           f"got {views.width}x{views.height}")
+    check(projected.means2d, "projected.means2d", torch.float32, device_type, (E, V, 2))
+    check(projected.conics, "projected.conics", torch.float32, device_type, (E, V, 3))
+    check(projected.depths, "projected.depths", torch.float32, device_type, (E, V))
+    dev = projected.depths.device
+    return dict(means2d=projected.means2d, conics=projected.conics, depths=projected.depths,
+                out_means2d=torch.empty(E, V, 2, device=dev), out_conics=torch.empty(E, V, 3, device=dev),
+                out_radii=torch.empty(E, V, 2, dtype=torch.int32, device=dev), E=E, V=V,
+                sx=views.width / full.width, sy=views.height / full.height, eps2d=cfg.eps2d,
+                extent_sigma=cfg.extent_sigma)
+
+
+def scaled_projected(fields: dict) -> Projected:
+    """The record of the outputs a scale_projection kernel wrote into ``fields``."""
+    return Projected(means2d=fields["out_means2d"], conics=fields["out_conics"], depths=fields["depths"],
+                     radii=fields["out_radii"])

@@ -65,6 +65,10 @@ GsShadeParams = _struct("GsShadeParams", ["means", "quats", "scales", "sh", "pos
 GsProjectParams = _struct("GsProjectParams", ["means", "covars", "views", "means2d", "conics", "depths", "radii"],
                           [("E", _I32), ("V", _I32), ("eps2d", _F32), ("extent_sigma", _F32)],
                           "``struct GsProjectParams``.")
+GsScaleProjectionParams = _struct("GsScaleProjectionParams",
+                                  ["means2d", "conics", "depths", "views", "out_means2d", "out_conics", "out_radii"],
+                                  [("E", _I32), ("V", _I32), ("sx", _F32), ("sy", _F32), ("eps2d", _F32),
+                                   ("extent_sigma", _F32)], "``struct GsScaleProjectionParams``.")
 GsBinParams = _struct("GsBinParams", ["means2d", "radii", "depths", "counts", "offsets", "keys", "ids", "ranges"],
                       [("n_isect", _I64), ("E", _I32), ("V", _I32), ("tile_px", _I32), ("tiles_x", _I32),
                        ("tiles_y", _I32), ("shared_depth", _I32)],
@@ -85,7 +89,7 @@ GsDeriveParams = _struct("GsDeriveParams",
 
 PARAM_STRUCTS = (GsView, GsCullParams, GsReprojectParams, GsTileStatsParams, GsReuseCompositeParams,
                  GsFoveaCompositeParams, GsShadeParams,
-                 GsProjectParams, GsBinParams, GsRasterParams, GsDeriveParams)
+                 GsProjectParams, GsScaleProjectionParams, GsBinParams, GsRasterParams, GsDeriveParams)
 
 
 def fill(cls: type[ctypes.Structure], **fields) -> ctypes.Structure:

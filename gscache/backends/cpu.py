@@ -21,14 +21,14 @@ from ..stages.cull import select_visible
 from ..stages.reproject import DEPTH_TOLERANCE
 from ..stages.reuse import TileGrid
 from .table import Backend, BackendUnavailable
-from ._boundary import check, gs_views
+from ._boundary import check, gs_views, scale_projection_fields, scaled_projected
 from ._foveate import composited, fovea_composite_fields
 from ._loader import BuildError, host_library
 from ._mlp import packed_mlps, with_reference_fallback
 from ._reproject import composite_fields, reprojected, reproject_fields, tile_stats_fields
 from ._params import (GsBinParams, GsCullParams, GsDeriveParams, GsFoveaCompositeParams, GsProjectParams,
-                      GsRasterParams, GsReprojectParams, GsReuseCompositeParams, GsShadeParams, GsTileStatsParams,
-                      GsView, fill)
+                      GsRasterParams, GsReprojectParams, GsReuseCompositeParams, GsScaleProjectionParams, GsShadeParams,
+                      GsTileStatsParams, GsView, fill)
 
 _P = ctypes.c_void_p
 # Every entry point takes its kernel's parameter struct (cuda/common.cuh) by pointer.
@@ -38,6 +38,7 @@ _SIGNATURES = {
     "gs_cull_cpu": ([_P], None),
     "gs_shade_cpu": ([_P], None),
     "gs_project_cpu": ([_P], None),
+    "gs_scale_projection_cpu": ([_P], None),
     "gs_bin_count_cpu": ([_P], None),
     "gs_bin_sorted_cpu": ([_P], None),
     "gs_rasterize_cpu": ([_P], ctypes.c_int64),
@@ -48,7 +49,7 @@ _SIGNATURES = {
     "gs_reuse_composite_cpu": ([_P], None),
     "gs_fovea_composite_cpu": ([_P], None),
 }
-ABI_VERSION = 7
+ABI_VERSION = 8
 BYTES_PER_INTERSECTION = 12
 """The sorted keys (int64) and Gaussian ids (int32): the host library sorts in place through
 per-tile cursors, so nothing else grows with the intersections (measured with
@@ -114,6 +115,14 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
                                       means2d=means2d, conics=conics, depths=depths, radii=radii, E=E, V=V,
                                       eps2d=cfg.eps2d, extent_sigma=cfg.extent_sigma))
     return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
+def scale_projection(projected: Projected, full: ViewBatch, views: ViewBatch, cfg: ProjectConfig) -> Projected:
+    """gscache.stages.project.scale_projection in the host library (gs_scale_projection, OpenMP)."""
+    fields = scale_projection_fields(projected, full, views, cfg, "cpu")
+    if fields["E"] * fields["V"]:
+        _call(_lib().gs_scale_projection_cpu, fill(GsScaleProjectionParams, views=gs_views(views), **fields))
+    return scaled_projected(fields)
 
 
 def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
@@ -242,4 +251,5 @@ def make_backend() -> Backend:
         raise BackendUnavailable(str(exc)) from None
     return Backend("cpu", cull, shade, project, bin_tiles, rasterize, BYTES_PER_INTERSECTION, device_types=("cpu",),
                    derive=with_reference_fallback(derive), reproject=reproject, tile_stats=tile_stats,
-                   reuse_composite=reuse_composite, fovea_composite=fovea_composite)
+                   reuse_composite=reuse_composite, fovea_composite=fovea_composite,
+                   scale_projection=scale_projection)

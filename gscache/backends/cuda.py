@@ -32,14 +32,14 @@ from ..stages.bin import check_intersections, tile_grid
 from ..stages.foveate import FoveaLayout
 from ..stages.reproject import DEPTH_TOLERANCE
 from .table import Backend, BackendUnavailable
-from ._boundary import check, gs_views
+from ._boundary import check, gs_views, scale_projection_fields, scaled_projected
 from ._foveate import composited, fovea_composite_fields
 from ._loader import cuda_module
 from ._mlp import packed_mlps, with_reference_fallback
 from ._reproject import composite_fields, reprojected, reproject_fields, tile_stats_fields
 from ._params import (GsBinParams, GsDeriveParams, GsFoveaCompositeParams, GsProjectParams, GsRasterParams,
-                      GsReprojectParams, GsReuseCompositeParams, GsShadeParams, GsTileStatsParams, as_kernel_arg,
-                      fill)
+                      GsReprojectParams, GsReuseCompositeParams, GsScaleProjectionParams, GsShadeParams,
+                      GsTileStatsParams, as_kernel_arg, fill)
 
 THREADS = 256  # threads per block of the one-thread-per-item kernels
 SPLAT_FLOATS = 10  # GS_SPLAT_FLOATS of cuda/common.cuh: floats per splat in rasterize's shared batch
@@ -131,6 +131,18 @@ class CudaKernels:
                 GsProjectParams, means=visible.means, covars=shaded.covars, views=gs, means2d=means2d, conics=conics,
                 depths=depths, radii=radii, E=E, V=V, eps2d=cfg.eps2d, extent_sigma=cfg.extent_sigma))
         return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+    def scale_projection(self, projected: Projected, full: ViewBatch, views: ViewBatch,
+                         cfg: ProjectConfig) -> Projected:
+        """gscache.stages.project.scale_projection: common.cuh's gs_scale_projection, one thread
+        per (view, Gaussian)."""
+        fields = scale_projection_fields(projected, full, views, cfg, self.dev_type)
+        n = fields["E"] * fields["V"]
+        if n:
+            dev = projected.depths.device
+            self.rt.launch("project", "scale_projection_kernel", dev, _blocks(n), (THREADS,),
+                           fill(GsScaleProjectionParams, views=_views_tensor(views, dev), **fields))
+        return scaled_projected(fields)
 
     def bin_tiles(self, projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
         E, V = projected.depths.shape
@@ -310,7 +322,7 @@ def backend_on(runtime: KernelRuntime) -> Backend:
     return Backend(runtime.name, cull, k.shade, k.project, k.bin_tiles, k.rasterize, BYTES_PER_INTERSECTION,
                    device_types=(runtime.device_type,), derive=with_reference_fallback(k.derive),
                    reproject=k.reproject, tile_stats=k.tile_stats, reuse_composite=k.reuse_composite,
-                   fovea_composite=k.fovea_composite)
+                   fovea_composite=k.fovea_composite, scale_projection=k.scale_projection)
 
 
 def make_backend() -> Backend:

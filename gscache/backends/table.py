@@ -9,8 +9,9 @@ from ..errors import GscacheRuntimeError
 from ..stages.derive import derive_anchors
 from ..stages.reproject import reproject as reference_reproject
 from ..stages.foveate import composite as reference_fovea_composite
+from ..stages.project import scale_projection as reference_scale_projection
 from ..stages.protocols import (BinFn, CullFn, DeriveFn, FoveaCompositeFn, ProjectFn, RasterizeFn, ReprojectFn,
-                                ReuseCompositeFn, ShadeFn, TileStatsFn)
+                                ReuseCompositeFn, ScaleProjectionFn, ShadeFn, TileStatsFn)
 from ..stages.reuse import reuse_composite as reference_reuse_composite
 from ..stages.reuse import tile_stats as reference_tile_stats
 
@@ -47,6 +48,9 @@ class Backend:
     tiles not reused (gscache.stages.reuse.reuse_composite)."""
     fovea_composite: FoveaCompositeFn = reference_fovea_composite
     """Foveation: the fovea pass over the upsampled periphery pass (gscache.stages.foveate.composite)."""
+    scale_projection: ScaleProjectionFn = reference_scale_projection
+    """Foveation: a periphery view's projection derived from the full view's
+    (gscache.stages.project.scale_projection), one projection per eye."""
 
     @property
     def fused_derive(self) -> bool:

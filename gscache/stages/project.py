@@ -51,20 +51,28 @@ def _project_view(means: Tensor, covars: Tensor, viewmat: Tensor, K: Tensor, vie
     a = cov2d[:, 0, 0] + cfg.eps2d
     b = 0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0])
     c = cov2d[:, 1, 1] + cfg.eps2d
+    means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)  # [V, 2]
+    conics, radii = _splat(a, b, c, means2d, z, views, cfg)
+    return means2d, conics, z, radii
+
+
+def _splat(a: Tensor, b: Tensor, c: Tensor, means2d: Tensor, z: Tensor, views: ViewBatch,
+           cfg: ProjectConfig) -> tuple[Tensor, Tensor]:
+    """The conics [..., 3] and radii [..., 2] int32 (0: not drawn) of splats with 2D covariance
+    [[a, b], [b, c]] (low-pass term included) centred at ``means2d`` [..., 2], depth ``z``."""
     det = a * c - b * b
     det_safe = det.clamp(min=1e-10)
-    conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1)  # [V, 3]
-    means2d = torch.stack([fx * x / z + cx, fy * y / z + cy], dim=-1)  # [V, 2]
+    conics = torch.stack([c / det_safe, -b / det_safe, a / det_safe], dim=-1)
     radii = torch.stack(
         [torch.ceil(cfg.extent_sigma * torch.sqrt(a.clamp(min=0))), torch.ceil(cfg.extent_sigma * torch.sqrt(c.clamp(min=0)))],
         dim=-1,
-    )  # [V, 2]
+    )
     drawn = (det > 0) & (z > views.near_m) & (z < views.far_m)
-    drawn &= (means2d[:, 0] + radii[:, 0] > 0) & (means2d[:, 0] - radii[:, 0] < views.width)
-    drawn &= (means2d[:, 1] + radii[:, 1] > 0) & (means2d[:, 1] - radii[:, 1] < views.height)
+    drawn &= (means2d[..., 0] + radii[..., 0] > 0) & (means2d[..., 0] - radii[..., 0] < views.width)
+    drawn &= (means2d[..., 1] + radii[..., 1] > 0) & (means2d[..., 1] - radii[..., 1] < views.height)
     drawn &= torch.isfinite(means2d).all(dim=-1) & torch.isfinite(conics).all(dim=-1)
-    radii = torch.where(drawn[:, None], radii, torch.zeros_like(radii)).to(torch.int32)
-    return means2d, conics, z, radii
+    radii = torch.where(drawn[..., None], radii, torch.zeros_like(radii)).to(torch.int32)
+    return conics, radii
 
 
 def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConfig) -> Projected:
@@ -87,3 +95,29 @@ def project(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: ProjectConf
     ]
     means2d, conics, depths, radii = (torch.stack(parts).contiguous() for parts in zip(*per_view))
     return Projected(means2d=means2d, conics=conics, depths=depths, radii=radii)
+
+
+def scale_projection(projected: Projected, full: ViewBatch, views: ViewBatch, cfg: ProjectConfig) -> Projected:
+    """The projection into ``views``, the views of ``full`` at a lower resolution
+    (ViewBatch.scaled: the focal lengths and principal point times sx = width / full width and
+    sy likewise), derived from ``projected`` (into ``full``) instead of projecting again (one
+    projection per eye for a foveated frame's views).
+
+    The Jacobian's rows scale by sx and sy exactly (its clamp limits are ratios the scaling
+    keeps), so the centre is (sx u, sy v) and the 2D covariance before the low-pass term is
+    diag(sx, sy) (S - eps2d I) diag(sx, sy), with S recovered by inverting the conic; the low-pass
+    term is then added in the new view's pixels, the radii and the drawn test are the
+    projection's own. Equal to projecting again up to float rounding (a radius on a ceil
+    boundary may differ by one pixel); the depths are shared."""
+    sx, sy = views.width / full.width, views.height / full.height
+    # In float64: the conic of an elongated splat is ill-conditioned to invert in float32.
+    A, B, C = projected.conics.double().unbind(-1)
+    det_conic = A * C - B * B
+    inv = torch.where(det_conic > 0, 1.0 / det_conic, torch.zeros_like(det_conic))
+    a = (sx * sx * (C * inv - cfg.eps2d) + cfg.eps2d).float()
+    b = (sx * sy * (-B * inv)).float()
+    c = (sy * sy * (A * inv - cfg.eps2d) + cfg.eps2d).float()
+    means2d = projected.means2d * torch.tensor([sx, sy], dtype=projected.means2d.dtype, device=projected.means2d.device)
+    conics, radii = _splat(a, b, c, means2d, projected.depths, views, cfg)
+    return Projected(means2d=means2d.contiguous(), conics=conics.contiguous(), depths=projected.depths,
+                     radii=radii.contiguous())

@@ -73,6 +73,13 @@ class ReuseCompositeFn(Protocol):
         place); returns [tiles_y, tiles_x, 2] (sum of squared differences, count) in the others."""
 
 
+class ScaleProjectionFn(Protocol):
+    def __call__(self, projected: Projected, full: ViewBatch, views: ViewBatch, cfg: ProjectConfig) -> Projected:
+        """The projection into ``views`` (``full`` at a resolution no higher: ViewBatch.scaled)
+        derived from ``projected``, the projection into ``full``
+        (gscache.stages.project.scale_projection)."""
+
+
 class FoveaCompositeFn(Protocol):
     def __call__(self, fovea: Images, periphery: Images, layout: FoveaLayout) -> Images:
         """The fovea pass [E, H, W] over the periphery pass [E, h, w] upsampled, blended across

@@ -96,7 +96,8 @@ def test_every_kernel_takes_one_parameter_struct():
     assert set(kernels) == {"shade_kernel", "project_kernel", "bin_count_kernel", "bin_emit_kernel",
                             "tile_ranges_kernel", "rasterize_kernel", "derive_count_kernel", "derive_emit_kernel",
                             "reproject_splat_kernel", "reproject_fill_kernel", "reproject_sample_kernel",
-                            "tile_stats_kernel", "reuse_composite_kernel", "fovea_composite_kernel"}
+                            "tile_stats_kernel", "reuse_composite_kernel", "fovea_composite_kernel",
+                            "scale_projection_kernel"}
     assert {struct for _, struct in kernels.values()} <= {cls.__name__ for cls in PARAM_STRUCTS}
 
 

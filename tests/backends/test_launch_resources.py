@@ -92,6 +92,7 @@ def largest_launches() -> dict[str, tuple[int, int]]:
     small = Images(frame.rgb[:, ::2, ::2].contiguous(), frame.alpha[:, ::2, ::2].contiguous(),
                    frame.depth[:, ::2, ::2].contiguous(), frame.median_depth[:, ::2, ::2].contiguous())
     impl.fovea_composite(frame, small, layout)
+    impl.scale_projection(projected, views, views.scaled(0.5), ProjectConfig())
     out: dict[str, tuple[int, int]] = {}
     for name, _, block, shared in rt.launches:
         threads = math.prod(block)
