@@ -179,16 +179,36 @@ class FoveationConfig:
     periphery_min_coverage_px2: float = 0.0
     """Level of detail in the periphery: Gaussians covering less than this (opacity x area of
     the splat before the low-pass filter, in periphery pixels) are not drawn there; 0 draws all."""
+    ring: tuple[float, float] = (1.0, 1.0)
+    """Width and height of the middle ring's rectangle, as fractions of the image's, centred where
+    the fovea is (and like it moved, not shrunk, to stay inside the image): between the fovea and
+    this rectangle the periphery is drawn at ``periphery_scale``, beyond it (blended across
+    another ``band``) at ``far_scale``. (1, 1): no far periphery, one periphery view."""
+    far_scale: float = 1.0
+    """Resolution of the far periphery (beyond ``ring``) relative to the eye's, per axis; used
+    when ``ring`` is below (1, 1), and then below ``periphery_scale``."""
     periphery_lod_px: float = 0.0
     """Level of detail in the periphery from the scene's hierarchy of merged Gaussians
     (gscache.stages.lod, built once per scene and kept on disk): a merged node is drawn instead
     of its children where they would project under this many periphery pixels (their largest
-    3-sigma extent); 0: the scene's own Gaussians. Explicit scenes (structured scenes have their
-    anchors' levels of detail)."""
+    3-sigma extent); 0: the scene's own Gaussians. A structured scene with several anchor levels
+    (Octree-GS) uses its own instead whenever this is above 0: the levels a view at the
+    periphery's resolution selects, as if seen 1 / periphery_scale times farther (the threshold
+    itself is not used there)."""
 
     @property
     def enabled(self) -> bool:
         return self.periphery_scale < 1.0 and min(self.fovea) < 1.0
+
+    @property
+    def has_far(self) -> bool:
+        """A far periphery beyond the middle ring (three views per eye, not two)."""
+        return self.enabled and min(self.ring) < 1.0
+
+    @property
+    def coarsest_scale(self) -> float:
+        """The lowest resolution any of the eye's views is drawn at."""
+        return self.far_scale if self.has_far else self.periphery_scale
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +303,14 @@ def check_config(cfg: RenderConfig) -> None:
                            f"{fov.periphery_lod_px!r}")
     if not 0.0 <= fov.band <= 0.5:
         raise GscacheError(f"foveation.band: expected a fraction of the image height in [0, 0.5], got {fov.band!r}")
+    if len(fov.ring) != 2 or not all(isinstance(r, (int, float)) and 0.02 <= r <= 1.0 for r in fov.ring):
+        raise GscacheError(f"foveation.ring: expected (width, height) fractions in [0.02, 1], got {fov.ring!r}")
+    if fov.has_far:
+        if any(r < f for r, f in zip(fov.ring, fov.fovea)):
+            raise GscacheError(f"foveation.ring: expected a rectangle at least the fovea's {fov.fovea}, got {fov.ring!r}")
+        if not (isinstance(fov.far_scale, (int, float)) and 0.05 <= fov.far_scale < fov.periphery_scale):
+            raise GscacheError(f"foveation.far_scale: expected a value in [0.05, periphery_scale = "
+                               f"{fov.periphery_scale}) with a middle ring, got {fov.far_scale!r}")
     c = cfg.cache
     if not 1 <= c.depth <= c.depth_max:
         raise GscacheError(f"cache.depth: expected an integer in [1, depth_max={c.depth_max}], got {c.depth!r}")

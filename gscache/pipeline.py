@@ -8,6 +8,7 @@ kinds go through one TemporalCache.begin / store / end."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 
@@ -19,14 +20,15 @@ from .camera import ViewBatch
 from .config import RenderConfig
 from .errors import GscacheError
 from .pixel_reuse import PixelReuse, ReuseStats, back_with_reuse, pixel_key
-from .records import Frame, Images, Shaded, StageTimes, TileBins, Visible, WorkCounters
+from .records import Frame, Images, Projected, Shaded, StageTimes, TileBins, Visible, WorkCounters
 from .scene.record import Scene
 from .scene.structured import StructuredScene
 from .stages.bin import tile_grid
 from .stages.derive import derive, derive_anchors, lod_mask
 from .stages.lod import PeripheryLod, default_cache_dir, load_or_build, select_cut
-from .stages.foveate import (drop_faint, fovea_layout, fovea_tiles, keep_gaussians, periphery_cull_margin_px,
-                             periphery_skip_tiles, rect_tile_mask)
+from .stages.foveate import (FoveaStats, drop_faint, fovea_layout, fovea_tiles, keep_gaussians,
+                             periphery_cull_margin_px, periphery_scales, periphery_skip_tiles, rect_tile_mask,
+                             ring_layout)
 
 
 class _Clock:
@@ -139,66 +141,126 @@ def _back_some_eyes(scene: Scene, visible: Visible, shaded: Shaded, views: ViewB
 
 
 def _back_part(visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig, backend: Backend,
-               rects: list, inside: bool, clock: _Clock, min_coverage_px2: float = 0.0):
-    """project, bin and rasterize ``views`` in the tiles of each eye's tile rectangle (``inside``)
-    or outside it, binning only the Gaussians that reach those tiles (so each rasterized tile's
-    list is the full view's) and, with ``min_coverage_px2``, not the faint ones (drop_faint).
-    Returns (projected, bins, images)."""
+               clock: _Clock, within: list | None = None, beyond: list | None = None,
+               min_coverage_px2: float = 0.0, projected: Projected | None = None) -> tuple[Projected, TileBins, Images]:
+    """project (unless ``projected`` is the projection into ``views`` already), bin and
+    rasterize ``views`` in the tiles inside each eye's tile rectangle of ``within`` (None: every
+    tile) and outside its rectangle of ``beyond`` (None: no exclusion), binning only the
+    Gaussians that reach those tiles (so each rasterized tile's list is the full view's) and,
+    with ``min_coverage_px2``, not the faint ones (drop_faint). Returns (projected, bins,
+    images)."""
     tiles_x, tiles_y = tile_grid(views, cfg.bin)
-    projected = backend.project(visible, shaded, views, cfg.project)
-    projected = keep_gaussians(projected, rects, cfg.bin.tile_px, touching=inside)
+    if projected is None:
+        projected = backend.project(visible, shaded, views, cfg.project)
+    mask = None
+    for rects, inside in ((within, True), (beyond, False)):
+        if rects is not None:
+            projected = keep_gaussians(projected, rects, cfg.bin.tile_px, touching=inside)
+            m = rect_tile_mask(rects, tiles_x, tiles_y, inside, projected.radii.device)
+            mask = m if mask is None else mask & m
     projected = drop_faint(projected, visible.opacities, min_coverage_px2, cfg.project.eps2d)
     clock.lap("project")
     bins = backend.bin(projected, views, cfg.bin)
     clock.lap("bin")
-    mask = rect_tile_mask(rects, tiles_x, tiles_y, inside, bins.tile_ranges.device)
-    images = backend.rasterize(visible, shaded, projected, bins.restricted(mask), views, cfg.raster)
+    raster_bins = bins if mask is None else bins.restricted(mask.to(bins.tile_ranges.device))
+    images = backend.rasterize(visible, shaded, projected, raster_bins, views, cfg.raster)
     clock.lap("rasterize")
     return projected, bins, images
 
 
 def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, cfg: RenderConfig,
                    backend: Backend, gaze: torch.Tensor | None, clock: _Clock,
-                   periphery: tuple | None = None) -> tuple[Images, TileBins, int]:
+                   periphery: tuple | None = None) -> tuple[Images, TileBins, int, FoveaStats]:
     """The back of a foveated frame (gscache.stages.foveate): the full-resolution views in the
-    fovea's tiles, the ``periphery_scale`` views outside the fovea, composited. ``periphery``:
-    the periphery pass's own (visible, shaded), a cut of the scene's level of detail
-    (_periphery_front); None: the frame's. Returns the images, the fovea's bins and the
-    intersections of both."""
+    fovea's tiles, the ``periphery_scale`` views outside the fovea (with a middle ring: only
+    within the ring, and the ``far_scale`` views beyond it, composited under the ring first),
+    composited. ``periphery``: each periphery view's own (visible, shaded) (periphery_scales), a
+    level of detail (_periphery_front, _structured_periphery_front); None: the frame's. Returns the images, the fovea's bins,
+    the intersections of every pass and what each region drew."""
     fov = cfg.foveation
     layout = fovea_layout(views.width, views.height, views.n_views, fov, gaze)
     tp = cfg.bin.tile_px
-    projected, bins, fovea = _back_part(visible, shaded, views, cfg, backend, fovea_tiles(layout, tp), True, clock)
+    passes = []  # (region name, projected, bins) of each pass
+    # One projection per eye: a periphery view of the frame's own Gaussians is derived from it.
+    full = backend.project(visible, shaded, views, cfg.project)
+    projected, bins, fovea = _back_part(visible, shaded, views, cfg, backend, clock, within=fovea_tiles(layout, tp),
+                                        projected=full)
+    passes.append(("fovea", projected, bins))
+
+    def derived(scale: float) -> Projected | None:  # None: a level of detail's own Gaussians, projected
+        return backend.scale_projection(full, views, views.scaled(scale), cfg.project) if periphery is None else None
+
     pviews = views.scaled(fov.periphery_scale)
-    pvisible, pshaded = (visible, shaded) if periphery is None else periphery
+    fronts = ((visible, shaded),) * len(periphery_scales(fov)) if periphery is None else periphery
     skip = periphery_skip_tiles(layout, pviews.width, pviews.height, tp)
-    pprojected, pbins, periphery_images = _back_part(pvisible, pshaded, pviews, cfg, backend, skip, False, clock,
-                                                     fov.periphery_min_coverage_px2)
+    ring = ring_layout(layout, fov, gaze, pviews.width, pviews.height) if fov.has_far else None
+    within = None if ring is None else fovea_tiles(ring, tp)
+    pprojected, pbins, periphery_images = _back_part(*fronts[0], pviews, cfg, backend, clock, within, skip,
+                                                     fov.periphery_min_coverage_px2, derived(fov.periphery_scale))
+    passes.append(("ring" if ring is not None else "periphery", pprojected, pbins))
+    if ring is not None:
+        fviews = views.scaled(fov.far_scale)
+        far_skip = periphery_skip_tiles(ring, fviews.width, fviews.height, tp)
+        fprojected, fbins, far_images = _back_part(*fronts[1], fviews, cfg, backend, clock, None, far_skip,
+                                                   fov.periphery_min_coverage_px2, derived(fov.far_scale))
+        passes.append(("far", fprojected, fbins))
+        periphery_images = backend.fovea_composite(periphery_images, far_images, ring)
     images = backend.fovea_composite(fovea, periphery_images, layout)
     clock.lap("composite")
     if checks_enabled(cfg):
-        for record in (scene, visible, shaded, projected, bins, pprojected, pbins, images):
+        for record in (scene, visible, shaded, *(r for _, p, b in passes for r in (p, b)), images):
             record.validate()
-    return images, bins, bins.n_intersections + pbins.n_intersections
+    stats = FoveaStats(tuple(name for name, _, _ in passes),
+                       tuple(int((p.radii > 0).any(dim=-1).sum()) for _, p, _ in passes),
+                       tuple(int(b.n_intersections) for _, _, b in passes))
+    return images, bins, sum(stats.intersections), stats
 
 
-def _periphery_front(lod: PeripheryLod, views: ViewBatch, cfg: RenderConfig, backend: Backend, margin_px: float,
-                     clock: _Clock) -> tuple[Visible, Shaded]:
-    """The periphery pass's front with a level of detail: the cut for these eyes (the periphery's
-    focal length, foveation.periphery_lod_px) culled and shaded against the periphery views, with
-    the temporal cache's margin (in periphery pixels) so that it serves the cache's D frames as
-    the frame's own front does (the cut then is the one of the refresh's eyes)."""
-    fov = cfg.foveation
-    pviews = views.scaled(fov.periphery_scale)
-    drawn = select_cut(lod, views.positions, float(pviews.Ks[:, 0, 0].max()), fov.periphery_lod_px)
-    cut = lod.subset(drawn)
-    # Culled in the periphery's own pixels (its low-pass footprint included by the cull itself).
-    cull_cfg = dataclasses.replace(cfg.cull, margin_px=cfg.cull.margin_px + margin_px * fov.periphery_scale)
-    pvisible = backend.cull(cut, pviews, cull_cfg, cfg.project)
+def _periphery_cull_shade(gaussians: Scene, views: ViewBatch, cfg: RenderConfig, backend: Backend, margin_px: float,
+                          scale: float, clock: _Clock) -> tuple[Visible, Shaded]:
+    """A periphery view's front from its own Gaussians (a level of detail): culled and shaded
+    against the views at ``scale`` times the resolution, with the temporal cache's ``margin_px``
+    (full-resolution pixels) in that view's pixels (its low-pass footprint is the cull's own),
+    so that it serves the cache's D frames as the frame's own front does (the level of detail
+    then is the one of the refresh's eyes)."""
+    pviews = views.scaled(scale)
+    cull_cfg = dataclasses.replace(cfg.cull, margin_px=cfg.cull.margin_px + margin_px * scale)
+    pvisible = backend.cull(gaussians, pviews, cull_cfg, cfg.project)
     clock.lap("cull")
     pshaded = _shade(backend, pvisible, pviews, cfg)
     clock.lap("shade")
     return pvisible, pshaded
+
+
+def _periphery_front(lod: PeripheryLod, views: ViewBatch, cfg: RenderConfig, backend: Backend, margin_px: float,
+                     clock: _Clock) -> tuple[tuple[Visible, Shaded], ...]:
+    """The periphery views' fronts of an explicit scene with a level of detail, one per view
+    (periphery_scales): the cut for these eyes at that view's focal length
+    (foveation.periphery_lod_px periphery pixels), culled and shaded."""
+    fronts = []
+    for scale in periphery_scales(cfg.foveation):
+        focal = float(views.scaled(scale).Ks[:, 0, 0].max())
+        cut = lod.subset(select_cut(lod, views.positions, focal, cfg.foveation.periphery_lod_px))
+        fronts.append(_periphery_cull_shade(cut, views, cfg, backend, margin_px, scale, clock))
+    return tuple(fronts)
+
+
+def _structured_periphery_front(scene: StructuredScene, views: ViewBatch, cfg: RenderConfig, backend: Backend,
+                                centre: torch.Tensor, derive_fn, how: tuple, margin_px: float,
+                                clock: _Clock) -> tuple[tuple[tuple[Visible, Shaded], ...], float]:
+    """The periphery views' fronts of a structured scene with a level of detail, one per view
+    (periphery_scales): the anchors' own levels (Octree-GS) that a view at ``scale`` times the
+    resolution selects, as if seen 1 / scale times farther (derive's ``level_shift`` =
+    log_fork(1 / scale): a subset of the frame's anchors, derived alike), culled and shaded.
+    Returns (the fronts, derive ms)."""
+    fronts, total_ms = [], 0.0
+    for scale in periphery_scales(cfg.foveation):
+        shift = math.log(1.0 / scale) / math.log(scene.fork)
+        derived, ms = _timed(scene.device, lambda: derive(scene, views.scaled(scale), centre, margin_px * scale,
+                                                          derive_fn, *how, level_shift=shift))
+        fronts.append(_periphery_cull_shade(derived, views, cfg, backend, margin_px, scale, clock))
+        total_ms += ms
+    return tuple(fronts), total_ms
 
 
 def periphery_lod(cache: TemporalCache | None, scene, cfg: RenderConfig) -> PeripheryLod | None:
@@ -219,10 +281,11 @@ def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, 
               tile_mask: torch.Tensor | None, gaze: torch.Tensor | None, clock: _Clock,
               cache: TemporalCache | None = None, source_scene=None, rasterize_with=None,
               pixel_mask: torch.Tensor | None = None,
-              periphery: tuple | None = None) -> tuple[Images, torch.Tensor, int, ReuseStats | None]:
+              periphery: tuple | None = None
+              ) -> tuple[Images, torch.Tensor, int, ReuseStats | None, FoveaStats | None]:
     """The back of a frame, with pixel reuse when ``cfg.cache.pixel_reuse`` asks and a cache
     holds the last frame, else foveated when ``cfg.foveation`` is: (images, tile costs [E, T]
-    int32, intersections, pixel-reuse statistics or None). ``source_scene``: the scene the kept
+    int32, intersections, pixel-reuse statistics or None, foveation statistics or None). ``source_scene``: the scene the kept
     pixels are keyed by (a structured scene's, whose derived Gaussians are new every frame);
     default ``scene``. ``rasterize_with``: who rasterizes a pixel-reuse frame's passes
     (back_with_reuse). With a ``tile_mask`` (a device's share of a frame) no pixel reuse runs
@@ -236,14 +299,21 @@ def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, 
         if checks_enabled(cfg):
             for record in (scene, visible, shaded, images):
                 record.validate()
-        return images, stats.tile_costs, n_isect, stats
+        return images, stats.tile_costs, n_isect, stats, None
     if cfg.foveation.enabled:
         if tile_mask is not None:
             raise GscacheError("foveation: a frame split over devices (tile_mask) cannot be foveated yet; "
                                "render foveated frames on one device")
-        images, bins, n_isect = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock, periphery)
-        return images, bins.tile_costs(), n_isect, None
-    return (*_back(scene, visible, shaded, views, cfg, backend, tile_mask, clock, pixel_mask), None)
+        images, bins, n_isect, fstats = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock,
+                                                       periphery)
+        return images, bins.tile_costs(), n_isect, None, fstats
+    return (*_back(scene, visible, shaded, views, cfg, backend, tile_mask, clock, pixel_mask), None, None)
+
+
+def _periphery_bytes(periphery: tuple) -> int:
+    """Memory of cached periphery fronts (their own Gaussians' means, SH, covariances, colours)."""
+    return held_bytes([t for visible, shaded in periphery for t in (visible.means, visible.sh, shaded.covars,
+                                                                    shaded.colors)])
 
 
 def _front_bytes(visible: Visible, shaded: Shaded, scene: Scene) -> int:
@@ -309,9 +379,9 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
         margin = cfg.cache.margin_px if temporal else 0.0
         visible, shaded = _front(scene, views, cfg, backend, margin, clock)
         periphery = None if lod is None else _periphery_front(lod, views, cfg, backend, margin, clock)
-    images, costs, n_isect, reuse = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
-                                               cache, rasterize_with=rasterize_with, pixel_mask=pixel_mask,
-                                               periphery=periphery)
+    images, costs, n_isect, reuse, fstats = _back_any(scene, visible, shaded, views, cfg, backend, tile_mask, gaze,
+                                                       clock, cache, rasterize_with=rasterize_with,
+                                                       pixel_mask=pixel_mask, periphery=periphery)
     times = clock.times()
     if reuse is not None:
         cache.pixels.account(times)
@@ -322,14 +392,15 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
             extra = 0
             if periphery is not None:
                 payload["periphery"] = periphery
-                extra = held_bytes([periphery[0].means, periphery[0].sh, periphery[1].covars, periphery[1].colors])
+                extra = _periphery_bytes(periphery)
             entry = cache.store(key, payload, views, scene.means,
                                 cfg.project.extent_sigma * scene.scales.amax(dim=1) if scene.count else scene.opacities,
                                 times.cull_ms + times.shade_ms, _front_bytes(visible, shaded, scene) + extra)
         stats = _stats(cache, cfg, entry, reason, ("cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(scene.count, visible.count, n_isect, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse)
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse,
+                 foveation=fstats)
 
 
 def _timed(device: torch.device, fn):
@@ -377,8 +448,14 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         key = cache_key(scene, views, cfg, backend.name)
         entry, reason = cache.begin(key, views, cfg.cache, lod=lod, derive_at=centre)
     margin = cfg.cache.margin_px if temporal else 0.0
+    # The periphery's level of detail: the anchors' own coarser levels (tile_mask: a device's
+    # share of a frame is never foveated).
+    periphery_levels = cfg.foveation.enabled and cfg.foveation.periphery_lod_px > 0 and scene.n_levels > 1 \
+        and tile_mask is None
+    periphery = None
     if entry is not None:
         derived, visible, shaded = (entry.payload[k] for k in ("derived", "visible", "shaded"))
+        periphery = entry.payload.get("periphery")
         derive_ms = 0.0
     else:
         # (the anchor cull covers a foveated frame's coarser periphery as the Gaussian cull does)
@@ -392,9 +469,13 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
         # The derived Gaussians reach the views by construction of the anchor cull; the cull
         # stage still drops those whose own footprint cannot (with the same margin).
         visible, shaded = _front(derived, views, cfg, backend, margin, clock)
-    images, costs, n_isect, reuse = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze, clock,
-                                               cache, source_scene=scene, rasterize_with=rasterize_with,
-                                               pixel_mask=pixel_mask)
+        if periphery_levels:
+            periphery, ms = _structured_periphery_front(scene, views, cfg, backend, centre, derive_fn, how, margin,
+                                                        clock)
+            derive_ms += ms
+    images, costs, n_isect, reuse, fstats = _back_any(derived, visible, shaded, views, cfg, backend, tile_mask, gaze,
+                                                       clock, cache, source_scene=scene, rasterize_with=rasterize_with,
+                                                       pixel_mask=pixel_mask, periphery=periphery)
     times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
     if reuse is not None:
         cache.pixels.account(times)
@@ -402,11 +483,17 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     if temporal:
         if entry is None:
             # Every anchor with the radius its Gaussians can reach bounds the motion.
-            entry = cache.store(key, {"derived": derived, "visible": visible, "shaded": shaded}, views,
-                                scene.anchors, scene.reach, derive_ms + times.cull_ms + times.shade_ms,
-                                derived.nbytes + lod.numel() + _front_bytes(visible, shaded, derived), lod=lod,
+            payload = {"derived": derived, "visible": visible, "shaded": shaded}
+            extra = 0
+            if periphery is not None:
+                payload["periphery"] = periphery
+                extra = _periphery_bytes(periphery)
+            entry = cache.store(key, payload, views, scene.anchors, scene.reach,
+                                derive_ms + times.cull_ms + times.shade_ms,
+                                derived.nbytes + lod.numel() + _front_bytes(visible, shaded, derived) + extra, lod=lod,
                                 derived_at=centre, anchors=scene.anchors[lod])
         stats = _stats(cache, cfg, entry, reason, ("derive", "cull", "covariances", "colors"))
         cache.end(stats, times.total_ms)
     counters = WorkCounters(derived.count, visible.count, n_isect, images.evaluations)
-    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse)
+    return Frame(images=images, times=times, counters=counters, cache=stats, tile_costs=costs, reuse=reuse,
+                 foveation=fstats)

@@ -32,11 +32,16 @@ REUSE_MODES: dict[str, CacheConfig] = {
 # Foveation levels, named as headset runtimes name fixed foveated rendering: a smaller exact
 # fovea and a coarser periphery at each step; "high" also drops the sub-pixel splats of the
 # periphery (FoveationConfig.periphery_min_coverage_px2), which cost a low-pass footprint each.
+# "medium-ring" is medium's fovea with a middle ring at 1/2 and the far periphery at 1/4: on the
+# cpu backend it is slower than medium and worse (measured in the README: a splat costs at least
+# its low-pass footprint at any resolution, so the far view saves little), so it is not a step of
+# the ladder but a level of its own, to measure where the rasterizer's cost follows pixels.
 FOVEATION_LEVELS: dict[str, FoveationConfig] = {
     "off": FoveationConfig(),
     "low": FoveationConfig(periphery_scale=0.5, fovea=(0.6, 0.6), band=0.05),
     "medium": FoveationConfig(periphery_scale=0.5, fovea=(0.45, 0.45), band=0.05),
     "high": FoveationConfig(periphery_scale=1 / 3, fovea=(0.35, 0.35), band=0.04, periphery_min_coverage_px2=0.5),
+    "medium-ring": FoveationConfig(periphery_scale=0.5, fovea=(0.45, 0.45), band=0.05, ring=(0.7, 0.7), far_scale=0.25),
 }
 
 

@@ -272,6 +272,8 @@ class Frame:
     """Multi-device frames: how the tiles were spread (gscache.multi.ScheduleStats)."""
     reuse: object = None
     """Pixel reuse: what was warped and what rasterized (gscache.pixel_reuse.ReuseStats)."""
+    foveation: object = None
+    """Foveated frames: what each region's view drew (gscache.stages.foveate.FoveaStats)."""
 
     @staticmethod
     def concat(frames: "list[Frame]") -> "Frame":

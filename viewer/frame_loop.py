@@ -10,6 +10,7 @@ eyes into the swapchain images, and ``present`` ends the frame (xrEndFrame)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Protocol
 
@@ -95,12 +96,15 @@ class FrameLoop:
         return tint_reused(frame.rgb, frame.reuse.tile_reused, self.presenter.renderer.config.bin.tile_px)
 
     def with_zones(self, rgb: torch.Tensor) -> torch.Tensor:
-        """The eyes' images with the fovea's zones drawn when asked for (Z) and foveated."""
+        """The eyes' images with the fovea's zones (and the middle ring's) drawn when asked for (Z)
+        and foveated."""
         sw = self.switches
         level = FOVEATION_LEVELS[sw.foveation]
         if not (sw.show_zones and level.enabled):
             return rgb
-        return draw_zones(rgb, fovea_layout(rgb.shape[2], rgb.shape[1], rgb.shape[0], level, None))
+        E, H, W = rgb.shape[:3]
+        ring = fovea_layout(W, H, E, dataclasses.replace(level, fovea=level.ring), None) if level.has_far else None
+        return draw_zones(rgb, fovea_layout(W, H, E, level, None), ring)
 
     def render_and_account(self):
         """Render the head's view and hand it to the presenter, then account for the frame; the

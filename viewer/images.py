@@ -30,12 +30,14 @@ def tint_reused(rgb: torch.Tensor, reused: torch.Tensor, tile_px: int) -> torch.
     return torch.where(mask, 0.6 * rgb + 0.4 * green, rgb)
 
 
-def draw_zones(rgb: torch.Tensor, layout) -> torch.Tensor:
-    """A copy of the eyes' images [E, H, W, 3] with the fovea's exact rectangle outlined in white
-    and the outer edge of its blend band in grey (the overlay's zones)."""
+def draw_zones(rgb: torch.Tensor, layout, ring=None) -> torch.Tensor:
+    """A copy of the eyes' images [E, H, W, 3] with the fovea's exact rectangle outlined in white,
+    the outer edge of its blend band in grey and, with a middle ring (``ring``: its rectangle as a
+    FoveaLayout of the eye's pixels), the ring's rectangle in light grey (the overlay's zones)."""
     out = rgb.clone()
     for e in range(out.shape[0]):
-        for (x0, y0, x1, y1), value in ((layout.outer(e), 0.5), (layout.inner[e], 1.0)):
+        lines = [(layout.outer(e), 0.5), (layout.inner[e], 1.0)] + ([] if ring is None else [(ring.inner[e], 0.75)])
+        for (x0, y0, x1, y1), value in lines:
             x1, y1 = max(x0, x1 - 1), max(y0, y1 - 1)
             out[e, y0, x0:x1 + 1] = value
             out[e, y1, x0:x1 + 1] = value

@@ -72,6 +72,11 @@ class FrameStats:
             k = frame.counters
             out.append(f"gaussians: {k.n_gaussians:,} in scene, {k.n_visible:,} visible, "
                        f"{k.n_intersections:,} tile hits")
+            f = frame.foveation
+            if f is not None:  # foveated: what each region's view drew (both eyes)
+                out.append("drawn per region: " + ", ".join(
+                    f"{name} {g:,} gaussians / {n:,} tile hits"
+                    for name, g, n in zip(f.regions, f.gaussians, f.intersections)))
         out += [f"{key}: {value}" for key, value in status.items()]
         return out
 

@@ -69,6 +69,8 @@ class ConfigResult:
     """Pixel reuse: each timed frame's share of tiles taken from the warp (mean over the eyes)."""
     pixels_rasterized: list[float] = field(default_factory=list)
     """Pixel reuse: each timed frame's share of pixels rasterized (mean over the eyes)."""
+    regions: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Foveation: per region (FoveaStats.regions), each timed frame's (Gaussians, intersections)."""
 
     def summary(self) -> dict:
         """The JSON-ready figures of this configuration."""
@@ -91,6 +93,9 @@ class ConfigResult:
                                "pixels_rasterized_max": max(self.pixels_rasterized),
                                "tiles_reused": self.tiles_reused, "pixels_rasterized": self.pixels_rasterized}
                               if self.tiles_reused else None)
+        out["drawn_per_region"] = {name: {"gaussians_mean": statistics.mean(g for g, _ in v),
+                                          "intersections_mean": statistics.mean(n for _, n in v)}
+                                   for name, v in self.regions.items()} or None
         if self.devices:
             out["devices"] = self.schedule_summary()
         out["frame_ms"] = self.frame_ms
@@ -127,10 +132,10 @@ REFERENCE_DERIVE = "-ref"
 BOUND = ":"
 """Mode suffix before a pixel-reuse error bound in 8-bit levels, e.g. reproj:4."""
 FOVEATED = "+fov-"
+"""Mode suffix before a foveation level (gscache.presets.FOVEATION_LEVELS), e.g. dynamic+fov-medium."""
 LOD = "+lod-"
 """Suffix after a foveation level: the periphery level of detail's threshold in periphery pixels
 (FoveationConfig.periphery_lod_px), e.g. dynamic+fov-medium+lod-8."""
-"""Mode suffix before a foveation level (gscache.presets.FOVEATION_LEVELS), e.g. dynamic+fov-medium."""
 
 
 def named_config(name: str, device_type: str) -> tuple[str, RenderConfig]:
@@ -194,7 +199,8 @@ def ladder(device_type: str, backend: str = "auto", structured: bool = False) ->
     exact torch reference renders only the frames whose quality is measured (it takes seconds
     per frame on a city).
 
-    Both ladders end with the last reuse rung foveated at each level (low, medium, high).
+    Both ladders end with the last reuse rung foveated at each level (low, medium, high,
+    medium-ring).
     """
     best = backends.get(backend, device_type)
     levels = [n for n in FOVEATION_LEVELS if n != "off"]
@@ -251,6 +257,10 @@ def _record(res: ConfigResult, frame, i: int, samples: list[int]) -> None:
     if frame.reuse is not None:
         res.tiles_reused.append(sum(frame.reuse.tiles_reused) / len(frame.reuse.tiles_reused))
         res.pixels_rasterized.append(sum(frame.reuse.pixels_rasterized) / len(frame.reuse.pixels_rasterized))
+    if frame.foveation is not None:
+        f = frame.foveation
+        for name, g, n in zip(f.regions, f.gaussians, f.intersections):
+            res.regions.setdefault(name, []).append((g, n))
     if i in samples:
         res.samples[i] = frame.rgb.detach().cpu()
 
@@ -360,7 +370,8 @@ def speedups(results: list[ConfigResult]) -> dict[str, dict]:
         own = no_reuse.get(r.config.backend)
         if own is not None:
             entry["vs_no_reuse"] = ratio_spread(own.frame_ms, r.frame_ms)
-        plain = by_name.get(re.sub(re.escape(FOVEATED) + r"[a-z]+", "", r.name))  # the name without +fov-LEVEL
+        # the same name without +fov-LEVEL[+lod-PX]
+        plain = by_name.get(re.sub(re.escape(FOVEATED) + r"[a-z-]+(\+lod-[^+]+)?", "", r.name))
         if r.config.foveation.enabled and plain is not None:
             entry["vs_unfoveated"] = ratio_spread(plain.frame_ms, r.frame_ms)
         out[r.name] = entry

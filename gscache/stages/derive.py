@@ -45,16 +45,19 @@ LOW_PASS = 0.3  # added to the 2D covariance's diagonal
 ANCHOR_CULLS = ("prefilter", "reach")
 
 
-def lod_levels(scene: StructuredScene, position: Tensor) -> tuple[Tensor, Tensor | None]:
+def lod_levels(scene: StructuredScene, position: Tensor, level_shift: float = 0.0) -> tuple[Tensor, Tensor | None]:
     """The level the viewpoint ``position`` [3] selects for each anchor, [A] int64, and for
-    ``dist2level="progressive"`` the fade of each anchor [A] float32 (None otherwise: 1)."""
+    ``dist2level="progressive"`` the fade of each anchor [A] float32 (None otherwise: 1).
+    ``level_shift``: levels taken off the continuous level before rounding (a coarser view:
+    log_fork(1 / scale) for a view at ``scale`` times the resolution, as if seen 1 / scale times
+    farther); 0 is upstream's selection."""
     A = scene.count
     top = scene.n_levels - 1
     if scene.standard_dist <= 0 or A == 0:
         return torch.full((A,), top, dtype=torch.int64, device=scene.device), None
     shift = (scene.voxel_size / 2.0) / torch.pow(float(scene.fork), scene.levels)  # [A], the same on x, y and z
     dist = ((scene.anchors + shift[:, None]) - position).norm(dim=1)
-    pred = torch.log2(scene.standard_dist / dist) / math.log2(scene.fork) + scene.extra_levels
+    pred = torch.log2(scene.standard_dist / dist) / math.log2(scene.fork) + scene.extra_levels - level_shift
     if scene.lod_rounding == "progressive":
         p = pred.add(1.0).clamp(0.9999, top + 0.9999)
         level = torch.floor(p).to(torch.int64)
@@ -66,9 +69,9 @@ def lod_levels(scene: StructuredScene, position: Tensor) -> tuple[Tensor, Tensor
     return rounded.clamp(0, top).to(torch.int64), None
 
 
-def lod_mask(scene: StructuredScene, position: Tensor) -> Tensor:
-    """Anchors whose level the viewpoint ``position`` [3] selects, [A] bool."""
-    level, _ = lod_levels(scene, position)
+def lod_mask(scene: StructuredScene, position: Tensor, level_shift: float = 0.0) -> Tensor:
+    """Anchors whose level the viewpoint ``position`` [3] selects (lod_levels), [A] bool."""
+    level, _ = lod_levels(scene, position, level_shift)
     return scene.levels.to(torch.int64) <= level
 
 
@@ -143,12 +146,12 @@ def _reach_cull(scene: StructuredScene, ids: Tensor, views: ViewBatch, margin_px
 
 
 def visible_anchors(scene: StructuredScene, views: ViewBatch, position: Tensor, margin_px: float = 0.0,
-                    anchor_cull: str = "prefilter") -> Tensor:
-    """Indices of the anchors that the LOD selects at ``position`` and that may reach a view,
-    [A'] int64 in anchor order."""
+                    anchor_cull: str = "prefilter", level_shift: float = 0.0) -> Tensor:
+    """Indices of the anchors that the LOD selects at ``position`` (with ``level_shift``:
+    lod_levels) and that may reach a view, [A'] int64 in anchor order."""
     if anchor_cull not in ANCHOR_CULLS:
         raise GscacheError(f"derive.anchor_cull: {anchor_cull!r}; expected one of {', '.join(ANCHOR_CULLS)}")
-    selected = torch.nonzero(lod_mask(scene, position)).squeeze(1)
+    selected = torch.nonzero(lod_mask(scene, position, level_shift)).squeeze(1)
     keep = prefilter(scene, selected, views, margin_px) if anchor_cull == "prefilter" else \
         _reach_cull(scene, selected, views, margin_px)
     return selected[keep]
@@ -233,7 +236,8 @@ def derive_anchors(scene: StructuredScene, ids: Tensor, position: Tensor, appear
 
 
 def derive(scene: StructuredScene, views: ViewBatch, position: Tensor, margin_px: float = 0.0,
-           derive_fn=derive_anchors, appearance_index: int = 0, anchor_cull: str = "prefilter") -> Scene:
+           derive_fn=derive_anchors, appearance_index: int = 0, anchor_cull: str = "prefilter",
+           level_shift: float = 0.0) -> Scene:
     """The Gaussians that ``scene`` derives for a viewpoint at ``position`` [3], for ``views``.
 
     Args:
@@ -245,5 +249,10 @@ def derive(scene: StructuredScene, views: ViewBatch, position: Tensor, margin_px
             backend's fused kernel with the same signature.
         appearance_index: the appearance embedding used (models that have them).
         anchor_cull: "prefilter" (upstream's) or "reach" (conservative).
+        level_shift: a coarser level of detail (lod_levels; a foveated periphery's). The anchors
+            it selects are a subset of those of 0, derived alike, so their Gaussians are the
+            same; with "progressive" rounding their fades stay those of ``level_shift`` 0 (the
+            derivation computes them).
     """
-    return derive_fn(scene, visible_anchors(scene, views, position, margin_px, anchor_cull), position, appearance_index)
+    ids = visible_anchors(scene, views, position, margin_px, anchor_cull, level_shift)
+    return derive_fn(scene, ids, position, appearance_index)

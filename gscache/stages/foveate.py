@@ -1,9 +1,12 @@
-"""Foveated rendering: where each eye's fovea lies, which tiles and Gaussians each of its two
-views needs, and the composite of the two (gscache.config.FoveationConfig).
+"""Foveated rendering: where each eye's fovea lies, which tiles and Gaussians each of its views
+needs, and the composite of the views (gscache.config.FoveationConfig).
 
 Per eye, the fovea is the eye's own full-resolution view rasterized only in the tiles that the
 fovea rectangle and its blend band reach; the periphery is the same view at ``periphery_scale``
 times the resolution (ViewBatch.scaled), rasterized everywhere but where only the fovea shows.
+With a middle ring (``FoveationConfig.ring``) that view is rasterized only within the ring's
+rectangle and band, and a third view at ``far_scale`` everywhere but where only the ring shows,
+composited under the ring (ring_layout) as the ring is under the fovea.
 Both views bin only the Gaussians whose tiles meet the tiles they rasterize: a tile's list (the
 Gaussians that overlap it, in depth order) is then what the full view's binning gives it, so
 inside the rectangle the composite equals the full-resolution render bit for bit.
@@ -73,6 +76,19 @@ def _axis_weight(a: int, b: int, size: int, band: int, device) -> Tensor:
     return t * t * (3.0 - 2.0 * t)  # exactly 1 where t is 1
 
 
+@dataclass(frozen=True, slots=True)
+class FoveaStats:
+    """What each view of a foveated frame drew, summed over its eyes (the viewer's overlay, the
+    benchmark)."""
+
+    regions: tuple[str, ...]
+    """The views in drawing order: "fovea", then "periphery", or "ring" and "far" with a middle ring."""
+    gaussians: tuple[int, ...]
+    """Gaussians binned by each view (reaching at least one of the tiles it rasterizes)."""
+    intersections: tuple[int, ...]
+    """Gaussian x tile pairs of each view."""
+
+
 def parse_gaze(gaze, n_views: int) -> Tensor | None:
     """None, one (x, y) for every eye, or one per eye ([E, 2]); fractions of the image width and
     height in [0, 1] ((0.5, 0.5) the centre). Returns [E, 2] float64 or None."""
@@ -105,6 +121,26 @@ def fovea_layout(width: int, height: int, n_views: int, cfg: FoveationConfig, ga
     return FoveaLayout(width, height, tuple(rects), max(0, round(cfg.band * height)))
 
 
+def ring_layout(layout: FoveaLayout, cfg: FoveationConfig, gaze: Tensor | None, width_p: int,
+                height_p: int) -> FoveaLayout:
+    """The middle ring of every eye (``cfg.ring``, placed as ``layout``'s fovea is: centred on the
+    gaze, moved to stay inside the image, so it holds the fovea) in the pixels of the ring's view
+    (``width_p`` x ``height_p``, the eye's view at ``periphery_scale``): its rectangle grown to
+    whole pixels and its blend band (``cfg.band`` of that view's height). The far periphery is
+    composited under it as the ring's own view is under the fovea."""
+    full = fovea_layout(layout.width, layout.height, len(layout.inner), dataclasses.replace(cfg, fovea=cfg.ring), gaze)
+    sx, sy = width_p / layout.width, height_p / layout.height
+    rects = tuple((math.floor(x0 * sx), math.floor(y0 * sy), min(width_p, math.ceil(x1 * sx)),
+                   min(height_p, math.ceil(y1 * sy))) for x0, y0, x1, y1 in full.inner)
+    return FoveaLayout(width_p, height_p, rects, max(0, round(cfg.band * height_p)))
+
+
+def periphery_scales(cfg: FoveationConfig) -> tuple[float, ...]:
+    """The resolutions of an eye's periphery views, finest first: (periphery_scale,), or with a
+    middle ring (periphery_scale, far_scale)."""
+    return (cfg.periphery_scale, cfg.far_scale) if cfg.has_far else (cfg.periphery_scale,)
+
+
 def periphery_cull_margin_px(fov: FoveationConfig, extent_sigma: float, eps2d: float) -> float:
     """Full-resolution pixels to add to the cull's guard band so that it keeps every Gaussian the
     periphery view draws too: the cull bounds a radius at full resolution, and at ``scale`` times
@@ -112,7 +148,7 @@ def periphery_cull_margin_px(fov: FoveationConfig, extent_sigma: float, eps2d: f
     are 1 / scale times wider in full-resolution pixels."""
     if not fov.enabled:
         return 0.0
-    return math.ceil((extent_sigma * math.sqrt(eps2d) + 1.0) / fov.periphery_scale)
+    return math.ceil((extent_sigma * math.sqrt(eps2d) + 1.0) / fov.coarsest_scale)
 
 
 def fovea_tiles(layout: FoveaLayout, tile_px: int) -> list[Rect]:

@@ -91,8 +91,9 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
     names = [c["name"] for c in report["configs"]]
     assert names[0] == "torch/none"
     modes = [n.split("/")[1] for n in names]
-    assert modes[-11:] == ["stereo", "approx", "D2", "D4", "D8", "dynamic",  # the reuse rungs, then foveated
-                           "reproj-stereo", "reproj", "dynamic+fov-low", "dynamic+fov-medium", "dynamic+fov-high"]
+    assert modes[-12:] == ["stereo", "approx", "D2", "D4", "D8", "dynamic",  # the reuse rungs, then foveated
+                           "reproj-stereo", "reproj", "dynamic+fov-low", "dynamic+fov-medium", "dynamic+fov-high",
+                           "dynamic+fov-medium-ring"]
     for c in report["configs"]:
         assert len(c["frame_ms"]) == 4 and c["median_ms"] > 0 and c["p95_ms"] >= c["median_ms"]
         assert c["fps"] == pytest.approx(1000 / c["median_ms"])
@@ -121,11 +122,11 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
         cpu = report["configs"][names.index("cpu/none")]
         assert cpu["quality"]["psnr_db"] > 60 and cpu["quality"]["ssim"] > 0.999
         assert cpu["work_per_frame"]["gaussian_pixel_evaluations"] > 0
-    d4 = report["configs"][names.index(names[-8])]  # .../D4
+    d4 = report["configs"][names.index(names[-9])]  # .../D4
     assert d4["cache"]["hit_rate"] > 0 and d4["cache"]["refreshes"]["first"] == 1
     assert d4["speedup_vs_no_reuse"] is not None
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    medium = report["configs"][names.index(names[-2])]
+    medium = report["configs"][names.index(names[-3])]
     q = medium["quality"]
     assert q["psnr_fovea_db"] > 60 and q["psnr_periphery_db"] < q["psnr_fovea_db"] and q["ssim_periphery"] <= 1
     # (FLIP's filters span degrees of view, so the periphery's error reaches into a small fovea's
@@ -133,7 +134,14 @@ def test_bench_end_to_end_writes_json_and_plot(tmp_path, tiny_scene, capsys):
     assert 0 <= q["flip_fovea"] <= 1 and {"flip_fovea", "psnr_periphery_db"} <= set(q["worst_frame"])
     assert medium["speedup_vs_unfoveated"] == medium["speedups"]["vs_unfoveated"]["ratio"] > 0
     assert medium["stages_median_ms"]["composite"] > 0
+    drawn = medium["drawn_per_region"]  # what each region's view drew, per frame
+    assert list(drawn)[0] == "fovea" and all(d["gaussians_mean"] > 0 for d in drawn.values())
+    assert report["configs"][names.index(names[-7])]["drawn_per_region"] is None  # .../dynamic: not foveated
+    ringed = report["configs"][-1]["drawn_per_region"]
+    assert list(ringed) == ["fovea", "ring", "far"] and ringed["far"]["intersections_mean"] > 0
+    assert report["configs"][-1]["speedup_vs_unfoveated"] is not None  # a level name with a hyphen
     table = capsys.readouterr().out
+    assert "drawn per frame: fovea" in table
     assert "speed-up" in table and "torch" in table and "interleaved frame by frame" in table
     assert "dynamic+fov-medium" in table and "periphery" in table and "FLIP" in table and "worst" in table
 

@@ -104,7 +104,8 @@ def test_cfg_args_and_the_checkpoint_files_must_agree(tmp_path, small_city):
 def test_structured_ladder_and_reference_suffix():
     names = [n for n, _ in ladder("cpu", "cpu", structured=True)]
     assert names == ["cpu/none-ref", "cpu/stereo-ref", "cpu/D2-ref", "cpu/D4-ref", "cpu/D8-ref", "cpu/dynamic-ref",
-                     "cpu/dynamic", "cpu/dynamic+fov-low", "cpu/dynamic+fov-medium", "cpu/dynamic+fov-high"]
+                     "cpu/dynamic", "cpu/dynamic+fov-low", "cpu/dynamic+fov-medium", "cpu/dynamic+fov-high",
+                     "cpu/dynamic+fov-medium-ring"]
     name, cfg = named_config("cpu/D4-ref+fov-high", "cpu")
     assert not cfg.derive.fused and cfg.foveation.periphery_scale < 1 and name == "cpu/D4-ref+fov-high"
     with pytest.raises(GscacheError, match="foveation level"):

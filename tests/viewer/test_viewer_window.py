@@ -4,6 +4,7 @@ minimise, run-time switches, and the command line's failure modes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -215,9 +216,20 @@ def test_foveation_key_cycles_the_levels_and_z_draws_the_zones(viewer):
     viewer.step(capture=True)
     x0, y0, x1, y1 = fovea_layout(W, H, 2, FOVEATION_LEVELS["low"], None).inner[0]
     assert (viewer.last_pixels[y0, x0:x1] == 255).all() and not (plain[y0, x0:x1] == 255).all()
-    assert "foveation: low" in "\n".join(viewer.stats.lines(viewer.status()))
-    for _ in range(3):
-        viewer.on_key(viewer.window, glfw.KEY_F, 0, glfw.PRESS, 0)  # low -> medium -> high -> off
+    text = "\n".join(viewer.stats.lines(viewer.status()))
+    assert "foveation: low" in text
+    regions = viewer.last_frame.foveation.regions
+    assert f"drawn per region: {regions[0]} " in text and all(f" {r} " in text for r in regions)
+    for _ in range(2):
+        viewer.on_key(viewer.window, glfw.KEY_F, 0, glfw.PRESS, 0)  # low -> medium -> high
+    viewer.on_key(viewer.window, glfw.KEY_F, 0, glfw.PRESS, 0)  # high -> medium-ring: three views per eye
+    assert viewer.foveation == "medium-ring"
+    viewer.step(capture=True)
+    assert viewer.last_frame.foveation.regions == ("fovea", "ring", "far")
+    ring = dataclasses.replace(FOVEATION_LEVELS["medium-ring"], fovea=FOVEATION_LEVELS["medium-ring"].ring)
+    rx0, _, rx1, ry1 = fovea_layout(W, H, 2, ring, None).inner[0]
+    assert (viewer.last_pixels[ry1 - 1, rx0:rx1] == 191).all()  # the ring's outline (Z), light grey
+    viewer.on_key(viewer.window, glfw.KEY_F, 0, glfw.PRESS, 0)  # -> off
     assert viewer.foveation == "off"
     viewer.step()
     assert viewer.last_frame.times.composite_ms == 0
