@@ -211,6 +211,9 @@ class TemporalCache:
         self.lod: tuple | None = None
         """Foveation's periphery level of detail: (the scene's token and version, its
         gscache.stages.lod.PeripheryLod), loaded or built on the first frame that asks for it."""
+        self.fovea_payoff = None
+        """Foveation's pay-off controller (gscache.stages.foveate.FoveationPayoff), made by the
+        pipeline on the first foveated frame; remade when the image size or the level changes."""
 
     def invalidate(self, reason: str) -> None:
         """Drop the entry and the pixels kept for reuse: the next frame refreshes with

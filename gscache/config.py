@@ -187,6 +187,10 @@ class FoveationConfig:
     far_scale: float = 1.0
     """Resolution of the far periphery (beyond ``ring``) relative to the eye's, per axis; used
     when ``ring`` is below (1, 1), and then below ``periphery_scale``."""
+    payoff: bool = True
+    """A renderer foveates only while it pays: frames are rendered unfoveated (exact) while
+    foveated ones measure slower (gscache.stages.foveate.FoveationPayoff; a one-off
+    gscache.render always foveates). False: every frame foveated."""
     periphery_lod_px: float = 0.0
     """Level of detail in the periphery from the scene's hierarchy of merged Gaussians
     (gscache.stages.lod, built once per scene and kept on disk): a merged node is drawn instead

@@ -26,7 +26,7 @@ from .scene.structured import StructuredScene
 from .stages.bin import tile_grid
 from .stages.derive import derive, derive_anchors, lod_mask
 from .stages.lod import PeripheryLod, default_cache_dir, load_or_build, select_cut
-from .stages.foveate import (FoveaStats, drop_faint, fovea_layout, fovea_tiles, keep_gaussians,
+from .stages.foveate import (FoveaStats, FoveationPayoff, drop_faint, fovea_layout, fovea_tiles, keep_gaussians,
                              periphery_cull_margin_px, periphery_scales, periphery_skip_tiles, rect_tile_mask,
                              ring_layout)
 
@@ -304,9 +304,13 @@ def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, 
         if tile_mask is not None:
             raise GscacheError("foveation: a frame split over devices (tile_mask) cannot be foveated yet; "
                                "render foveated frames on one device")
-        images, bins, n_isect, fstats = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock,
-                                                       periphery)
-        return images, bins.tile_costs(), n_isect, None, fstats
+        payoff = _fovea_payoff(cache, views, cfg)
+        if payoff is None or payoff.foveate():
+            images, bins, n_isect, fstats = _back_foveated(scene, visible, shaded, views, cfg, backend, gaze, clock,
+                                                           periphery)
+            return images, bins.tile_costs(), n_isect, None, fstats
+        images, costs, n_isect = _back(scene, visible, shaded, views, cfg, backend, None, clock)
+        return images, costs, n_isect, None, FoveaStats((), (), (), paused=True)
     return (*_back(scene, visible, shaded, views, cfg, backend, tile_mask, clock, pixel_mask), None, None)
 
 
@@ -314,6 +318,17 @@ def _periphery_bytes(periphery: tuple) -> int:
     """Memory of cached periphery fronts (their own Gaussians' means, SH, covariances, colours)."""
     return held_bytes([t for visible, shaded in periphery for t in (visible.means, visible.sh, shaded.covars,
                                                                     shaded.colors)])
+
+
+def _fovea_payoff(cache: TemporalCache | None, views: ViewBatch, cfg: RenderConfig) -> FoveationPayoff | None:
+    """The renderer's foveation pay-off controller for this size and level (None: foveate every
+    frame: no renderer, or FoveationConfig.payoff off)."""
+    if cache is None or not cfg.foveation.payoff:
+        return None
+    key = (views.width, views.height, cfg.foveation)
+    if cache.fovea_payoff is None or cache.fovea_payoff.key != key:
+        cache.fovea_payoff = FoveationPayoff(key)
+    return cache.fovea_payoff
 
 
 def _front_bytes(visible: Visible, shaded: Shaded, scene: Scene) -> int:
@@ -385,6 +400,8 @@ def render_views(scene: Scene, views: ViewBatch, cfg: RenderConfig, backend: Bac
     times = clock.times()
     if reuse is not None:
         cache.pixels.account(times)
+    if fstats is not None and cache is not None and cache.fovea_payoff is not None:
+        cache.fovea_payoff.account(times)
     stats = None
     if temporal:
         if entry is None:
@@ -479,6 +496,8 @@ def render_structured(scene: StructuredScene, views: ViewBatch, cfg: RenderConfi
     times = dataclasses.replace(clock.times(), derive_ms=derive_ms)
     if reuse is not None:
         cache.pixels.account(times)
+    if fstats is not None and cache is not None and cache.fovea_payoff is not None:
+        cache.fovea_payoff.account(times)
     stats = None
     if temporal:
         if entry is None:

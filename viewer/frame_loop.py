@@ -18,7 +18,7 @@ import torch
 
 from gscache import StereoRig
 from gscache.presets import FOVEATION_LEVELS
-from gscache.stages.foveate import fovea_layout
+from gscache.stages.foveate import fovea_layout, parse_gaze
 
 from .images import draw_zones, tint_reused
 from .overlay import FrameStats
@@ -34,6 +34,9 @@ class Presenter(Protocol):
 
     renderer: object
     """The renderer of this output (switches.Toggles may replace it between frames)."""
+    gaze: object
+    """Where each eye looks in the views returned last (fractions of the image, one (x, y) per
+    eye: an eye tracker's), or None (the fovea stays centred)."""
 
     def poll(self) -> bool:
         """Handle pending events (input, resize); False once the output should close."""
@@ -87,7 +90,7 @@ class FrameLoop:
     def render_view(self, pose: torch.Tensor):
         """Render the presenter's views of ``pose`` (kept in ``last_rig``); the Frame."""
         what, self.last_rig = self.presenter.views(pose)
-        return self.presenter.renderer.render(what)
+        return self.presenter.renderer.render(what, gaze=self.presenter.gaze)
 
     def with_tint(self, frame) -> torch.Tensor:
         """The frame's images with the tiles pixel reuse took from the warp tinted when asked for (U)."""
@@ -103,8 +106,9 @@ class FrameLoop:
         if not (sw.show_zones and level.enabled):
             return rgb
         E, H, W = rgb.shape[:3]
-        ring = fovea_layout(W, H, E, dataclasses.replace(level, fovea=level.ring), None) if level.has_far else None
-        return draw_zones(rgb, fovea_layout(W, H, E, level, None), ring)
+        gaze = parse_gaze(self.presenter.gaze, E)
+        ring = fovea_layout(W, H, E, dataclasses.replace(level, fovea=level.ring), gaze) if level.has_far else None
+        return draw_zones(rgb, fovea_layout(W, H, E, level, gaze), ring)
 
     def render_and_account(self):
         """Render the head's view and hand it to the presenter, then account for the frame; the

@@ -73,7 +73,9 @@ class FrameStats:
             out.append(f"gaussians: {k.n_gaussians:,} in scene, {k.n_visible:,} visible, "
                        f"{k.n_intersections:,} tile hits")
             f = frame.foveation
-            if f is not None:  # foveated: what each region's view drew (both eyes)
+            if f is not None and f.paused:
+                out.append("foveation paused (it cost more time than it saved: this frame is exact)")
+            elif f is not None:  # foveated: what each region's view drew (both eyes)
                 out.append("drawn per region: " + ", ".join(
                     f"{name} {g:,} gaussians / {n:,} tile hits"
                     for name, g, n in zip(f.regions, f.gaussians, f.intersections)))

@@ -57,6 +57,8 @@ class WindowSession:
     overlay). ``capture`` keeps what each present drew in ``last_pixels`` (read before the swap);
     ``overlay_lines`` gives the overlay's text."""
 
+    gaze = None  # a desktop window tracks no eyes: the fovea stays centred (frame_loop.Presenter)
+
     def __init__(self, scene, options: ViewerOptions, switches: Switches) -> None:
         self.scene, self.options, self.switches = scene, options, switches
         self.devices = options.devices

@@ -94,10 +94,20 @@ def status(v: Parts) -> dict[str, str]:
     if xr is not None:  # the OpenXR output (xr_session): the runtime's pacing against ours
         out["headset"] = (f"{xr.runtime}: period {xr.period_ms:.1f} ms, {xr.frames_submitted} frames submitted, "
                           f"{xr.missed} missed, {xr.lifecycle.state.name.lower()}, {xr.format.name}")
+        out["eye tracking"] = _gaze_text(xr)
     note = v.notes.current()
     if note is not None:
         out["note"] = note
     return out
+
+
+def _gaze_text(xr) -> str:
+    """Where the fovea follows the eyes (XR_EXT_eye_gaze_interaction), and this frame's gaze."""
+    if not xr.eye_tracking:
+        return "none (the fovea stays centred)"
+    if xr.gaze is None:
+        return "eyes not tracked now (fovea centred)"
+    return "gaze " + " / ".join(f"({x:.2f}, {y:.2f})" for x, y in xr.gaze)
 
 
 def summary(v: Parts) -> str:
@@ -116,4 +126,4 @@ def _headset_summary(xr) -> str:
     if xr is None:
         return ""
     return (f"; OpenXR {xr.runtime}: {xr.frames_submitted} frames submitted, {xr.missed} missed, "
-            f"{xr.late_warps} late-warped, {xr.format.name}")
+            f"{xr.late_warps} late-warped, {xr.format.name}" + (", eye tracking" if xr.eye_tracking else ""))

@@ -8,6 +8,11 @@ M and F) and ``reset`` (a button: back to the start pose). The component paths a
 OpenXR specification lists for each profile ("Interaction Profile Paths"); the Khronos simple
 controller has no thumbstick, so it only cycles and resets.
 
+Eye tracking, where the runtime offers XR_EXT_eye_gaze_interaction and the system supports it: a
+pose action ``eye_gaze`` bound to the extension's profile, its action space located each frame at
+the predicted display time (the gaze's -z axis is the direction looked in); the foveation's
+fovea follows it (gscache.viewer.xr_views.gaze_fractions).
+
 ``ControllerActions`` creates and reads the actions (pyopenxr); ``InputEdges`` turns the states
 read each frame into the events the viewer acts on (pure: tested without a runtime).
 """
@@ -49,6 +54,11 @@ BINDINGS: dict[str, tuple[tuple[str, str], ...]] = {
         ("reset", "/user/hand/left/input/b/click"),
     ),
 }
+
+
+GAZE_PROFILE = "/interaction_profiles/ext/eye_gaze_interaction"
+GAZE_POSE = "/user/eyes_ext/input/gaze_ext/pose"
+"""XR_EXT_eye_gaze_interaction's interaction profile and its one input (the specification's)."""
 
 
 @dataclass
@@ -94,12 +104,15 @@ class ControllerActions:
     BINDINGS, each suggested on its own: a runtime may not know them all) and attached; ``read()``
     synchronises and returns the frame's ControllerState (only while the session has focus)."""
 
-    def __init__(self, xr, instance, session) -> None:
+    def __init__(self, xr, instance, session, eye_gaze: bool = False) -> None:
         self.xr, self.session = xr, session
+        self.gaze_space = None
         self.action_set = xr.create_action_set(instance, xr.ActionSetCreateInfo(
             action_set_name="gscache", localized_action_set_name="gscache viewer", priority=0))
         kinds = {name: xr.ActionType.VECTOR2F_INPUT for name in STICKS}
         kinds.update({name: xr.ActionType.BOOLEAN_INPUT for name in BUTTONS})
+        if eye_gaze:
+            kinds["eye_gaze"] = xr.ActionType.POSE_INPUT
         self.actions = {name: xr.create_action(self.action_set, xr.ActionCreateInfo(
             action_type=kind, action_name=name, localized_action_name=name.replace("_", " ")))
             for name, kind in kinds.items()}
@@ -113,7 +126,32 @@ class ControllerActions:
                 self.profiles.append(profile)
             except xr.PathUnsupportedError:  # a runtime without this profile
                 continue
+        if eye_gaze:
+            xr.suggest_interaction_profile_bindings(instance, xr.InteractionProfileSuggestedBinding(
+                interaction_profile=xr.string_to_path(instance, GAZE_PROFILE),
+                suggested_bindings=[xr.ActionSuggestedBinding(self.actions["eye_gaze"],
+                                                              xr.string_to_path(instance, GAZE_POSE))]))
         xr.attach_session_action_sets(session, xr.SessionActionSetsAttachInfo(action_sets=[self.action_set]))
+        if eye_gaze:
+            self.gaze_space = xr.create_action_space(session, xr.ActionSpaceCreateInfo(
+                action=self.actions["eye_gaze"], pose_in_action_space=xr.Posef()))
+
+    def gaze(self, space, time) -> tuple[float, float, float, float] | None:
+        """The eye gaze's orientation (x, y, z, w) in ``space`` at ``time`` (call after read(),
+        which synchronises the actions), or None: no eye tracking, the action inactive, or the
+        eyes not tracked now (orientation not valid and tracked)."""
+        xr = self.xr
+        if self.gaze_space is None:
+            return None
+        state = xr.get_action_state_pose(self.session, xr.ActionStateGetInfo(action=self.actions["eye_gaze"]))
+        if not state.is_active:
+            return None
+        location = xr.locate_space(self.gaze_space, space, time)
+        need = xr.SpaceLocationFlags.ORIENTATION_VALID_BIT | xr.SpaceLocationFlags.ORIENTATION_TRACKED_BIT
+        if (location.location_flags & need) != need:
+            return None
+        q = location.pose.orientation
+        return (q.x, q.y, q.z, q.w)
 
     def read(self) -> ControllerState:
         xr = self.xr
@@ -131,6 +169,9 @@ class ControllerActions:
         return ControllerState(sticks["move"], sticks["turn"], frozenset(held))
 
     def close(self) -> None:
+        if self.gaze_space is not None:
+            self.xr.destroy_space(self.gaze_space)
+            self.gaze_space = None
         if self.action_set is not None:
             self.xr.destroy_action_set(self.action_set)  # its actions with it
             self.action_set = None

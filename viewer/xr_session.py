@@ -31,7 +31,7 @@ from .xr_formats import choose_color_format, choose_depth_format, swapchain_pixe
 from .xr_runtime import import_openxr
 from .xr_state import FrameOrder, Lifecycle, SessionState
 from .xr_late import LATE_PARALLAX_M, RotationResampler, view_angle_deg
-from .xr_views import level, plain_view, rig_from_views
+from .xr_views import gaze_fractions, level, plain_view, rig_from_views
 
 GLX_FBCONFIG_ID = 0x8013
 GLX_SCREEN = 0x800C
@@ -105,12 +105,19 @@ class XrOutput:
             raise GscacheError("--xr: the OpenXR runtime has no OpenGL support (XR_KHR_opengl_enable)")
         # The depth layer where the runtime offers it: its own reprojection can then use depth.
         self.depth_layer = xr.KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME in names
+        # Eye tracking where offered: the fovea follows the gaze (xr_input.ControllerActions.gaze).
+        gaze_extension = xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME in names
         enabled = [xr.KHR_OPENGL_ENABLE_EXTENSION_NAME] + ([xr.KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME]
-                                                          if self.depth_layer else [])
+                                                          if self.depth_layer else []) \
+            + ([xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME] if gaze_extension else [])
         self.instance = xr.create_instance(xr.InstanceCreateInfo(
             application_info=xr.ApplicationInfo(application_name="gscache", engine_name="gscache"),
             enabled_extension_names=enabled))
         self.session = self.space = self.controls = None
+        self.eye_tracking = False
+        """The runtime tracks the eyes (XR_EXT_eye_gaze_interaction, supported by the system)."""
+        self.gaze: list[tuple[float, float]] | None = None
+        """This frame's gaze per eye, fractions of each eye's image (None: fixed foveation)."""
         self.swapchains: list = []
         self.depth_swapchains: list = []
         try:
@@ -125,7 +132,8 @@ class XrOutput:
                 system_id=self.system, next=ctypes.cast(ctypes.pointer(self.binding), ctypes.c_void_p)))
             self.space = xr.create_reference_space(self.session, xr.ReferenceSpaceCreateInfo(
                 reference_space_type=xr.ReferenceSpaceType.LOCAL))
-            self.controls = ControllerActions(xr, self.instance, self.session)
+            self.eye_tracking = gaze_extension and self._supports_eye_gaze()
+            self.controls = ControllerActions(xr, self.instance, self.session, eye_gaze=self.eye_tracking)
             config = xr.enumerate_view_configuration_views(self.instance, self.system,
                                                            xr.ViewConfigurationType.PRIMARY_STEREO)
             if len(config) != 2:
@@ -171,6 +179,16 @@ class XrOutput:
         self.last_display_time: int | None = None
         props = xr.get_instance_properties(self.instance)
         self.runtime = props.runtime_name.decode(errors="replace")
+
+    def _supports_eye_gaze(self) -> bool:
+        """The system tracks the eyes (XrSystemEyeGazeInteractionPropertiesEXT chained to
+        xrGetSystemProperties; pyopenxr's wrapper takes no chain, so the raw call)."""
+        xr = self.xr
+        gaze = xr.SystemEyeGazeInteractionPropertiesEXT()
+        props = xr.SystemProperties(next=ctypes.cast(ctypes.pointer(gaze), ctypes.c_void_p))
+        xr.check_result(xr.Result(xr.raw_functions.xrGetSystemProperties(self.instance, self.system,
+                                                                         ctypes.byref(props))))
+        return bool(gaze.supports_eye_gaze_interaction)
 
     def _swapchain(self, gl_format: int, usage) -> tuple:
         """One swapchain of this session at ``size`` and its images' GL texture names."""
@@ -249,9 +267,13 @@ class XrOutput:
         self.order.begin()
         self.origin = T_world_origin
         self.located = self._locate()
+        views = [plain_view(v) for v in self.located]
+        q = None if self.controls is None or not self.lifecycle.input_active else \
+            self.controls.gaze(self.space, self.frame_state.predicted_display_time)
+        self.gaze = None if q is None else gaze_fractions(q, views)
         self.located_at = time.perf_counter()
         self.times.lap("locate")
-        return rig_from_views([plain_view(v) for v in self.located], *self.size, T_world_origin)
+        return rig_from_views(views, *self.size, T_world_origin)
 
     def _locate(self) -> list:
         """xrLocateViews for this frame's predicted display time, in the LOCAL space."""
@@ -438,6 +460,11 @@ class XrWindowSession(WindowSession):
         self.frame_open = True
         self.last_rig = rig
         return rig, rig
+
+    @property
+    def gaze(self) -> list[tuple[float, float]] | None:
+        """The eye tracker's gaze per eye for the frame begun last (None: not tracked)."""
+        return self.xr.gaze
 
     def upload(self, rgb: torch.Tensor, frame=None) -> None:
         rig = self.last_rig

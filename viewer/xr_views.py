@@ -162,3 +162,27 @@ def level(T_world_head: torch.Tensor, up) -> torch.Tensor:
         forward = -T[:3, 1] - up_v * (-T[:3, 1] @ up_v)
     position = T[:3, 3]
     return look_at(position.tolist(), (position + forward / forward.norm()).tolist(), tuple(up_v.tolist()))
+
+
+def gaze_fractions(gaze_orientation: tuple[float, float, float, float],
+                   views: list[XrView]) -> list[tuple[float, float]] | None:
+    """Where each eye's image is looked at: the eye gaze (XR_EXT_eye_gaze_interaction: a pose
+    whose -z axis is the direction looked in, ``gaze_orientation`` in the views' reference
+    space) as (x, y) fractions of each view's image (x from the left edge, y from the top, as
+    gscache.stages.foveate.parse_gaze takes them), clamped to [0, 1]. The direction is taken at
+    infinity in both eyes (the fixation distance is unknown; at 1 m the two eyes' points differ by
+    about an IPD there, under 4% of a 90-degree image). None when the gaze points away from a view
+    (at or behind its image plane)."""
+    direction = quaternion_matrix(gaze_orientation)[:, 2] * -1.0  # the gaze's -z, in the reference space
+    out = []
+    for v in views:
+        d = quaternion_matrix(v.orientation).T @ direction  # in the view's axes (x right, y up, -z forward)
+        forward = -float(d[2])
+        if forward <= 1e-6:
+            return None
+        tx, ty = float(d[0]) / forward, float(d[1]) / forward
+        left, right, up, down = (math.tan(a) for a in v.fov)
+        x = (tx - left) / (right - left)
+        y = (up - ty) / (up - down)
+        out.append((min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)))
+    return out

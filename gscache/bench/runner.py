@@ -71,6 +71,8 @@ class ConfigResult:
     """Pixel reuse: each timed frame's share of pixels rasterized (mean over the eyes)."""
     regions: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     """Foveation: per region (FoveaStats.regions), each timed frame's (Gaussians, intersections)."""
+    fovea_paused: list[bool] = field(default_factory=list)
+    """Foveation: each timed frame rendered unfoveated by the pay-off controller (FoveaStats.paused)."""
 
     def summary(self) -> dict:
         """The JSON-ready figures of this configuration."""
@@ -96,6 +98,7 @@ class ConfigResult:
         out["drawn_per_region"] = {name: {"gaussians_mean": statistics.mean(g for g, _ in v),
                                           "intersections_mean": statistics.mean(n for _, n in v)}
                                    for name, v in self.regions.items()} or None
+        out["foveation_paused_share"] = statistics.mean(self.fovea_paused) if self.fovea_paused else None
         if self.devices:
             out["devices"] = self.schedule_summary()
         out["frame_ms"] = self.frame_ms
@@ -259,6 +262,7 @@ def _record(res: ConfigResult, frame, i: int, samples: list[int]) -> None:
         res.pixels_rasterized.append(sum(frame.reuse.pixels_rasterized) / len(frame.reuse.pixels_rasterized))
     if frame.foveation is not None:
         f = frame.foveation
+        res.fovea_paused.append(f.paused)
         for name, g, n in zip(f.regions, f.gaussians, f.intersections):
             res.regions.setdefault(name, []).append((g, n))
     if i in samples:

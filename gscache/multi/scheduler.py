@@ -305,9 +305,12 @@ class MultiDeviceRenderer:
         plan = plan_tiles(row_costs(self.last_costs, *self.grid), self._weights(working))
         return max(self.front_ms[i] + t for i, t in zip(working, plan.predicted_times()))
 
-    def render(self, rig: StereoRig) -> Frame:
+    def render(self, rig: StereoRig, gaze=None) -> Frame:
         """One stereo frame with its tiles spread over the working devices (thread safe: frames
-        from several threads are rendered one after the other)."""
+        from several threads are rendered one after the other). ``gaze`` is Renderer.render's,
+        for one interface: a frame over several devices is never foveated (open_renderer refuses
+        foveation with devices), so there is no fovea to place."""
+        del gaze
         with self._lock:
             return self._render(rig)
 

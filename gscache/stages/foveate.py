@@ -87,6 +87,52 @@ class FoveaStats:
     """Gaussians binned by each view (reaching at least one of the tiles it rasterizes)."""
     intersections: tuple[int, ...]
     """Gaussian x tile pairs of each view."""
+    paused: bool = False
+    """The frame was rendered unfoveated (exact) because foveation measured slower
+    (FoveationPayoff); then no region is listed."""
+
+
+class FoveationPayoff:
+    """Whether a renderer's next frame is foveated (FoveationConfig.payoff): foveation is an
+    approximation worth making only where it saves time, which depends on the scene, the size and
+    the machine (a splat costs its low-pass footprint at any resolution, and the fovea pays for
+    projecting and binning every view). The back of each kind of frame (project, bin, rasterize,
+    composite: the front is the same for both) is kept as a running mean; the first FIRST_PROBE
+    frames are foveated (their first ones pay for warming up) and the next one not, then frames
+    are foveated while their mean is not above the unfoveated one, and every PROBE_PERIOD-th
+    frame renders the other kind to keep its mean current (so a change of view or load is
+    followed within that many frames)."""
+
+    FIRST_PROBE = 7
+    PROBE_PERIOD = 16
+    KEEP = 0.7
+    """Weight of the running mean's history (0.3 for each new frame)."""
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+        self.frame = 0
+        self.mean_ms: dict[bool, float | None] = {True: None, False: None}
+        self.last: bool | None = None
+
+    def foveate(self) -> bool:
+        fov, full = self.mean_ms[True], self.mean_ms[False]
+        if fov is None or full is None:
+            choice = self.frame < self.FIRST_PROBE
+        else:
+            choice = fov <= full
+            if self.frame % self.PROBE_PERIOD == self.PROBE_PERIOD - 1:
+                choice = not choice
+        self.last = choice
+        return choice
+
+    def account(self, times) -> None:
+        """The frame's StageTimes (of the kind foveate() chose last)."""
+        if self.last is None:
+            return
+        ms = times.project_ms + times.bin_ms + times.rasterize_ms + times.composite_ms
+        old = self.mean_ms[self.last]
+        self.mean_ms[self.last] = ms if old is None else self.KEEP * old + (1 - self.KEEP) * ms
+        self.frame, self.last = self.frame + 1, None
 
 
 def parse_gaze(gaze, n_views: int) -> Tensor | None:

@@ -191,7 +191,7 @@ def test_a_structured_periphery_draws_coarser_anchor_levels_with_an_exact_fovea(
     scene = structured_demo(seed=0)
     cache = dataclasses.replace(REUSE_MODES[mode], frame_budget_ms=1e-3)
     base = RenderConfig(backend="cpu", device="cpu", cache=cache)
-    fov = dataclasses.replace(FOVEATION_LEVELS["medium"], ring=(1.0, 1.0))
+    fov = dataclasses.replace(FOVEATION_LEVELS["medium"], ring=(1.0, 1.0), payoff=False)  # every frame foveated
     plain = dataclasses.replace(base, foveation=fov)
     lod = dataclasses.replace(base, foveation=dataclasses.replace(fov, periphery_lod_px=8.0))
     layout = fovea_layout(120, 96, 2, fov, None)
@@ -211,6 +211,53 @@ def test_a_structured_periphery_draws_coarser_anchor_levels_with_an_exact_fovea(
     assert coarse < fine
     if mode == "dynamic":
         assert hits > 0
+
+
+def test_the_payoff_controller_foveates_only_while_it_pays():
+    """FoveationPayoff on synthetic frame times: the first seven frames foveated, the eighth not,
+    then the faster kind, with the other one every PROBE_PERIOD-th frame; it follows a change."""
+    from types import SimpleNamespace
+
+    from gscache.stages.foveate import FoveationPayoff
+
+    def times(ms):
+        return SimpleNamespace(project_ms=0.0, bin_ms=0.0, rasterize_ms=ms, composite_ms=0.0)
+
+    p = FoveationPayoff(key=())
+    cost = {True: 12.0, False: 10.0}  # foveation slower
+    chosen = []
+    for _ in range(40):
+        f = p.foveate()
+        chosen.append(f)
+        p.account(times(cost[f]))
+    assert chosen[:8] == [True] * 7 + [False] and chosen.count(True) == 7 + 2  # the first frames, two probes
+    assert [i for i, f in enumerate(chosen) if f][7:] == [15, 31]
+    cost = {True: 5.0, False: 10.0}  # now it pays: followed at the next probe
+    chosen = []
+    for _ in range(20):
+        f = p.foveate()
+        chosen.append(f)
+        p.account(times(cost[f]))
+    assert chosen[-8:] == [True] * 8
+
+
+def test_a_frame_that_would_not_pay_is_rendered_exact():
+    """In a renderer whose foveated frames measure slower, the frame is the unfoveated render
+    (bit for bit), reported as paused; with payoff off it is foveated whatever it costs."""
+    scene, rig = _scene(seed=6), _rig()
+    base = RenderConfig(backend="cpu", device="cpu")
+    cfg = dataclasses.replace(base, foveation=FOVEATION_LEVELS["medium"])
+    full = render(scene, rig, base)
+    with Renderer(scene, cfg) as r:
+        first = r.render(rig)
+        assert not first.foveation.paused and first.times.composite_ms > 0
+        r.cache.fovea_payoff.mean_ms.update({True: 10.0, False: 1.0})  # as measured: foveation slower
+        out = r.render(rig)
+        assert out.foveation.paused and out.foveation.regions == () and out.times.composite_ms == 0
+        assert torch.equal(out.images.rgb, full.images.rgb)
+    never = dataclasses.replace(base, foveation=dataclasses.replace(FOVEATION_LEVELS["medium"], payoff=False))
+    with Renderer(scene, never) as r:
+        assert all(not r.render(rig).foveation.paused for _ in range(3)) and r.cache.fovea_payoff is None
 
 
 def test_mono_and_single_gaussian_and_empty_scenes():

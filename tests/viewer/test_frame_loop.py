@@ -29,6 +29,7 @@ class Output:
         self.scene, self.devices = scene, ()
         self.renderer = open_renderer(scene, config)
         self.open, self.shown = True, True
+        self.gaze = None  # an eye tracker's gaze per eye (an OpenXR session's), or None
         self.calls: list[str] = []
         self.images: list[torch.Tensor] = []
 
@@ -114,6 +115,24 @@ def test_zones_are_drawn_into_the_eyes_handed_over(parts):
     parts.loop.step()
     assert (parts.output.images[-1] == 1.0).all(dim=-1).any()  # the fovea's white outline
     assert not (parts.loop.last_frame.rgb == 1.0).all(dim=-1).any()  # drawn on the copy handed over only
+
+
+def test_the_fovea_follows_the_presenters_gaze(parts):
+    """An output that tracks the eyes (OpenXR's eye gaze) places each eye's fovea: the frame is
+    the renderer's at that gaze, and the zones are drawn there."""
+    from gscache.stages.foveate import fovea_layout
+
+    toggles = Toggles(parts.switches, parts.output, parts.loop.stats, parts.notes.append)
+    toggles.cycle_foveation()  # off -> low
+    parts.output.gaze = [(0.2, 0.3), (0.25, 0.3)]
+    parts.switches.show_zones = True
+    parts.loop.step()
+    cfg = parts.output.renderer.config
+    expected = render(parts.scene, parts.loop.last_rig, cfg, gaze=parts.output.gaze)
+    centred = render(parts.scene, parts.loop.last_rig, cfg)
+    assert torch.equal(parts.loop.last_frame.rgb, expected.rgb) and not torch.equal(expected.rgb, centred.rgb)
+    x0, y0, x1, _ = fovea_layout(W, H, 2, cfg.foveation, torch.tensor(parts.output.gaze)).inner[0]
+    assert (parts.output.images[-1][0, y0, x0:x1] == 1.0).all()  # the outline where the eye looks
 
 
 def test_toggles_reopen_or_reconfigure_the_owners_renderer(parts):

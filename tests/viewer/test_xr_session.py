@@ -218,3 +218,67 @@ def test_late_reprojection_submits_the_fresher_prediction(x_display, manifest, t
             assert (abs(frame.layers[0].orientation[1]) < 1e-6) == late_warp
         psnr[late_warp] = min(_psnr(read_pixels(record, f.index, 0, W, H)[::-1, :, :3], want) for f in frames)
     assert psnr[True] > psnr[False] + 6.0, psnr
+
+
+def _pitch(deg: float):
+    h = math.radians(deg) / 2
+    return (math.sin(h), 0.0, 0.0, math.cos(h))
+
+
+def test_the_fovea_follows_the_headsets_eye_gaze(x_display, manifest, tmp_path, monkeypatch):
+    """A runtime with eye tracking (XR_EXT_eye_gaze_interaction): the viewer enables it, binds the
+    gaze pose, locates it at each frame's predicted display time and centres each eye's fovea
+    where the gaze meets that eye's image; in a scripted frame where the eyes are not tracked the
+    fovea goes back to the centre. Each submitted eye is the render foveated there (not at the
+    centre), under the core validation layer."""
+    from gscache.presets import FOVEATION_LEVELS
+    from gscache.viewer import Viewer, ViewerOptions
+    from gscache.viewer.xr_views import gaze_fractions, level
+    from tests.xr.runtime import EyeView, read_frames, read_pixels, read_trace, runtime_environment, write_script
+
+    # Two scripted frames, told apart by the head's height; the gaze 14 degrees left and 9 up in
+    # the first, untracked in the second.
+    frames = [(EyeView((0.0, 0.0, 0.0, 1.0), (-0.032, 0.01 * k, 0.0), (-0.6, 0.55, 0.52, -0.5)),
+               EyeView((0.0, 0.0, 0.0, 1.0), (0.032, 0.01 * k, 0.0), (-0.55, 0.6, 0.52, -0.5))) for k in (0, 1)]
+    yaw, pitch = _yaw(14.0), _pitch(9.0)
+    gaze_q = (  # yaw then pitch (about the gaze's own x): q = q_yaw * q_pitch
+        yaw[3] * pitch[0] + yaw[0] * pitch[3] + yaw[1] * pitch[2] - yaw[2] * pitch[1],
+        yaw[3] * pitch[1] - yaw[0] * pitch[2] + yaw[1] * pitch[3] + yaw[2] * pitch[0],
+        yaw[3] * pitch[2] + yaw[0] * pitch[1] - yaw[1] * pitch[0] + yaw[2] * pitch[3],
+        yaw[3] * pitch[3] - yaw[0] * pitch[0] - yaw[1] * pitch[1] - yaw[2] * pitch[2])
+    script = write_script(tmp_path / "script.txt", size=(W, H), frames=4, views=frames, gaze={0: gaze_q})
+    record = tmp_path / "record"
+    record.mkdir()
+    for key, value in runtime_environment(manifest, script=script, record=record).items():
+        monkeypatch.setenv(key, value)
+    report = tmp_path / "core_validation.txt"
+    validation_on(monkeypatch, report)
+    scene = random_scene(900, seed=12, sh_degree=1)
+    viewer = Viewer(scene, ViewerOptions(width=2 * W, height=H, backend="cpu", visible=False, xr=True, frames=20,
+                                         foveation="medium", xr_late_warp=False, screenshot_dir=tmp_path,
+                                         record_path=tmp_path / "path.json"))
+    origin = level(viewer.nav.pose(), viewer.options.up)
+    assert viewer.run() == 0
+    assert viewer.session.xr.eye_tracking and validation_findings(report) == []
+    assert viewer.status()["eye tracking"].startswith(("gaze (", "eyes not tracked"))
+    cfg = RenderConfig(backend="cpu", foveation=FOVEATION_LEVELS["medium"])
+    seen = set()
+    for frame in read_frames(record):
+        views = [XrView(v.orientation, v.position, v.fov) for v in (frame.located[0], frame.located[1])]
+        tracked = abs(views[0].position[1]) < 0.005  # scripted frame 0
+        gaze = gaze_fractions(gaze_q, views) if tracked else None
+        rig = rig_from_views(views, W, H, origin)
+        at_gaze = Renderer(scene, cfg).render(rig, gaze=gaze_fractions(gaze_q, views))
+        centred = Renderer(scene, cfg).render(rig)
+        want, other = (at_gaze, centred) if tracked else (centred, at_gaze)
+        for e in range(2):
+            got = read_pixels(record, frame.index, e, W, H)[::-1, :, :3]
+            w = np.rint(want.rgb[e].clamp(0, 1).numpy() * 255.0)
+            o = np.rint(other.rgb[e].clamp(0, 1).numpy() * 255.0)
+            assert _psnr(got, w) >= 40.0 and _psnr(got, w) > _psnr(got, o) + 3.0
+        seen.add(tracked)
+        if gaze is not None:  # the gaze is left of and above each image's centre
+            assert all(x < 0.4 and y < 0.4 for x, y in gaze)
+    assert seen == {True, False}
+    trace = read_trace(record)
+    assert "xrGetActionStatePose" in trace and "xrLocateSpace" in trace

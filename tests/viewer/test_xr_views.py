@@ -124,3 +124,30 @@ def test_bad_eye_poses_are_refused_by_name():
         StereoRig(I, K, K, eye_poses=(I, 2 * I))
     with pytest.raises(GscacheError, match="convergence_m"):
         StereoRig(I, K, K, convergence_m=2.0, eye_poses=(I, I))
+
+
+def test_the_gaze_lands_where_each_eye_sees_it():
+    """gaze_fractions: straight ahead is the point the view's axis meets (not the image centre of an
+    asymmetric field of view), a gaze along an edge angle lands on that edge, a canted eye sees
+    the same direction elsewhere, and a gaze away from a view gives None."""
+    from gscache.viewer.xr_views import gaze_fractions
+
+    yaw = _yaw
+
+    def pitch(deg):
+        h = math.radians(deg) / 2
+        return (math.sin(h), 0.0, 0.0, math.cos(h))
+
+    fov = (-0.6, 0.4, 0.5, -0.3)  # (left, right, up, down)
+    ahead = XrView((0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0), fov)
+    (x, y), = gaze_fractions((0.0, 0.0, 0.0, 1.0), [ahead])
+    assert x == pytest.approx(math.tan(0.6) / (math.tan(0.6) + math.tan(0.4)))
+    assert y == pytest.approx(math.tan(0.5) / (math.tan(0.5) + math.tan(0.3)))
+    assert gaze_fractions(yaw(math.degrees(0.6)), [ahead])[0][0] == pytest.approx(0.0, abs=1e-9)  # left edge
+    assert gaze_fractions(yaw(-math.degrees(0.4)), [ahead])[0][0] == pytest.approx(1.0, abs=1e-9)  # right edge
+    assert gaze_fractions(pitch(math.degrees(0.5)), [ahead])[0][1] == pytest.approx(0.0, abs=1e-9)  # top edge
+    assert gaze_fractions(yaw(80.0), [ahead]) == [(0.0, pytest.approx(y))]  # beyond the edge: clamped
+    canted = XrView(yaw(10.0), (0.03, 0.0, 0.0), fov)  # turned 10 degrees left: the gaze lands right of its axis
+    (cx, _), = gaze_fractions((0.0, 0.0, 0.0, 1.0), [canted])
+    assert cx > x
+    assert gaze_fractions(yaw(180.0), [ahead, canted]) is None

@@ -11,9 +11,11 @@ Environment variables, read by the runtime at ``xrCreateInstance``:
     A script file (write it with :func:`write_script`): ``size W H`` (recommended per-view
     size), ``frames N`` (after N submitted frames the runtime walks the session to STOPPING;
     N <= 0 never), then ``view FRAME EYE qx qy qz qw px py pz angleLeft angleRight angleUp
-    angleDown`` per eye per scripted frame; frames cycle. Poses are in the tracking origin, which
-    is also the origin of the LOCAL and STAGE spaces. Without a script: size 256x224, 60 frames,
-    :data:`DEFAULT_VIEWS`.
+    angleDown`` per eye per scripted frame; frames cycle; optionally ``gaze FRAME qx qy qz qw``
+    (eye tracking: the runtime offers XR_EXT_eye_gaze_interaction always, and reports the system
+    able to track the eyes when the script has a gaze line). Poses are in the tracking origin,
+    which is also the origin of the LOCAL and STAGE spaces. Without a script: size 256x224, 60
+    frames, :data:`DEFAULT_VIEWS`, no eye tracking.
 ``GSCACHE_XR_RECORD``
     A directory for the record: ``trace.txt`` (the name of every call into the runtime from
     ``xrCreateInstance`` to ``xrDestroyInstance``, one a line, in order; ``xrGetInstanceProcAddr``
@@ -169,12 +171,16 @@ DEFAULT_VIEWS: tuple[tuple[EyeView, EyeView], ...] = ((
 
 def write_script(path: str | os.PathLike, *, size: tuple[int, int] = DEFAULT_SIZE,
                  frames: int = DEFAULT_FRAMES,
-                 views: Sequence[Sequence[EyeView]] = DEFAULT_VIEWS) -> Path:
+                 views: Sequence[Sequence[EyeView]] = DEFAULT_VIEWS,
+                 gaze: dict[int, Sequence[float]] | None = None) -> Path:
     """Write a ``GSCACHE_XR_SCRIPT`` file and return its path.
 
     ``size``: recommended per-view (width, height). ``frames``: submitted frames before the
     runtime sends STOPPING (<= 0: never). ``views``: one (eye 0, eye 1) pair per scripted frame;
-    the runtime cycles through them by predicted display time."""
+    the runtime cycles through them by predicted display time. ``gaze``: eye tracking
+    (XR_EXT_eye_gaze_interaction): scripted frame -> the gaze's orientation (x, y, z, w) in the
+    tracking origin, its -Z axis the direction looked in, its position the head's; a frame without
+    one has the eyes untracked; None: a system without eye tracking."""
     lines = [f"size {int(size[0])} {int(size[1])}", f"frames {int(frames)}"]
     for f, pair in enumerate(views):
         if len(pair) != 2:
@@ -182,6 +188,8 @@ def write_script(path: str | os.PathLike, *, size: tuple[int, int] = DEFAULT_SIZ
         for eye, v in enumerate(pair):
             numbers = (*v.orientation, *v.position, *v.fov)
             lines.append(f"view {f} {eye} " + " ".join(repr(float(x)) for x in numbers))
+    for f, q in (gaze or {}).items():
+        lines.append(f"gaze {int(f)} " + " ".join(repr(float(x)) for x in q))
     path = Path(path)
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -706,3 +706,82 @@ def test_session_call_order_errors(openxr, gl_window, monkeypatch, tmp_path):
     assert states[-2:] == [S.IDLE, S.EXITING]
     xr.destroy_session(session)
     openxr.assert_clean()
+
+
+GAZE_EXT = "XR_EXT_eye_gaze_interaction"
+GAZE_PROFILE = "/interaction_profiles/ext/eye_gaze_interaction"
+GAZE_POSE = "/user/eyes_ext/input/gaze_ext/pose"
+
+
+def _gaze_support(instance, system) -> bool:
+    gaze = xr.SystemEyeGazeInteractionPropertiesEXT()
+    props = xr.SystemProperties(next=ctypes.cast(ctypes.pointer(gaze), ctypes.c_void_p))
+    assert int(xr.raw_functions.xrGetSystemProperties(instance, system, ctypes.byref(props))) == 0
+    return bool(gaze.supports_eye_gaze_interaction)
+
+
+def test_eye_gaze_interaction(openxr, gl_window, tmp_path, monkeypatch):
+    """XR_EXT_eye_gaze_interaction as the specification has it: offered always, the system's
+    support in XrSystemEyeGazeInteractionPropertiesEXT (true when the script has a gaze), the
+    profile only with the extension enabled and with its one input, the pose action active once
+    bound and attached, its space located at the scripted gaze (position the head's) with the
+    sample time chained, untracked in a frame without a gaze."""
+    q = (0.0, math.sin(math.radians(10) / 2), 0.0, math.cos(math.radians(10) / 2))
+    views = [DEFAULT_VIEWS[0], DEFAULT_VIEWS[0]]
+    monkeypatch.setenv("GSCACHE_XR_SCRIPT", str(write_script(tmp_path / "s.txt", frames=0, views=views,
+                                                             gaze={0: q})))
+    assert GAZE_EXT in [p.extension_name.decode() for p in xr.enumerate_instance_extension_properties()]
+    # Without the extension: no such profile.
+    instance = openxr.create_instance()
+    action_set = xr.create_action_set(instance, xr.ActionSetCreateInfo("a", "a", 0))
+    action = xr.create_action(action_set, xr.ActionCreateInfo(action_name="gaze", action_type=xr.ActionType.POSE_INPUT,
+                                                               localized_action_name="gaze"))
+    binding = xr.InteractionProfileSuggestedBinding(
+        interaction_profile=xr.string_to_path(instance, GAZE_PROFILE),
+        suggested_bindings=[xr.ActionSuggestedBinding(action, xr.string_to_path(instance, GAZE_POSE))])
+    with pytest.raises(xr.PathUnsupportedError):
+        xr.suggest_interaction_profile_bindings(instance, binding)
+    openxr.destroy_instance()
+
+    instance = openxr.create_instance(extensions=(GL_EXT, GAZE_EXT))
+    system = _get_system(instance)
+    assert _gaze_support(instance, system)
+    _gl_requirements(instance, system)
+    session = xr.create_session(instance, xr.SessionCreateInfo(system_id=system, next=gl_window.binding))
+    action_set = xr.create_action_set(instance, xr.ActionSetCreateInfo("a", "a", 0))
+    action = xr.create_action(action_set, xr.ActionCreateInfo(action_name="gaze", action_type=xr.ActionType.POSE_INPUT,
+                                                               localized_action_name="gaze"))
+    wrong = xr.InteractionProfileSuggestedBinding(
+        interaction_profile=xr.string_to_path(instance, GAZE_PROFILE),
+        suggested_bindings=[xr.ActionSuggestedBinding(action, xr.string_to_path(
+            instance, "/user/hand/left/input/grip/pose"))])
+    with pytest.raises(xr.PathUnsupportedError):  # the profile has the gaze pose only
+        xr.suggest_interaction_profile_bindings(instance, wrong)
+    xr.suggest_interaction_profile_bindings(instance, xr.InteractionProfileSuggestedBinding(
+        interaction_profile=xr.string_to_path(instance, GAZE_PROFILE),
+        suggested_bindings=[xr.ActionSuggestedBinding(action, xr.string_to_path(instance, GAZE_POSE))]))
+    xr.attach_session_action_sets(session, xr.SessionActionSetsAttachInfo(action_sets=[action_set]))
+    gaze_space = xr.create_action_space(session, xr.ActionSpaceCreateInfo(action=action,
+                                                                          pose_in_action_space=xr.Posef()))
+    local = xr.create_reference_space(session, xr.ReferenceSpaceCreateInfo(
+        reference_space_type=xr.ReferenceSpaceType.LOCAL, pose_in_reference_space=xr.Posef()))
+    states = []
+    _poll_states(instance, session, states)
+    xr.begin_session(session, xr.SessionBeginInfo(primary_view_configuration_type=STEREO))
+    _poll_states(instance, session, states)
+    xr.sync_actions(session, xr.ActionsSyncInfo(active_action_sets=[xr.ActiveActionSet(action_set, xr.NULL_PATH)]))
+    assert xr.get_action_state_pose(session, xr.ActionStateGetInfo(action=action)).is_active
+    first = xr.wait_frame(session).predicted_display_time  # scripted frame 0: the gaze
+    sample = xr.EyeGazeSampleTimeEXT()
+    location = xr.SpaceLocation(next=ctypes.cast(ctypes.pointer(sample), ctypes.c_void_p))
+    assert int(xr.raw_functions.xrLocateSpace(gaze_space, local, first, ctypes.byref(location))) == 0
+    tracked = xr.SpaceLocationFlags.ORIENTATION_VALID_BIT | xr.SpaceLocationFlags.ORIENTATION_TRACKED_BIT
+    assert (location.location_flags & tracked) == tracked and sample.time == first
+    orientation, position = _pose(location.pose)
+    assert np.allclose(orientation, q, atol=1e-6)
+    head = np.mean([DEFAULT_VIEWS[0][0].position, DEFAULT_VIEWS[0][1].position], axis=0)
+    assert np.allclose(position, head, atol=1e-6)
+    # Scripted frame 1 has no gaze line: the eyes are not tracked then.
+    untracked = xr.locate_space(gaze_space, local, first + FRAME_PERIOD_NS)
+    assert (untracked.location_flags & tracked) == 0
+    openxr.assert_clean()

@@ -283,6 +283,10 @@ struct Script {
     uint32_t width = 256, height = 224;
     int64_t stop_after = 60;                 // submitted frames before STOPPING; <= 0: never
     std::vector<std::array<EyeView, 2>> frames;  // cycled
+    // Eye gaze (XR_EXT_eye_gaze_interaction), per frame: the gaze's orientation in the tracking
+    // origin (its -Z axis the direction looked in), or none (the eyes not tracked that frame).
+    // Without any gaze line the system has no eye tracking (supportsEyeGazeInteraction false).
+    std::map<int, XrQuaternionf> gaze;
 };
 
 struct XrInstance_T;
@@ -294,6 +298,7 @@ struct XrAction_T {
     std::string name;
     XrActionType type;
     std::vector<XrPath> subaction_paths;
+    bool gaze_bound = false;  // suggested for /user/eyes_ext/input/gaze_ext/pose (eye gaze profile)
 };
 struct XrActionSet_T {
     XrInstance_T* instance;
@@ -305,7 +310,7 @@ struct XrSpace_T {
     XrSession_T* session;
     bool is_action;
     XrReferenceSpaceType type;  // reference spaces
-    XrAction_T* action;         // action spaces (always untracked here)
+    XrAction_T* action;         // action spaces (untracked, but the eye gaze's where scripted)
     XrPosef offset;
 };
 struct XrSwapchain_T {
@@ -339,7 +344,7 @@ struct XrInstance_T {
     Script script;
     std::string record_dir;
     FILE* trace = nullptr;
-    bool gl_enabled = false, depth_enabled = false;
+    bool gl_enabled = false, depth_enabled = false, gaze_enabled = false;
     bool gl_requirements_queried = false;
     std::vector<int64_t> formats;
     float late_error_deg = 0.0f;
@@ -431,6 +436,7 @@ void queue_stopping(XrSession_T* s) {
 //   size W H
 //   frames N
 //   view FRAME EYE qx qy qz qw px py pz angleLeft angleRight angleUp angleDown
+//   gaze FRAME qx qy qz qw      (the eye gaze's orientation; its position is the head's)
 // Blank lines and lines starting with '#' are ignored. Poses are in the tracking origin, which is
 // also the natural origin of LOCAL and STAGE (identity offsets give these poses back).
 
@@ -476,6 +482,11 @@ bool parse_script(const std::string& path, Script* out, std::string* error) {
                                    v.fov.angleRight >> v.fov.angleUp >> v.fov.angleDown) &&
                  frame >= 0 && (eye == 0 || eye == 1);
             if (ok) views[frame][eye] = v;
+        } else if (key == "gaze") {
+            int frame = -1;
+            XrQuaternionf q{};
+            ok = static_cast<bool>(words >> frame >> q.x >> q.y >> q.z >> q.w) && frame >= 0;
+            if (ok) s.gaze[frame] = q;
         } else {
             ok = false;
         }
@@ -501,11 +512,16 @@ bool parse_script(const std::string& path, Script* out, std::string* error) {
     return true;
 }
 
-// The scripted frame whose predicted display time is t: frame n is displayed at start+(n+1)*period.
-const std::array<EyeView, 2>& views_at(const XrInstance_T* inst, XrTime t) {
+// The scripted frame whose predicted display time is t: frame n is displayed at start+(n+1)*period
+// (the script cycles).
+size_t script_frame(const XrInstance_T* inst, XrTime t) {
     int64_t n = std::llround(static_cast<double>(t - inst->start) / kFramePeriod) - 1;
     if (n < 0) n = 0;
-    return inst->script.frames[static_cast<size_t>(n) % inst->script.frames.size()];
+    return static_cast<size_t>(n) % inst->script.frames.size();
+}
+
+const std::array<EyeView, 2>& views_at(const XrInstance_T* inst, XrTime t) {
+    return inst->script.frames[script_frame(inst, t)];
 }
 
 // VIEW space: midway between the eyes, oriented like eye 0 (the scripted eyes share orientation).
@@ -636,7 +652,10 @@ struct ExtensionInfo {
 const ExtensionInfo kExtensions[] = {
     {XR_KHR_OPENGL_ENABLE_EXTENSION_NAME, XR_KHR_opengl_enable_SPEC_VERSION},
     {XR_KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME, XR_KHR_composition_layer_depth_SPEC_VERSION},
+    {XR_EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME, XR_EXT_eye_gaze_interaction_SPEC_VERSION},
 };
+const char kGazeProfile[] = "/interaction_profiles/ext/eye_gaze_interaction";
+const char kGazePose[] = "/user/eyes_ext/input/gaze_ext/pose";
 
 XrResult xrEnumerateInstanceExtensionProperties(const char* layerName, uint32_t capacity, uint32_t* count,
                                                 XrExtensionProperties* props) {
@@ -645,7 +664,8 @@ XrResult xrEnumerateInstanceExtensionProperties(const char* layerName, uint32_t 
     if (capacity > 0 && props != nullptr)
         for (uint32_t i = 0; i < capacity; ++i)
             if (props[i].type != XR_TYPE_EXTENSION_PROPERTIES) return XR_ERROR_VALIDATION_FAILURE;
-    return two_call(capacity, count, props, 2, [](XrExtensionProperties& p, uint32_t i) {
+    constexpr auto n = static_cast<uint32_t>(std::size(kExtensions));
+    return two_call(capacity, count, props, n, [](XrExtensionProperties& p, uint32_t i) {
         std::snprintf(p.extensionName, sizeof p.extensionName, "%s", kExtensions[i].name);
         p.extensionVersion = kExtensions[i].version;
     });
@@ -665,6 +685,8 @@ XrResult xrCreateInstance(const XrInstanceCreateInfo* info, XrInstance* instance
             inst->gl_enabled = true;
         else if (std::strcmp(e, XR_KHR_COMPOSITION_LAYER_DEPTH_EXTENSION_NAME) == 0)
             inst->depth_enabled = true;
+        else if (std::strcmp(e, XR_EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME) == 0)
+            inst->gaze_enabled = true;
         else
             return XR_ERROR_EXTENSION_NOT_PRESENT;
     }
@@ -842,6 +864,11 @@ XrResult xrGetSystemProperties(XrInstance instance, XrSystemId systemId, XrSyste
     props->graphicsProperties.maxLayerCount = kMaxLayers;
     props->trackingProperties.orientationTracking = XR_TRUE;
     props->trackingProperties.positionTracking = XR_TRUE;
+    const XrInstance_T* inst = get(instance);
+    for (auto* next = static_cast<XrBaseOutStructure*>(props->next); next != nullptr; next = next->next)
+        if (next->type == XR_TYPE_SYSTEM_EYE_GAZE_INTERACTION_PROPERTIES_EXT && inst->gaze_enabled)
+            reinterpret_cast<XrSystemEyeGazeInteractionPropertiesEXT*>(next)->supportsEyeGazeInteraction =
+                inst->script.gaze.empty() ? XR_FALSE : XR_TRUE;
     return XR_SUCCESS;
 }
 
@@ -1037,6 +1064,21 @@ XrResult xrGetReferenceSpaceBoundsRect(XrSession session, XrReferenceSpaceType t
     return XR_SPACE_BOUNDS_UNAVAILABLE;
 }
 
+// The eye gaze action of session s is active: bound to the gaze pose with the extension
+// enabled, its set attached, and the system scripted with eye tracking.
+bool gaze_active(const XrSession_T* s, const XrAction_T* a) {
+    return a != nullptr && a->gaze_bound && s->instance->gaze_enabled && !s->instance->script.gaze.empty() &&
+           s->attached.count(a->set) != 0;
+}
+
+// The scripted gaze orientation of an eye gaze action space at time t (null: not tracked then).
+const XrQuaternionf* gaze_at(const XrSpace_T* sp, XrTime t) {
+    if (!sp->is_action || !gaze_active(sp->session, sp->action)) return nullptr;
+    const XrInstance_T* inst = sp->session->instance;
+    auto it = inst->script.gaze.find(static_cast<int>(script_frame(inst, t)));
+    return it == inst->script.gaze.end() ? nullptr : &it->second;
+}
+
 XrResult xrCreateActionSpace(XrSession session, const XrActionSpaceCreateInfo* info, XrSpace* space) {
     ENTER();
     XrSession_T* s = get(session);
@@ -1074,12 +1116,21 @@ XrResult xrLocateSpace(XrSpace space, XrSpace baseSpace, XrTime time, XrSpaceLoc
     if (sp->session != base->session) return XR_ERROR_VALIDATION_FAILURE;
     if (location == nullptr || location->type != XR_TYPE_SPACE_LOCATION) return XR_ERROR_VALIDATION_FAILURE;
     if (time <= 0) return XR_ERROR_TIME_INVALID;
-    if (sp->is_action || base->is_action) {  // no controllers are tracked
+    const bool gaze = sp->is_action && gaze_at(sp, time) != nullptr && !base->is_action;
+    if ((sp->is_action && !gaze) || base->is_action) {  // no controllers are tracked
         location->locationFlags = 0;
         location->pose = kIdentity;
         return XR_SUCCESS;
     }
-    location->pose = compose(inverse(space_in_origin(base, time)), space_in_origin(sp, time));
+    for (auto* next = static_cast<XrBaseOutStructure*>(location->next); next != nullptr; next = next->next)
+        if (next->type == XR_TYPE_EYE_GAZE_SAMPLE_TIME_EXT)  // the scripted gaze is sampled at the asked time
+            reinterpret_cast<XrEyeGazeSampleTimeEXT*>(next)->time = gaze ? time : 0;
+    XrPosef in_origin = space_in_origin(sp->is_action ? base : sp, time);
+    if (gaze) {
+        in_origin = compose(XrPosef{*gaze_at(sp, time), head_pose(views_at(sp->session->instance, time)).position},
+                            sp->offset);
+    }
+    location->pose = compose(inverse(space_in_origin(base, time)), in_origin);
     location->locationFlags = XR_SPACE_LOCATION_ORIENTATION_VALID_BIT | XR_SPACE_LOCATION_POSITION_VALID_BIT |
                               XR_SPACE_LOCATION_ORIENTATION_TRACKED_BIT | XR_SPACE_LOCATION_POSITION_TRACKED_BIT;
     return XR_SUCCESS;
@@ -1466,7 +1517,7 @@ XrResult xrDestroyActionSet(XrActionSet actionSet) {
 
 bool top_level_user_path(const std::string& p) {
     static const std::set<std::string> kPaths = {"/user/hand/left", "/user/hand/right", "/user/head",
-                                                  "/user/gamepad", "/user/treadmill"};
+                                                  "/user/gamepad", "/user/treadmill", "/user/eyes_ext"};
     return kPaths.count(p) != 0;
 }
 
@@ -1525,8 +1576,11 @@ XrResult xrSuggestInteractionProfileBindings(XrInstance instance,
         suggested->countSuggestedBindings == 0 || suggested->suggestedBindings == nullptr)
         return XR_ERROR_VALIDATION_FAILURE;
     if (!valid_path(inst, suggested->interactionProfile)) return XR_ERROR_PATH_INVALID;
-    if (inst->paths[suggested->interactionProfile].rfind("/interaction_profiles/", 0) != 0)
-        return XR_ERROR_PATH_UNSUPPORTED;
+    const std::string& profile = inst->paths[suggested->interactionProfile];
+    if (profile.rfind("/interaction_profiles/", 0) != 0) return XR_ERROR_PATH_UNSUPPORTED;
+    // The eye gaze profile exists only with its extension, and has one input: the gaze pose.
+    const bool gaze_profile = profile == kGazeProfile;
+    if (gaze_profile && !inst->gaze_enabled) return XR_ERROR_PATH_UNSUPPORTED;
     for (uint32_t i = 0; i < suggested->countSuggestedBindings; ++i) {
         const XrActionSuggestedBinding& b = suggested->suggestedBindings[i];
         XrAction_T* a = get(b.action);
@@ -1534,7 +1588,13 @@ XrResult xrSuggestInteractionProfileBindings(XrInstance instance,
         if (a->set->attached) return XR_ERROR_ACTIONSETS_ALREADY_ATTACHED;
         if (!valid_path(inst, b.binding)) return XR_ERROR_PATH_INVALID;
         if (inst->paths[b.binding].rfind("/user/", 0) != 0) return XR_ERROR_PATH_UNSUPPORTED;
+        if (gaze_profile && inst->paths[b.binding] != kGazePose) return XR_ERROR_PATH_UNSUPPORTED;
     }
+    if (gaze_profile)  // the spec's rule: a later suggestion for a profile replaces the earlier one
+        for (uint32_t i = 0; i < suggested->countSuggestedBindings; ++i) {
+            XrAction_T* a = get(suggested->suggestedBindings[i].action);
+            a->gaze_bound = a->type == XR_ACTION_TYPE_POSE_INPUT;
+        }
     return XR_SUCCESS;
 }
 
@@ -1633,7 +1693,7 @@ XrResult xrGetActionStatePose(XrSession session, const XrActionStateGetInfo* inf
     if (s == nullptr) return XR_ERROR_HANDLE_INVALID;
     if (state == nullptr || state->type != XR_TYPE_ACTION_STATE_POSE) return XR_ERROR_VALIDATION_FAILURE;
     if (XrResult r = check_action_query(s, info, XR_ACTION_TYPE_POSE_INPUT); r != XR_SUCCESS) return r;
-    state->isActive = XR_FALSE;
+    state->isActive = gaze_active(s, get(info->action)) ? XR_TRUE : XR_FALSE;
     return XR_SUCCESS;
 }
 
