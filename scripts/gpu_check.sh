@@ -46,6 +46,7 @@ if [ -n "$SANITIZER" ]; then
   for tool in memcheck racecheck; do
     timeout 55 "$SANITIZER" --tool "$tool" --error-exitcode 99 --target-processes all \
       python3 -m pytest -q -x tests/backends/test_kernel_matrix.py tests/backends/test_stages.py \
+      tests/backends/test_fovea_composite.py tests/backends/test_scale_projection.py \
       -k "cuda and not sim and not plant" 2>&1 | tail -25 | tee "$LOG/sanitizer_$tool.log"
     rc=${PIPESTATUS[0]}
     echo "compute-sanitizer $tool: exit $rc" | tee -a "$LOG/gpu.txt"
@@ -74,6 +75,12 @@ plant="$GSCACHE_DATA/plant.splat"
   # of the warp, the tile statistics and the composite, and the reuse and quality they give.
   timeout 45 gscache bench "${bench_scene[@]}" --device cuda --configs cuda/none,cuda/dynamic,cuda/reproj-stereo,cuda/reproj \
     --frames 60 --size 1024x1024 --distance 0.5 --elevation 10 --no-progress --out "$LOG/reproj"
+  # Foveation (issue 25) on cuda at 2048x2048 per eye, framed close: the composite and
+  # scale_projection kernels, and whether the middle ring pays where the rasterizer's cost
+  # follows pixels (on the cpu it does not).
+  timeout 40 gscache bench "${bench_scene[@]}" --device cuda \
+    --configs cuda/dynamic,cuda/dynamic+fov-medium,cuda/dynamic+fov-high,cuda/dynamic+fov-medium-ring \
+    --frames 60 --size 2048x2048 --distance 0.5 --elevation 10 --no-progress --out "$LOG/foveation"
   # The structured ladder (issue 6) on the generated city at 2048x2048 per eye with cuda.
   gscache generate structured-city /tmp/gscache_city
   timeout 35 gscache bench /tmp/gscache_city --device cuda --ablation --backend cuda --trajectory altitude --frames 60 \

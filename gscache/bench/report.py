@@ -166,11 +166,15 @@ def format_table(report: dict) -> str:
                          f"{q['flip_fovea']:.4f}, periphery {db(q['psnr_periphery_db'])} / {q['ssim_periphery']:.4f} / "
                          f"{q['flip_periphery']:.4f}, whole {db(q['psnr_db'])} / {q['ssim']:.4f} / {q['flip']:.4f}")
             paused = c.get("foveation_paused_share") or 0.0
+            parts = []
             if c.get("drawn_per_region"):
-                lines.append("  " + " " * 28 + " drawn per frame: " + ", ".join(
+                parts.append("drawn per frame: " + ", ".join(
                     f"{name} {d['gaussians_mean']:,.0f} gaussians / {d['intersections_mean']:,.0f} tile hits"
-                    for name, d in c["drawn_per_region"].items())
-                    + (f"; {paused:.0%} of frames unfoveated (it did not pay)" if paused else ""))
+                    for name, d in c["drawn_per_region"].items()))
+            if paused:
+                parts.append(f"{paused:.0%} of frames unfoveated (the pay-off controller's probes, or it did not pay)")
+            if parts:
+                lines.append("  " + " " * 28 + " " + "; ".join(parts))
     multi = [c for c in report["configs"] if c.get("devices")]
     if multi:
         lines.append("devices (share of the tile cost, median device ms; balance = slowest / mean device time):")
