@@ -311,7 +311,8 @@ def check_config(cfg: RenderConfig) -> None:
         raise GscacheError(f"foveation.ring: expected (width, height) fractions in [0.02, 1], got {fov.ring!r}")
     if fov.has_far:
         if any(r < f for r, f in zip(fov.ring, fov.fovea)):
-            raise GscacheError(f"foveation.ring: expected a rectangle at least the fovea's {fov.fovea}, got {fov.ring!r}")
+            raise GscacheError(f"foveation.ring: expected a rectangle at least the fovea's {fov.fovea}, "
+                               f"got {fov.ring!r}")
         if not (isinstance(fov.far_scale, (int, float)) and 0.05 <= fov.far_scale < fov.periphery_scale):
             raise GscacheError(f"foveation.far_scale: expected a value in [0.05, periphery_scale = "
                                f"{fov.periphery_scale}) with a middle ring, got {fov.far_scale!r}")

@@ -175,8 +175,8 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
     fovea's tiles, the ``periphery_scale`` views outside the fovea (with a middle ring: only
     within the ring, and the ``far_scale`` views beyond it, composited under the ring first),
     composited. ``periphery``: each periphery view's own (visible, shaded) (periphery_scales), a
-    level of detail (_periphery_front, _structured_periphery_front); None: the frame's. Returns the images, the fovea's bins,
-    the intersections of every pass and what each region drew."""
+    level of detail (_periphery_front, _structured_periphery_front); None: the frame's. Returns
+    the images, the fovea's bins, the intersections of every pass and what each region drew."""
     fov = cfg.foveation
     layout = fovea_layout(views.width, views.height, views.n_views, fov, gaze)
     tp = cfg.bin.tile_px
@@ -187,7 +187,7 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
                                         projected=full)
     passes.append(("fovea", projected, bins))
 
-    def derived(scale: float) -> Projected | None:  # None: a level of detail's own Gaussians, projected
+    def scaled_projection(scale: float) -> Projected | None:  # None: a level of detail's own Gaussians
         return backend.scale_projection(full, views, views.scaled(scale), cfg.project) if periphery is None else None
 
     pviews = views.scaled(fov.periphery_scale)
@@ -196,13 +196,14 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
     ring = ring_layout(layout, fov, gaze, pviews.width, pviews.height) if fov.has_far else None
     within = None if ring is None else fovea_tiles(ring, tp)
     pprojected, pbins, periphery_images = _back_part(*fronts[0], pviews, cfg, backend, clock, within, skip,
-                                                     fov.periphery_min_coverage_px2, derived(fov.periphery_scale))
+                                                     fov.periphery_min_coverage_px2,
+                                                     scaled_projection(fov.periphery_scale))
     passes.append(("ring" if ring is not None else "periphery", pprojected, pbins))
     if ring is not None:
         fviews = views.scaled(fov.far_scale)
         far_skip = periphery_skip_tiles(ring, fviews.width, fviews.height, tp)
         fprojected, fbins, far_images = _back_part(*fronts[1], fviews, cfg, backend, clock, None, far_skip,
-                                                   fov.periphery_min_coverage_px2, derived(fov.far_scale))
+                                                   fov.periphery_min_coverage_px2, scaled_projection(fov.far_scale))
         passes.append(("far", fprojected, fbins))
         periphery_images = backend.fovea_composite(periphery_images, far_images, ring)
     images = backend.fovea_composite(fovea, periphery_images, layout)
@@ -284,12 +285,13 @@ def _back_any(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBatch, 
               periphery: tuple | None = None
               ) -> tuple[Images, torch.Tensor, int, ReuseStats | None, FoveaStats | None]:
     """The back of a frame, with pixel reuse when ``cfg.cache.pixel_reuse`` asks and a cache
-    holds the last frame, else foveated when ``cfg.foveation`` is: (images, tile costs [E, T]
-    int32, intersections, pixel-reuse statistics or None, foveation statistics or None). ``source_scene``: the scene the kept
-    pixels are keyed by (a structured scene's, whose derived Gaussians are new every frame);
-    default ``scene``. ``rasterize_with``: who rasterizes a pixel-reuse frame's passes
-    (back_with_reuse). With a ``tile_mask`` (a device's share of a frame) no pixel reuse runs
-    here: whoever sent the mask decided which tiles to rasterize."""
+    holds the last frame, else foveated when ``cfg.foveation`` is (and, in a renderer, pays:
+    FoveationPayoff): (images, tile costs [E, T] int32, intersections, pixel-reuse statistics or
+    None, foveation statistics or None). ``source_scene``: the scene the kept pixels are keyed by
+    (a structured scene's, whose derived Gaussians are new every frame); default ``scene``.
+    ``rasterize_with``: who rasterizes a pixel-reuse frame's passes (back_with_reuse). With a
+    ``tile_mask`` (a device's share of a frame) no pixel reuse runs here: whoever sent the mask
+    decided which tiles to rasterize."""
     if cfg.cache.pixel_reuse != "off" and cache is not None and tile_mask is None:
         if cache.pixels is None:
             cache.pixels = PixelReuse()

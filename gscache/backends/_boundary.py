@@ -49,7 +49,8 @@ def scale_projection_fields(projected: Projected, full: ViewBatch, views: ViewBa
     (gscache.stages.project.scale_projection)."""
     E, V = projected.depths.shape
     if views.n_views != E or full.n_views != E:
-        raise GscacheError(f"scale_projection: the projection has {E} views, full {full.n_views}, views {views.n_views}")
+        raise GscacheError(f"scale_projection: the projection has {E} views, full {full.n_views}, "
+                           f"views {views.n_views}")
     if not (0 < views.width <= full.width and 0 < views.height <= full.height):
         raise GscacheError(f"scale_projection: expected views no larger than {full.width}x{full.height}, "
                            f"got {views.width}x{views.height}")

@@ -129,11 +129,12 @@ def test_beyond_the_middle_ring_the_composite_is_the_far_view_upsampled_twice(ba
     beyond = (layout.weights("cpu") == 0) & (ring_w == 0)
     twice = upsample(upsample(far, h1, w1), 155, 203)
     assert beyond.float().mean() > 0.2
-    torch.testing.assert_close(out.images.rgb[beyond], twice[beyond], rtol=0, atol=1e-4)  # derived projections, bilinear weights rounded per kernel
+    # (atol: the periphery's projection derived from the full view's, bilinear weights rounded per kernel)
+    torch.testing.assert_close(out.images.rgb[beyond], twice[beyond], rtol=0, atol=1e-4)
     # Within the ring (its weight 1 on every pixel a full-size pixel samples, no fovea) the ring's view.
     only_ring = (layout.weights("cpu") == 0) & (upsample(ring.weights("cpu")[..., None], 155, 203)[..., 0] == 1)
     assert only_ring.any()
-    torch.testing.assert_close(out.images.rgb[only_ring], upsample(mid, 155, 203)[only_ring], rtol=0, atol=1e-4)  # derived projections, bilinear weights rounded per kernel
+    torch.testing.assert_close(out.images.rgb[only_ring], upsample(mid, 155, 203)[only_ring], rtol=0, atol=1e-4)
     stats = out.foveation
     assert stats.regions == ("fovea", "ring", "far") and all(g > 0 for g in stats.gaussians)
     assert sum(stats.intersections) == out.counters.n_intersections
