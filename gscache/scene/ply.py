@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import GscacheError
 from ..sh import num_sh_coeffs, sh_degree_of
@@ -73,8 +74,10 @@ def _parse_header(raw: bytes, path: str) -> tuple[str, list[tuple[str, int, list
     return fmt, elements, nl + 1
 
 
-def _read_vertices(path: str, data: bytes) -> np.ndarray:
-    fmt, elements, offset = _parse_header(data[:MAX_HEADER_BYTES], path)
+def _vertex_layout(path: str, head: bytes) -> tuple[str, int, list[tuple[str, str]], int]:
+    """(format, vertex count, vertex properties, offset of the body) from a file's first bytes,
+    checked: the first element is ``vertex``, without list properties or duplicate names."""
+    fmt, elements, offset = _parse_header(head[:MAX_HEADER_BYTES], path)
     if not elements or elements[0][0] != "vertex":
         names = [e[0] for e in elements]
         hint = " (a PlayCanvas compressed PLY: load_scene reads it)" if "chunk" in names else ""
@@ -85,6 +88,22 @@ def _read_vertices(path: str, data: bytes) -> np.ndarray:
     names = [p for p, _ in props]
     if len(set(names)) != len(names):
         raise GscacheError(f"{path}: duplicate vertex property names")
+    return fmt, count, props, offset
+
+
+def _binary_dtype(fmt: str, props: list[tuple[str, str]]) -> np.dtype:
+    endian = "<" if fmt == "binary_little_endian" else ">"
+    return np.dtype([(p, endian + t) for p, t in props])
+
+
+def _truncated(path: str, count: int, itemsize: int, have: int) -> GscacheError:
+    return GscacheError(f"{path}: truncated: {count} vertices of {itemsize} bytes need {count * itemsize} bytes, "
+                        f"found {have}")
+
+
+def _read_vertices(path: str, data: bytes) -> np.ndarray:
+    fmt, count, props, offset = _vertex_layout(path, data)
+    names = [p for p, _ in props]
     if fmt == "ascii":
         text = data[offset:].decode("ascii", errors="replace").split()
         need = count * len(props)
@@ -98,58 +117,86 @@ def _read_vertices(path: str, data: bytes) -> np.ndarray:
         for i, p in enumerate(names):
             table[p] = flat[i :: len(props)]
         return table
-    endian = "<" if fmt == "binary_little_endian" else ">"
-    dtype = np.dtype([(p, endian + t) for p, t in props])
-    need = count * dtype.itemsize
-    have = len(data) - offset
-    if have < need:
-        raise GscacheError(
-            f"{path}: truncated: {count} vertices of {dtype.itemsize} bytes need {need} bytes, found {have}"
-        )
+    dtype = _binary_dtype(fmt, props)
+    if len(data) - offset < count * dtype.itemsize:
+        raise _truncated(path, count, dtype.itemsize, len(data) - offset)
     return np.frombuffer(data, dtype=dtype, count=count, offset=offset)
 
 
-def _columns(table: np.ndarray, names: list[str], path: str) -> np.ndarray:
-    missing = [n for n in names if n not in table.dtype.names]
-    if missing:
-        raise GscacheError(f"{path}: missing PLY vertex properties {missing}")
-    return np.stack([table[n].astype(np.float32) for n in names], axis=-1) if names else np.zeros((len(table), 0), np.float32)
+CHUNK_ROWS = 1 << 17
+"""Vertices read at a time from a binary PLY (about 32 MB of a degree-3 file): the scene's own
+tensors plus one chunk is what reading holds at most."""
 
 
 def read_ply(path: str | os.PathLike) -> Scene:
-    """Read an Inria 3DGS PLY file into an activated Scene."""
+    """Read an Inria 3DGS PLY file into an activated Scene. A binary file is read a chunk of
+    vertices at a time straight into the scene's tensors (activated in place), so the peak memory
+    is the scene plus one chunk, not the file plus copies of it; ascii files are parsed whole."""
     path = str(path)
-    data = Path(path).read_bytes()
-    table = _read_vertices(path, data)
-    fields = set(table.dtype.names or ())
-    if not any(f.startswith("scale_") for f in fields) or not any(f.startswith("rot_") for f in fields):
-        raise GscacheError(
-            f"{path}: this PLY is a point cloud (no scale_*/rot_* properties), not a Gaussian splat scene; "
-            "convert it to an .npz of points (means3d, colors) to load it as isotropic Gaussians"
-        )
-    n_rest = sum(1 for f in fields if f.startswith("f_rest_"))
-    if n_rest % 3 != 0:
-        raise GscacheError(f"{path}: {n_rest} f_rest_* properties is not a multiple of 3")
-    try:
-        degree = sh_degree_of(n_rest // 3 + 1)
-    except ValueError:
-        raise GscacheError(f"{path}: {n_rest} f_rest_* properties; expected 0, 9, 24 or 45 (SH degree 0 to 3)") from None
-    k = num_sh_coeffs(degree)
-    n = len(table)
-    means = _columns(table, ["x", "y", "z"], path)
-    dc = _columns(table, ["f_dc_0", "f_dc_1", "f_dc_2"], path)
-    rest = _columns(table, [f"f_rest_{i}" for i in range(n_rest)], path)
-    sh = np.empty((n, k, 3), dtype=np.float32)
-    sh[:, 0, :] = dc
-    # Stored channel-major: [3 channels, K-1 coefficients] per Gaussian.
-    sh[:, 1:, :] = rest.reshape(n, 3, k - 1).transpose(0, 2, 1)
-    opacity_logit = _columns(table, ["opacity"], path)[:, 0]
-    log_scales = _columns(table, ["scale_0", "scale_1", "scale_2"], path)
-    quats = _columns(table, ["rot_0", "rot_1", "rot_2", "rot_3"], path)
-    with np.errstate(over="ignore", invalid="ignore"):
-        scales = np.exp(log_scales)
-        opacities = 1.0 / (1.0 + np.exp(-opacity_logit))
+    with open(path, "rb") as f:
+        head = f.read(MAX_HEADER_BYTES)
+        fmt, count, props, offset = _vertex_layout(path, head)
+        # The body is checked against the header before anything the size of the scene is
+        # allocated (a header may claim any count).
+        if fmt == "ascii":
+            table = _read_vertices(path, head + f.read())
+        else:
+            dtype = _binary_dtype(fmt, props)
+            have = os.fstat(f.fileno()).st_size - offset
+            if have < count * dtype.itemsize:
+                raise _truncated(path, count, dtype.itemsize, have)
+        fields = {p for p, _ in props}
+        if not any(n.startswith("scale_") for n in fields) or not any(n.startswith("rot_") for n in fields):
+            raise GscacheError(
+                f"{path}: this PLY is a point cloud (no scale_*/rot_* properties), not a Gaussian splat scene; "
+                "convert it to an .npz of points (means3d, colors) to load it as isotropic Gaussians"
+            )
+        n_rest = sum(1 for n in fields if n.startswith("f_rest_"))
+        if n_rest % 3 != 0:
+            raise GscacheError(f"{path}: {n_rest} f_rest_* properties is not a multiple of 3")
+        try:
+            degree = sh_degree_of(n_rest // 3 + 1)
+        except ValueError:
+            raise GscacheError(f"{path}: {n_rest} f_rest_* properties; expected 0, 9, 24 or 45 (SH degree 0 to 3)") \
+                from None
+        k = num_sh_coeffs(degree)
+        # Where each property goes: (tensor, column index); f_rest is stored channel-major.
+        means, quats, scales = torch.empty(count, 3), torch.empty(count, 4), torch.empty(count, 3)
+        opacities, sh = torch.empty(count), torch.empty(count, k, 3)
+        targets = {axis: (means.numpy(), i) for i, axis in enumerate("xyz")}
+        targets.update({f"f_dc_{i}": (sh.numpy()[:, 0, :], i) for i in range(3)})
+        for i in range(n_rest):
+            channel, coefficient = divmod(i, k - 1)
+            targets[f"f_rest_{i}"] = (sh.numpy()[:, 1 + coefficient, :], channel)
+        targets["opacity"] = (opacities.numpy(), None)
+        targets.update({f"scale_{i}": (scales.numpy(), i) for i in range(3)})
+        targets.update({f"rot_{i}": (quats.numpy(), i) for i in range(4)})
+        missing = [n for n in targets if n not in fields]
+        if missing:
+            raise GscacheError(f"{path}: missing PLY vertex properties {missing}")
+        if fmt == "ascii":
+            _fill(table, targets, 0, count)
+        else:
+            f.seek(offset)
+            for start in range(0, count, CHUNK_ROWS):
+                rows = min(CHUNK_ROWS, count - start)
+                chunk = f.read(rows * dtype.itemsize)
+                if len(chunk) < rows * dtype.itemsize:
+                    raise _truncated(path, count, dtype.itemsize, start * dtype.itemsize + len(chunk))
+                _fill(np.frombuffer(chunk, dtype=dtype, count=rows), targets, start, rows)
+    scales.exp_()  # stored as logarithms
+    opacities.sigmoid_()  # stored as logits
     return make_scene(means, quats, scales, opacities, sh, source=path)
+
+
+def _fill(table: np.ndarray, targets: dict, start: int, rows: int) -> None:
+    """Rows [start, start + rows) of the scene's arrays from a table of those vertices (each
+    property converted to float32 as it is written)."""
+    for name, (array, column) in targets.items():
+        if column is None:
+            array[start:start + rows] = table[name]
+        else:
+            array[start:start + rows, column] = table[name]
 
 
 def write_ply(scene: Scene, path: str | os.PathLike) -> None:

@@ -32,6 +32,36 @@ def test_ply_round_trip(tmp_path, degree):
     torch.testing.assert_close(back.opacities, scene.opacities, rtol=1e-6, atol=1e-6)
 
 
+def test_a_binary_ply_read_in_chunks_is_the_same_scene(tmp_path, monkeypatch):
+    """read_ply reads a binary body a chunk of vertices at a time into the scene's tensors: chunks
+    that split the vertices unevenly (7 rows) give the scene read in one chunk, bit for bit,
+    little- and big-endian, float and double properties; a body shorter than the header says is
+    refused before anything is allocated."""
+    import gscache.scene.ply as ply
+
+    scene = random_scene(53, seed=4, sh_degree=3)
+    path = tmp_path / "s.ply"
+    save_scene(scene, path)
+    whole = load_scene(path)
+    monkeypatch.setattr(ply, "CHUNK_ROWS", 7)
+    chunked = load_scene(path)
+    for name in ("means", "quats", "scales", "opacities", "sh"):
+        assert torch.equal(getattr(chunked, name), getattr(whole, name)), name
+    # The same vertices as big-endian doubles.
+    raw = path.read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    header = raw[:end].decode().replace("binary_little_endian", "binary_big_endian").replace("property float ",
+                                                                                              "property double ")
+    body = np.frombuffer(raw[end:], "<f4").astype(">f8").tobytes()
+    (tmp_path / "be.ply").write_bytes(header.encode() + body)
+    big = load_scene(tmp_path / "be.ply")
+    torch.testing.assert_close(big.sh, whole.sh, rtol=0, atol=0)
+    torch.testing.assert_close(big.scales, whole.scales)
+    (tmp_path / "short.ply").write_bytes(raw[:-5])
+    with pytest.raises(GscacheError, match=r"short\.ply: truncated: 53 vertices"):
+        load_scene(tmp_path / "short.ply")
+
+
 def test_ply_extra_properties_are_ignored_and_f_rest_is_channel_major(tmp_path):
     # Hand-written PLY: one Gaussian of degree 1 with an extra property in the middle.
     names = ["x", "y", "z", "extra", "f_dc_0", "f_dc_1", "f_dc_2"] + [f"f_rest_{i}" for i in range(9)]
