@@ -11,7 +11,6 @@ reader also accepts ascii and big-endian PLY and double-precision properties.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -160,6 +159,11 @@ def read_ply(path: str | os.PathLike) -> Scene:
             raise GscacheError(f"{path}: {n_rest} f_rest_* properties; expected 0, 9, 24 or 45 (SH degree 0 to 3)") \
                 from None
         k = num_sh_coeffs(degree)
+        wanted = ["x", "y", "z", *(f"f_dc_{i}" for i in range(3)), *(f"f_rest_{i}" for i in range(n_rest)),
+                  "opacity", *(f"scale_{i}" for i in range(3)), *(f"rot_{i}" for i in range(4))]
+        missing = [n for n in wanted if n not in fields]
+        if missing:  # (before the scene's tensors are allocated)
+            raise GscacheError(f"{path}: missing PLY vertex properties {missing}")
         # Where each property goes: (tensor, column index); f_rest is stored channel-major.
         means, quats, scales = torch.empty(count, 3), torch.empty(count, 4), torch.empty(count, 3)
         opacities, sh = torch.empty(count), torch.empty(count, k, 3)
@@ -171,9 +175,6 @@ def read_ply(path: str | os.PathLike) -> Scene:
         targets["opacity"] = (opacities.numpy(), None)
         targets.update({f"scale_{i}": (scales.numpy(), i) for i in range(3)})
         targets.update({f"rot_{i}": (quats.numpy(), i) for i in range(4)})
-        missing = [n for n in targets if n not in fields]
-        if missing:
-            raise GscacheError(f"{path}: missing PLY vertex properties {missing}")
         if fmt == "ascii":
             _fill(table, targets, 0, count)
         else:
