@@ -242,23 +242,32 @@ class TemporalCache:
         if e is None:
             reason, self._dropped = self._dropped or "first", None
             return None, reason
+        reason = self._refresh_reason(e, key, views, cfg, lod, derive_at)
+        if reason is not None:
+            # The old front goes now, before the refresh builds the new one: holding both would
+            # double the cache's memory at every refresh (a visible set of a 8M-Gaussian scene is
+            # over a GB).
+            self.entry = None
+            return None, reason
+        e.age += 1
+        return e, None
+
+    def _refresh_reason(self, e: CacheEntry, key: tuple, views: ViewBatch, cfg: CacheConfig,
+                        lod: torch.Tensor | None, derive_at: torch.Tensor | None) -> str | None:
+        """Why ``e`` cannot serve this frame (begin's rules), or None."""
         if e.key != key:
-            return None, _describe_change(e.key, key)
+            return _describe_change(e.key, key)
         if e.age + 1 >= self.depth(cfg):
-            return None, "age"
+            return "age"
         if lod is not None and e.lod is not None:
             if int((lod != e.lod).sum()) > cfg.lod_tolerance * max(1, int(e.lod.sum())):
-                return None, "lod"
+                return "lod"
         if derive_at is not None and e.derived_at is not None:
             # The direction to an anchor at distance r turns by at most asin(shift / r).
             shift = float((derive_at - e.derived_at).norm())
             if shift >= e.anchor_nearest or math.asin(shift / e.anchor_nearest) > math.radians(cfg.max_view_turn_deg):
-                return None, "view direction"
-        reason = motion_reason(e.poses, e.nearest, views, cfg)
-        if reason:
-            return None, reason
-        e.age += 1
-        return e, None
+                return "view direction"
+        return motion_reason(e.poses, e.nearest, views, cfg) or None
 
     def store(self, key: tuple, payload: dict, views: ViewBatch, points: torch.Tensor, extents: torch.Tensor,
               saved_ms: float, nbytes: int, lod: torch.Tensor | None = None,

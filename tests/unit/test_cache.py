@@ -143,6 +143,28 @@ def test_invalidation():
         assert r.render(wide).cache.refresh_reason == "invalidated: backend"
 
 
+def test_a_refresh_lets_the_old_front_go_before_building_the_new_one():
+    """A refresh drops the old entry as it is decided (TemporalCache.begin), so the old front and
+    the new one are never held together (twice the cache's memory at every refresh)."""
+    import weakref
+
+    scene = random_scene(300, seed=11, spread=2.0, depth=4.0)
+    r = Renderer(scene, _config("torch", depth=2))
+    rig = _rig()
+    r.render(rig)
+    old = weakref.ref(r.cache.entry.payload["shaded"].covars)
+    seen = []
+    original = r.cache.store
+
+    def store(*args, **kwargs):  # when the new front is stored, the old one is already gone
+        seen.append(r.cache.entry is None and old() is None)
+        return original(*args, **kwargs)
+
+    r.cache.store = store
+    assert r.render(rig).cache.hit
+    assert r.render(rig).cache.refresh_reason == "age" and seen == [True]
+
+
 def test_cache_memory_is_bounded_and_reported():
     scene = random_scene(2000, seed=10, spread=6.0, depth=4.0)  # many Gaussians culled
     r = Renderer(scene, _config("torch", depth=4))
