@@ -187,8 +187,8 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
                                         projected=full)
     passes.append(("fovea", projected, bins))
 
-    def scaled_projection(scale: float) -> Projected | None:  # None: a level of detail's own Gaussians
-        return backend.scale_projection(full, views, views.scaled(scale), cfg.project) if periphery is None else None
+    def scaled_projection(scaled: ViewBatch) -> Projected | None:  # None: a level of detail's own Gaussians
+        return backend.scale_projection(full, views, scaled, cfg.project) if periphery is None else None
 
     pviews = views.scaled(fov.periphery_scale)
     fronts = ((visible, shaded),) * len(periphery_scales(fov)) if periphery is None else periphery
@@ -197,13 +197,13 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
     within = None if ring is None else fovea_tiles(ring, tp)
     pprojected, pbins, periphery_images = _back_part(*fronts[0], pviews, cfg, backend, clock, within, skip,
                                                      fov.periphery_min_coverage_px2,
-                                                     scaled_projection(fov.periphery_scale))
+                                                     scaled_projection(pviews))
     passes.append(("ring" if ring is not None else "periphery", pprojected, pbins))
     if ring is not None:
         fviews = views.scaled(fov.far_scale)
         far_skip = periphery_skip_tiles(ring, fviews.width, fviews.height, tp)
         fprojected, fbins, far_images = _back_part(*fronts[1], fviews, cfg, backend, clock, None, far_skip,
-                                                   fov.periphery_min_coverage_px2, scaled_projection(fov.far_scale))
+                                                   fov.periphery_min_coverage_px2, scaled_projection(fviews))
         passes.append(("far", fprojected, fbins))
         periphery_images = backend.fovea_composite(periphery_images, far_images, ring)
     images = backend.fovea_composite(fovea, periphery_images, layout)
@@ -211,8 +211,9 @@ def _back_foveated(scene: Scene, visible: Visible, shaded: Shaded, views: ViewBa
     if checks_enabled(cfg):
         for record in (scene, visible, shaded, *(r for _, p, b in passes for r in (p, b)), images):
             record.validate()
-    stats = FoveaStats(tuple(name for name, _, _ in passes),
-                       tuple(int((p.radii > 0).any(dim=-1).sum()) for _, p, _ in passes),
+    # One host read of every view's count (a synchronisation on a GPU), not one per view.
+    drawn = torch.stack([(p.radii > 0).any(dim=-1).sum() for _, p, _ in passes]).tolist()
+    stats = FoveaStats(tuple(name for name, _, _ in passes), tuple(drawn),
                        tuple(int(b.n_intersections) for _, _, b in passes))
     return images, bins, sum(stats.intersections), stats
 

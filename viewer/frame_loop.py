@@ -10,7 +10,6 @@ eyes into the swapchain images, and ``present`` ends the frame (xrEndFrame)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Protocol
 
@@ -18,7 +17,7 @@ import torch
 
 from gscache import StereoRig
 from gscache.presets import FOVEATION_LEVELS
-from gscache.stages.foveate import fovea_layout, parse_gaze
+from gscache.stages.foveate import fovea_layout, parse_gaze, ring_in_eye_pixels
 
 from .images import draw_zones, tint_reused
 from .overlay import FrameStats
@@ -107,7 +106,7 @@ class FrameLoop:
             return rgb
         E, H, W = rgb.shape[:3]
         gaze = parse_gaze(self.presenter.gaze, E)
-        ring = fovea_layout(W, H, E, dataclasses.replace(level, fovea=level.ring), gaze) if level.has_far else None
+        ring = ring_in_eye_pixels(W, H, E, level, gaze) if level.has_far else None
         return draw_zones(rgb, fovea_layout(W, H, E, level, gaze), ring)
 
     def render_and_account(self):

@@ -159,22 +159,20 @@ def read_ply(path: str | os.PathLike) -> Scene:
             raise GscacheError(f"{path}: {n_rest} f_rest_* properties; expected 0, 9, 24 or 45 (SH degree 0 to 3)") \
                 from None
         k = num_sh_coeffs(degree)
-        wanted = ["x", "y", "z", *(f"f_dc_{i}" for i in range(3)), *(f"f_rest_{i}" for i in range(n_rest)),
-                  "opacity", *(f"scale_{i}" for i in range(3)), *(f"rot_{i}" for i in range(4))]
-        missing = [n for n in wanted if n not in fields]
+        # Where each property goes: (field, index into that field's trailing dimensions); f_rest is
+        # stored channel-major.
+        where = {axis: ("means", (i,)) for i, axis in enumerate("xyz")}
+        where.update({f"f_dc_{i}": ("sh", (0, i)) for i in range(3)})
+        where.update({f"f_rest_{i}": ("sh", (1 + i % (k - 1), i // (k - 1))) for i in range(n_rest)})
+        where["opacity"] = ("opacities", ())
+        where.update({f"scale_{i}": ("scales", (i,)) for i in range(3)})
+        where.update({f"rot_{i}": ("quats", (i,)) for i in range(4)})
+        missing = [n for n in where if n not in fields]
         if missing:  # (before the scene's tensors are allocated)
             raise GscacheError(f"{path}: missing PLY vertex properties {missing}")
-        # Where each property goes: (tensor, column index); f_rest is stored channel-major.
-        means, quats, scales = torch.empty(count, 3), torch.empty(count, 4), torch.empty(count, 3)
-        opacities, sh = torch.empty(count), torch.empty(count, k, 3)
-        targets = {axis: (means.numpy(), i) for i, axis in enumerate("xyz")}
-        targets.update({f"f_dc_{i}": (sh.numpy()[:, 0, :], i) for i in range(3)})
-        for i in range(n_rest):
-            channel, coefficient = divmod(i, k - 1)
-            targets[f"f_rest_{i}"] = (sh.numpy()[:, 1 + coefficient, :], channel)
-        targets["opacity"] = (opacities.numpy(), None)
-        targets.update({f"scale_{i}": (scales.numpy(), i) for i in range(3)})
-        targets.update({f"rot_{i}": (quats.numpy(), i) for i in range(4)})
+        out = {"means": torch.empty(count, 3), "quats": torch.empty(count, 4), "scales": torch.empty(count, 3),
+               "opacities": torch.empty(count), "sh": torch.empty(count, k, 3)}
+        targets = {name: (out[field].numpy(), index) for name, (field, index) in where.items()}
         if fmt == "ascii":
             _fill(table, targets, 0, count)
         else:
@@ -185,19 +183,16 @@ def read_ply(path: str | os.PathLike) -> Scene:
                 if len(chunk) < rows * dtype.itemsize:
                     raise _truncated(path, count, dtype.itemsize, start * dtype.itemsize + len(chunk))
                 _fill(np.frombuffer(chunk, dtype=dtype, count=rows), targets, start, rows)
-    scales.exp_()  # stored as logarithms
-    opacities.sigmoid_()  # stored as logits
-    return make_scene(means, quats, scales, opacities, sh, source=path)
+    out["scales"].exp_()  # stored as logarithms
+    out["opacities"].sigmoid_()  # stored as logits
+    return make_scene(**out, source=path)
 
 
 def _fill(table: np.ndarray, targets: dict, start: int, rows: int) -> None:
     """Rows [start, start + rows) of the scene's arrays from a table of those vertices (each
-    property converted to float32 as it is written)."""
-    for name, (array, column) in targets.items():
-        if column is None:
-            array[start:start + rows] = table[name]
-        else:
-            array[start:start + rows, column] = table[name]
+    property converted to float32 as it is written at its index)."""
+    for name, (array, index) in targets.items():
+        array[(slice(start, start + rows), *index)] = table[name]
 
 
 def write_ply(scene: Scene, path: str | os.PathLike) -> None:

@@ -167,6 +167,14 @@ def fovea_layout(width: int, height: int, n_views: int, cfg: FoveationConfig, ga
     return FoveaLayout(width, height, tuple(rects), max(0, round(cfg.band * height)))
 
 
+def ring_in_eye_pixels(width: int, height: int, n_views: int, cfg: FoveationConfig,
+                       gaze: Tensor | None) -> FoveaLayout:
+    """The middle ring of every eye (``cfg.ring``) in the eye's own pixels, placed as the fovea
+    is: centred on the gaze and moved, not shrunk, to stay inside the image (so it holds the
+    fovea)."""
+    return fovea_layout(width, height, n_views, dataclasses.replace(cfg, fovea=cfg.ring), gaze)
+
+
 def ring_layout(layout: FoveaLayout, cfg: FoveationConfig, gaze: Tensor | None, width_p: int,
                 height_p: int) -> FoveaLayout:
     """The middle ring of every eye (``cfg.ring``, placed as ``layout``'s fovea is: centred on the
@@ -174,7 +182,7 @@ def ring_layout(layout: FoveaLayout, cfg: FoveationConfig, gaze: Tensor | None, 
     (``width_p`` x ``height_p``, the eye's view at ``periphery_scale``): its rectangle grown to
     whole pixels and its blend band (``cfg.band`` of that view's height). The far periphery is
     composited under it as the ring's own view is under the fovea."""
-    full = fovea_layout(layout.width, layout.height, len(layout.inner), dataclasses.replace(cfg, fovea=cfg.ring), gaze)
+    full = ring_in_eye_pixels(layout.width, layout.height, len(layout.inner), cfg, gaze)
     sx, sy = width_p / layout.width, height_p / layout.height
     rects = tuple((math.floor(x0 * sx), math.floor(y0 * sy), min(width_p, math.ceil(x1 * sx)),
                    min(height_p, math.ceil(y1 * sy))) for x0, y0, x1, y1 in full.inner)

@@ -4,7 +4,6 @@ minimise, run-time switches, and the command line's failure modes."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -229,8 +228,9 @@ def test_foveation_key_cycles_the_levels_and_z_draws_the_zones(viewer):
     assert viewer.foveation == "medium-ring"
     viewer.step(capture=True)
     assert viewer.last_frame.foveation.regions == ("fovea", "ring", "far")
-    ring = dataclasses.replace(FOVEATION_LEVELS["medium-ring"], fovea=FOVEATION_LEVELS["medium-ring"].ring)
-    rx0, _, rx1, ry1 = fovea_layout(W, H, 2, ring, None).inner[0]
+    from gscache.stages.foveate import ring_in_eye_pixels
+
+    rx0, _, rx1, ry1 = ring_in_eye_pixels(W, H, 2, FOVEATION_LEVELS["medium-ring"], None).inner[0]
     assert (viewer.last_pixels[ry1 - 1, rx0:rx1] == 191).all()  # the ring's outline (Z), light grey
     viewer.on_key(viewer.window, glfw.KEY_F, 0, glfw.PRESS, 0)  # -> off
     assert viewer.foveation == "off"

@@ -233,19 +233,15 @@ def test_the_fovea_follows_the_headsets_eye_gaze(x_display, manifest, tmp_path, 
     centre), under the core validation layer."""
     from gscache.presets import FOVEATION_LEVELS
     from gscache.viewer import Viewer, ViewerOptions
-    from gscache.viewer.xr_views import gaze_fractions, level
+    from gscache.viewer.xr_views import gaze_fractions, level, matrix_quaternion, quaternion_matrix
     from tests.xr.runtime import EyeView, read_frames, read_pixels, read_trace, runtime_environment, write_script
 
     # Two scripted frames, told apart by the head's height; the gaze 14 degrees left and 9 up in
     # the first, untracked in the second.
     frames = [(EyeView((0.0, 0.0, 0.0, 1.0), (-0.032, 0.01 * k, 0.0), (-0.6, 0.55, 0.52, -0.5)),
                EyeView((0.0, 0.0, 0.0, 1.0), (0.032, 0.01 * k, 0.0), (-0.55, 0.6, 0.52, -0.5))) for k in (0, 1)]
-    yaw, pitch = _yaw(14.0), _pitch(9.0)
-    gaze_q = (  # yaw then pitch (about the gaze's own x): q = q_yaw * q_pitch
-        yaw[3] * pitch[0] + yaw[0] * pitch[3] + yaw[1] * pitch[2] - yaw[2] * pitch[1],
-        yaw[3] * pitch[1] - yaw[0] * pitch[2] + yaw[1] * pitch[3] + yaw[2] * pitch[0],
-        yaw[3] * pitch[2] + yaw[0] * pitch[1] - yaw[1] * pitch[0] + yaw[2] * pitch[3],
-        yaw[3] * pitch[3] - yaw[0] * pitch[0] - yaw[1] * pitch[1] - yaw[2] * pitch[2])
+    # Yaw, then pitch about the gaze's own x.
+    gaze_q = matrix_quaternion(quaternion_matrix(_yaw(14.0)) @ quaternion_matrix(_pitch(9.0)))
     script = write_script(tmp_path / "script.txt", size=(W, H), frames=4, views=frames, gaze={0: gaze_q})
     record = tmp_path / "record"
     record.mkdir()
