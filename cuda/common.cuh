@@ -7,9 +7,10 @@
 //     on the host under the SIMT emulation (backend "cuda-sim"), so every function here, and
 //     every kernel, executes in CI and is compared with the torch reference.
 //   * host/host.cpp (backend "cpu") calls the same functions for cull, shade, project and the
-//     tile rectangles, but keeps two separate, faster implementations: its rasterizer blends with a
-//     vectorised loop over pixel rows (it inlines gs_splat_alpha but re-states gs_blend's rule)
-//     and binning by a counting sort without a key sort; its derivation evaluates four anchors
+//     tile rectangles, but keeps two separate, faster implementations: its rasterizer blends
+//     4x4-pixel blocks as 16-lane vectors (gs_splat_alpha, gs_exp and gs_blend's rule re-stated
+//     in vector form, bit for bit the same arithmetic) and binning by a radix sort of depths and
+//     a counting sort by tile, without a key sort; its derivation evaluates four anchors
 //     at once (mlp_eval4) instead of gs_mlp_eval. Those are tested against the reference as
 //     implementations of their own.
 //

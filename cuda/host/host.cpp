@@ -15,13 +15,15 @@
 //   bin_count: means2d f32[E*V,2], radii i32[E*V,2] -> counts i32[E*V]
 //   bin_sorted: means2d, radii, depths f32[E*V], counts i32[E*V], shared_depth (0/1) -> keys i64[I] sorted by tile then
 //              depth (layout in common.cuh), gaussian_ids i32[I] (0..V-1), ranges i32[E*T,2]
-//              ([start, end) of each tile's run; start == end for empty tiles)
+//              ([start, end) of each tile's run; start == end for empty tiles); returns 0, or -1
+//              when out of memory.
 //   rasterize: means2d f32[E*V,2], conics f32[E*V,3], opacities f32[V], colors f32[E*V,3],
 //              depths f32[E*V], gaussian_ids i32[I] (0..V-1, in key order), ranges i32[E*T,2],
 //              background f32[3], pixel_mask u8[E,H,W] or null (only those pixels wanted: the
 //              others start finished, and splats are clipped to the wanted pixels' box)
 //              -> rgb f32[E,H,W,3], alpha f32[E,H,W], depth f32[E,H,W], median depth f32[E,H,W];
-//              returns the number of Gaussian-pixel evaluations.
+//              returns the number of Gaussian-pixel evaluations (the pixels of each splat's reach
+//              box within its tile), or -2 when out of memory.
 //   derive_count: n visible anchors ids i64[n] into the A anchors: anchors f32[A,3], features
 //              f32[A,F], levels f32[A], viewpoint f32[3], MLP tables (common.cuh)
 //              -> opac f32[n,k] (tanh outputs), counts i32[n] (how many > 0)
@@ -41,11 +43,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
+
+#include <omp.h>
+
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "common.cuh"
 
-#define GS_ABI_VERSION 8
+#define GS_ABI_VERSION 9
 
 extern "C" {
 
@@ -53,6 +63,20 @@ int gs_abi_version() { return GS_ABI_VERSION; }
 
 // sizeof(GsView), so the wrapper can check that its ctypes mirror has the same layout.
 int gs_view_size() { return (int)sizeof(GsView); }
+
+// The widest vector registers this build uses, in bits: 512 (AVX-512), 256 (AVX2), 128 (SSE2 or
+// NEON) or 0 (scalar); the rasterizer's 16-lane vectors are 1, 2, 4 or 16 of them.
+int gs_vector_bits() {
+#if defined(__AVX512F__)
+    return 512;
+#elif defined(__AVX2__)
+    return 256;
+#elif defined(__SSE2__) || defined(__ARM_NEON)
+    return 128;
+#else
+    return 0;
+#endif
+}
 
 void gs_cull_cpu(const GsCullParams* p) {
     const int E = p->E;
@@ -119,33 +143,121 @@ void gs_bin_count_cpu(const GsBinParams* p) {
     }
 }
 
-// Indices 0..V-1 ordered by depth: a stable LSD radix sort of the float bits in three passes of
-// 11 bits (positive floats order like their bits; equal depths keep index order).
-static std::vector<uint32_t> depth_order(const float* z, int V) {
-    std::vector<uint32_t> order(V), scratch(V);
-    std::vector<int64_t> bucket(1 << 11);
-    for (int i = 0; i < V; ++i) order[i] = (uint32_t)i;
-    for (int shift = 0; shift < 32; shift += 11) {
-        std::fill(bucket.begin(), bucket.end(), 0);
-        for (int i = 0; i < V; ++i) ++bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047];
-        int64_t sum = 0;
-        for (auto& b : bucket) {
-            const int64_t c = b;
-            b = sum;
-            sum += c;
+}  // extern "C"
+
+// Scratch buffers kept by the calling thread from call to call, one per use (slot): a fresh
+// buffer each frame costs its pages' faults and zeroing (8% of the rasterizer's time on playbot
+// at 1024x1024, more in binning). A buffer is given back when a call needs under a quarter of
+// it, and one over WORKSPACE_KEEP_BYTES at the end of the call that used it (workspace_trim):
+// a large scene's frame takes seconds, its page faults little of them, and binning's and the
+// rasterizer's buffers then never add up in the peak. Null when out of memory.
+enum WorkspaceSlot { WS_SPLATS, WS_PAIRS, WS_PAIRS_SCRATCH, WS_ENTRIES, WS_BY_INDEX, WS_SLOTS };
+constexpr size_t WORKSPACE_KEEP_BYTES = (size_t)64 << 20;
+struct WorkspaceBuffer {
+    void* data = nullptr;
+    size_t capacity = 0;
+    ~WorkspaceBuffer() { std::free(data); }
+};
+static thread_local WorkspaceBuffer workspace_buffers[WS_SLOTS];
+
+static void workspace_trim() {
+    for (WorkspaceBuffer& b : workspace_buffers)
+        if (b.capacity > WORKSPACE_KEEP_BYTES) {
+            std::free(b.data);
+            b.data = nullptr, b.capacity = 0;
         }
-        for (int i = 0; i < V; ++i) scratch[bucket[(gs_float_bits(z[order[i]]) >> shift) & 2047]++] = order[i];
-        std::swap(order, scratch);
-    }
-    return order;
 }
 
-// Sorted intersections without a key sort: each view's Gaussians are ordered by depth
-// (depth_order; once for all views when shared_depth says every Gaussian has the same depth in
-// every view, as with parallel eyes), then emitted in that order into per-tile slots found by a
-// counting sort over tile ids. Each tile's run is then in depth order with ties in index order:
-// exactly the order a stable sort of the (tile, depth) keys gives.
-void gs_bin_sorted_cpu(const GsBinParams* p) {
+static void* workspace(WorkspaceSlot slot, size_t bytes) {
+    WorkspaceBuffer& b = workspace_buffers[slot];
+    bytes = std::max<size_t>((bytes + 63) & ~(size_t)63, 64);
+    if (bytes > b.capacity || 4 * bytes < b.capacity) {
+        std::free(b.data);
+        b.data = std::aligned_alloc(64, bytes);
+        b.capacity = b.data ? bytes : 0;
+    }
+    return b.data;
+}
+
+// A stable LSD radix sort of (key << 32 | index) pairs by key, 11 bits a pass, in parallel: each
+// thread histograms and then scatters its own contiguous part, the parts in thread order
+// within each digit (so ties keep their order). A pass whose digit is the same for every pair
+// is skipped. Returns the buffer holding the sorted pairs (a or tmp).
+static uint64_t* radix_sort_pairs(uint64_t* a, uint64_t* tmp, int64_t n) {
+    const int threads = omp_get_max_threads();
+    std::vector<int64_t> hist((size_t)threads * 2048);
+    uint64_t *src = a, *dst = tmp;
+    for (int shift = 32; shift < 64; shift += 11) {
+        bool skip = false;
+#pragma omp parallel
+        {
+            const int q = omp_get_num_threads(), t = omp_get_thread_num();
+            const int64_t lo = n * t / q, hi = n * (t + 1) / q;
+            int64_t* h = hist.data() + (size_t)t * 2048;
+            std::fill(h, h + 2048, 0);
+            for (int64_t i = lo; i < hi; ++i) ++h[(src[i] >> shift) & 2047];
+#pragma omp barrier
+#pragma omp single
+            {
+                int64_t sum = 0;
+                for (int d = 0; d < 2048; ++d) {
+                    int64_t in_digit = 0;
+                    for (int u = 0; u < q; ++u) {
+                        const int64_t c = hist[(size_t)u * 2048 + d];
+                        hist[(size_t)u * 2048 + d] = sum;
+                        sum += c;
+                        in_digit += c;
+                    }
+                    skip |= in_digit == n;
+                }
+            }
+            if (!skip)
+                for (int64_t i = lo; i < hi; ++i) dst[h[(src[i] >> shift) & 2047]++] = src[i];
+        }
+        if (!skip) std::swap(src, dst);
+    }
+    return src;
+}
+
+// One (view, Gaussian)'s tiles [x0, x1) x [y0, y1) (the wrapper keeps tiles_x and tiles_y
+// below 2^16), depth bits and index: 16 bytes, four to a cache line.
+struct BinEntry {
+    uint16_t x0, y0, x1, y1;
+    uint32_t depth_bits;
+    int32_t g;
+};
+
+// Calls visit(tile) for each tile of an entry's rectangle, tile = ty * tiles_x + tx in row-major
+// order. Rectangles of at most 2x2 tiles (nearly all: 1.9 tiles per Gaussian on playbot at
+// 1024x1024) take a fixed sequence of four calls, the ones outside the rectangle given
+// enabled = false, because a loop over a rectangle of random size mispredicts its branches.
+template <class Visit>
+static inline void for_each_tile(const BinEntry& r, int tiles_x, Visit visit) {
+    const int w = r.x1 - r.x0, h = r.y1 - r.y0;
+    if (w <= 2 && h <= 2) {
+        const int64_t t0 = (int64_t)r.y0 * tiles_x + r.x0;
+        visit(t0, w > 0 && h > 0);
+        visit(t0 + 1, w > 1 && h > 0);
+        visit(t0 + tiles_x, w > 0 && h > 1);
+        visit(t0 + tiles_x + 1, w > 1 && h > 1);
+    } else {
+        for (int ty = r.y0; ty < r.y1; ++ty)
+            for (int tx = r.x0; tx < r.x1; ++tx) visit((int64_t)ty * tiles_x + tx, true);
+    }
+}
+
+extern "C" {
+
+// Sorted intersections without a key sort, in time linear in the Gaussians and intersections:
+// the Gaussians with a tile are ordered by depth (a radix sort of their depth bits; once for all
+// views when shared_depth says every Gaussian has the same depth in every view, as with parallel
+// eyes), then emitted in that order into per-tile slots found by a counting sort over tile ids.
+// The Gaussians' tiles and depths are gathered into depth order once, so the count and the
+// emission read memory in order. Both split the depth order into one contiguous part per thread,
+// and a tile's slots hold thread 0's part first: each tile's run is in depth order with ties in
+// index order, exactly the order a stable sort of the (tile, depth) keys gives. Returns 0, or -1
+// when out of memory.
+int gs_bin_sorted_cpu(const GsBinParams* p) {
     const int E = p->E, V = p->V, tile_px = p->tile_px, tiles_x = p->tiles_x, tiles_y = p->tiles_y;
     const int shared_depth = p->shared_depth;
     const float *means2d = p->means2d, *depths = p->depths;
@@ -153,50 +265,116 @@ void gs_bin_sorted_cpu(const GsBinParams* p) {
     int64_t* keys = reinterpret_cast<int64_t*>(p->keys);
     int *gaussian_ids = p->ids, *ranges = p->ranges;
     const int64_t T = (int64_t)tiles_x * tiles_y;
-    // Tiles per view are disjoint, so the views are binned in parallel (the two eyes of a frame).
-    std::vector<int64_t> cursor(E * T + 1, 0);
-#pragma omp parallel for schedule(static, 1)
-    for (int e = 0; e < E; ++e) {
-        for (int64_t f = (int64_t)e * V; f < (int64_t)(e + 1) * V; ++f) {
-            if (!counts[f]) continue;
-            int lo[2], hi[2];
-            gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px, tiles_x,
-                         tiles_y, lo, hi);
-            for (int ty = lo[1]; ty < hi[1]; ++ty)
-                for (int tx = lo[0]; tx < hi[0]; ++tx) ++cursor[e * T + (int64_t)ty * tiles_x + tx + 1];
-        }
+    const int threads = omp_get_max_threads();
+    // Each view's entries in its depth order: entries[e * V + i], i < m[e].
+    BinEntry* entries = static_cast<BinEntry*>(workspace(WS_ENTRIES, sizeof(BinEntry) * (size_t)E * V));
+    BinEntry* by_index = static_cast<BinEntry*>(workspace(WS_BY_INDEX, sizeof(BinEntry) * (size_t)E * V));
+    uint64_t* pairs = static_cast<uint64_t*>(workspace(WS_PAIRS, sizeof(uint64_t) * (size_t)V));
+    uint64_t* pairs_scratch = static_cast<uint64_t*>(workspace(WS_PAIRS_SCRATCH, sizeof(uint64_t) * (size_t)V));
+    if (!entries || !by_index || !pairs || !pairs_scratch) {
+        workspace_trim();
+        return -1;
     }
-    for (int64_t t = 0; t < E * T; ++t) {  // tile ranges from the per-tile counts
-        cursor[t + 1] += cursor[t];
-        ranges[2 * t] = (int)cursor[t];
-        ranges[2 * t + 1] = (int)cursor[t + 1];
-    }
-    // With shared depths (parallel eyes) one depth order serves every view.
-    const int n_orders = shared_depth ? 1 : E;
-    std::vector<std::vector<uint32_t>> orders(n_orders);
-#pragma omp parallel for schedule(static, 1)
-    for (int e = 0; e < n_orders; ++e) orders[e] = depth_order(depths + (int64_t)e * V, V);
-#pragma omp parallel for schedule(static, 1)
-    for (int e = 0; e < E; ++e) {
-        const float* z = depths + (int64_t)e * V;
-        const std::vector<uint32_t>& order = orders[shared_depth ? 0 : e];
-        for (int i = 0; i < V; ++i) {
-            const int g = (int)order[i];
-            const int64_t f = (int64_t)e * V + g;
-            if (!counts[f]) continue;
-            int lo[2], hi[2];
-            gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px, tiles_x,
-                         tiles_y, lo, hi);
-            const int64_t depth_bits = (int64_t)gs_float_bits(z[g]);
-            for (int ty = lo[1]; ty < hi[1]; ++ty)
-                for (int tx = lo[0]; tx < hi[0]; ++tx) {
-                    const int64_t tile = (int64_t)e * T + (int64_t)ty * tiles_x + tx;
-                    const int64_t at = cursor[tile]++;
-                    keys[at] = (tile << GS_TILE_KEY_SHIFT) | depth_bits;
-                    gaussian_ids[at] = g;
+    std::vector<int64_t> m(E), part((size_t)threads + 1);
+    for (int o = 0; o < (shared_depth ? 1 : E); ++o) {
+        const int e0 = shared_depth ? 0 : o, e1 = shared_depth ? E : o + 1;  // the views of this order
+        const float* z = depths + (int64_t)o * V;
+        // Each view's entries in index order, and the (depth bits, index) pairs of the Gaussians
+        // with a tile in one of the views: each thread counts its part of the indices, then
+        // writes them after the parts before.
+        int64_t n = 0;
+#pragma omp parallel
+        {
+            const int q = omp_get_num_threads(), t = omp_get_thread_num();
+            const int lo = (int)((int64_t)V * t / q), hi = (int)((int64_t)V * (t + 1) / q);
+            int64_t c = 0;
+            for (int g = lo; g < hi; ++g) {
+                bool any = false;
+                for (int e = e0; e < e1; ++e) {
+                    const int64_t f = (int64_t)e * V + g;
+                    int lo2[2] = {0, 0}, hi2[2] = {0, 0};
+                    if (counts[f])
+                        gs_tile_rect(means2d[2 * f], means2d[2 * f + 1], radii[2 * f], radii[2 * f + 1], tile_px,
+                                     tiles_x, tiles_y, lo2, hi2);
+                    by_index[f] = {(uint16_t)lo2[0], (uint16_t)lo2[1], (uint16_t)hi2[0], (uint16_t)hi2[1],
+                                   gs_float_bits(depths[f]), g};
+                    any |= counts[f] != 0;
                 }
+                c += any;
+            }
+            part[t + 1] = c;
+#pragma omp barrier
+#pragma omp single
+            {
+                part[0] = 0;
+                for (int u = 0; u < q; ++u) part[u + 1] += part[u];
+                n = part[q];
+            }
+            int64_t at = part[t];
+            for (int g = lo; g < hi; ++g) {
+                bool any = false;
+                for (int e = e0; e < e1; ++e) any |= counts[(int64_t)e * V + g] != 0;
+                if (any) pairs[at++] = (uint64_t)gs_float_bits(z[g]) << 32 | (uint32_t)g;
+            }
+        }
+        const uint64_t* sorted = radix_sort_pairs(pairs, pairs_scratch, n);
+        for (int e = e0; e < e1; ++e) {  // gathered into depth order: one random read per entry
+            m[e] = n;
+            BinEntry* out = entries + (int64_t)e * V;
+            const BinEntry* in = by_index + (int64_t)e * V;
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < n; ++i) out[i] = in[(uint32_t)sorted[i]];
         }
     }
+    // Intersections per (thread's part, view, tile), then each part's first slot in every tile.
+    std::vector<int64_t> cursor((size_t)threads * E * T, 0);
+    int used = 1;
+#pragma omp parallel
+    {
+        const int q = omp_get_num_threads(), t = omp_get_thread_num();
+#pragma omp single
+        used = q;
+        int64_t* mine = cursor.data() + (size_t)t * E * T;
+        for (int e = 0; e < E; ++e) {
+            const BinEntry* in = entries + (int64_t)e * V;
+            for (int64_t i = m[e] * t / q; i < m[e] * (t + 1) / q; ++i) {
+                // Disabled visits add 0 to a real counter (the entry's first tile, or tile 0).
+                for_each_tile(in[i], tiles_x, [&](int64_t tile, bool on) { mine[e * T + (on ? tile : 0)] += on; });
+            }
+        }
+    }
+    int64_t sum = 0;
+    for (int64_t tile = 0; tile < E * T; ++tile) {
+        ranges[2 * tile] = (int)sum;
+        for (int t = 0; t < used; ++t) {
+            const int64_t c = cursor[(size_t)t * E * T + tile];
+            cursor[(size_t)t * E * T + tile] = sum;
+            sum += c;
+        }
+        ranges[2 * tile + 1] = (int)sum;
+    }
+#pragma omp parallel num_threads(used)
+    {
+        const int q = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t* mine = cursor.data() + (size_t)t * E * T;
+        for (int e = 0; e < E; ++e) {
+            const BinEntry* in = entries + (int64_t)e * V;
+            for (int64_t i = m[e] * t / q; i < m[e] * (t + 1) / q; ++i) {
+                const BinEntry r = in[i];
+                // A plain loop here: the four fixed visits of for_each_tile measured slower (their
+                // stores to a sink cost more than the mispredicted branches they save).
+                for (int ty = r.y0; ty < r.y1; ++ty)
+                    for (int tx = r.x0; tx < r.x1; ++tx) {
+                        const int64_t tile = e * T + (int64_t)ty * tiles_x + tx;
+                        const int64_t at = mine[tile]++;
+                        keys[at] = (tile << GS_TILE_KEY_SHIFT) | (int64_t)r.depth_bits;
+                        gaussian_ids[at] = r.g;
+                    }
+            }
+        }
+    }
+    workspace_trim();
+    return 0;
 }
 
 // Reproject: the steps of common.cuh's gs_reproject_* over every pixel, one after the other.
@@ -355,26 +533,70 @@ void gs_derive_emit_cpu(const GsDeriveParams* p) {
 }  // extern "C"
 
 // Pixels a splat can reach with alpha >= alpha_min: alpha = opacity * exp(-q/2) with
-// q = d^T conic d, so q <= 2 ln(opacity / alpha_min), an ellipse whose half extent along x is
-// sqrt(2 ln(opacity / alpha_min) * cov_xx) with cov = conic^-1. A small relative and absolute
-// margin absorbs float rounding (far larger than it, far smaller than a pixel); false when the
-// splat can reach no pixel.
-static inline bool reach_box(const float* conic, float opacity, float alpha_min, float* half_x, float* half_y) {
-    if (!(opacity >= alpha_min)) return false;
+// q = d^T conic d, so q <= q_max = 2 ln(opacity / alpha_min), an ellipse whose half extent along
+// x is sqrt(q_max * cov_xx) with cov = conic^-1. A small relative and absolute margin absorbs
+// float rounding (far larger than it, far smaller than a pixel).
+static inline void reach_box(const float* conic, float q_max, float* half_x, float* half_y) {
     const float a = conic[0], b = conic[1], c = conic[2];
     const float det = a * c - b * b;
-    const float q = 2.f * std::log(opacity / alpha_min);
     if (!(det > 0.f) || !(a > 0.f) || !(c > 0.f)) {  // degenerate conic: the whole tile
         *half_x = *half_y = INFINITY;
-        return true;
+        return;
     }
-    *half_x = std::sqrt(q * c / det) * 1.001f + 0.01f;
-    *half_y = std::sqrt(q * a / det) * 1.001f + 0.01f;
-    return true;
+    *half_x = std::sqrt(q_max * c / det) * 1.001f + 0.01f;
+    *half_y = std::sqrt(q_max * a / det) * 1.001f + 0.01f;
 }
 
-// One tile's pixels blended splat by splat. TILE is a compile-time constant so a pixel row is
-// one fixed-length vector loop; lanes outside the splat's reach box are masked off.
+// The rasterizer's vectors: 16 floats, one 4x4 block of pixels, in GCC's vector extensions. The
+// compiler maps them onto the machine the host library is built for (-march=native): one
+// AVX-512 register, two of AVX2, four of SSE or NEON, or 16 scalars where there is no SIMD.
+// gs_vexp is gs_exp of common.cuh lane by lane, in the same float operations (its floor by
+// truncation and a correction, exact for the |x| < 2^31 it sees).
+constexpr int GS_LANES = 16;
+typedef float gs_vf __attribute__((vector_size(4 * GS_LANES)));
+typedef int gs_vm __attribute__((vector_size(4 * GS_LANES)));  // lane masks: 0 or -1
+static inline gs_vf gs_vsel(gs_vm m, gs_vf a, gs_vf b) { return m ? a : b; }
+static inline gs_vf gs_vfloor(gs_vf t) {
+    const gs_vf tr = __builtin_convertvector(__builtin_convertvector(t, gs_vm), gs_vf);
+    return tr - gs_vsel(t < tr, gs_vf{} + 1.f, gs_vf{});
+}
+static inline gs_vf gs_vpow2(gs_vf n) {  // 2^n for integral n in [-126, 127]
+    return (gs_vf)((__builtin_convertvector(n, gs_vm) + 127) << 23);
+}
+static inline bool gs_vany(gs_vm m) {  // any lane set
+#if defined(__AVX512F__)
+    return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0;
+#elif defined(__AVX2__)
+    __m256i half[2];
+    std::memcpy(half, &m, sizeof m);
+    const __m256i both = _mm256_or_si256(half[0], half[1]);
+    return !_mm256_testz_si256(both, both);
+#else
+    int any = 0;
+    for (int l = 0; l < GS_LANES; ++l) any |= m[l];
+    return any != 0;
+#endif
+}
+
+static inline gs_vf gs_vexp(gs_vf x) {
+    x = gs_vsel(x > -87.f, x, x * 0.f - 87.f);
+    const gs_vf n = gs_vfloor(x * 1.44269504088896341f + 0.5f);
+    const gs_vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    gs_vf p = r * 0.f + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const gs_vf y = p * r * r + r + 1.f;
+    return y * gs_vpow2(n);
+}
+
+// A tile's pixels in blocks of 4x4, each block one vector: a splat covering a few pixels (most of
+// a trained scene's: about 5x5 on playbot at 1024x1024) is blended in a few vectors whose lanes
+// are mostly inside it, where 16-pixel row segments would be mostly outside it.
+constexpr int GS_BLOCK_W = 4, GS_BLOCK_H = GS_LANES / GS_BLOCK_W;
+
 // Everything the blending loop reads about one (view, Gaussian), packed into one 64-byte cache
 // line: tiles visit Gaussians in depth order, i.e. at random, and one miss per splat beats six.
 struct alignas(64) Splat {
@@ -383,8 +605,16 @@ struct alignas(64) Splat {
     float opacity;
     float r, g, b;     // colour
     float depth;
-    float hx, hy;      // reach half extents (pixels); hx < 0: reaches no pixel
+    float reach;       // the power below which alpha < alpha_min at every pixel (a margin below it)
+    int x0, x1, y0, y1;  // pixel columns [x0, x1) and rows [y0, y1) within its reach; x0 >= x1: none
 };
+
+// The first and one-past-last pixel index whose centre lies within [c - h, c + h], clamped far
+// outside any image (h may be infinite: a degenerate conic reaches every pixel).
+static inline void reach_range(float c, float h, int* lo, int* hi) {
+    *lo = (int)std::floor(std::max(c - h - 0.5f, -1e9f));
+    *hi = (int)std::ceil(std::min(c + h + 0.5f, 1e9f));
+}
 
 static void pack_splats(int64_t EV, int V, const float* means2d, const float* conics, const float* opacities,
                         const float* colors, const float* depths, float alpha_min, Splat* out) {
@@ -401,7 +631,124 @@ static void pack_splats(int64_t EV, int V, const float* means2d, const float* co
         s.g = colors[3 * f + 1];
         s.b = colors[3 * f + 2];
         s.depth = depths[f];
-        if (!reach_box(conics + 3 * f, s.opacity, alpha_min, &s.hx, &s.hy)) s.hx = s.hy = -1.f;
+        // alpha = opacity exp(power) >= alpha_min needs power = -q/2 >= -q_max/2; the margin of
+        // reach (1e-3, a factor 0.999 on alpha) is far beyond gs_exp's error of about 1 ulp.
+        const float q_max = 2.f * std::log(s.opacity / alpha_min);
+        s.reach = -0.5f * q_max - 1e-3f;
+        float hx, hy;
+        if (s.opacity >= alpha_min && std::isfinite(s.mx) && std::isfinite(s.my)) {
+            reach_box(conics + 3 * f, q_max, &hx, &hy);
+            reach_range(s.mx, hx, &s.x0, &s.x1);
+            reach_range(s.my, hy, &s.y0, &s.y1);
+        } else {  // reaches no pixel
+            s.x0 = s.y0 = 1, s.x1 = s.y1 = 0;
+        }
+    }
+}
+
+// Blends the splats of one block's list into the block's pixels, front to back (gs_splat_alpha
+// and gs_blend's rule, GS_LANES pixels at once). The block's state stays in registers across the
+// list. A pixel's transmittance is stored negated once it has stopped: its lanes then blend
+// nothing (alpha is forced to 0) without a separate "done" mask. Returns whether any pixel of
+// the block is still blending.
+static inline bool blend_block(const Splat* splats, const int* ids, const unsigned char* list, int n, gs_vf px,
+                               gs_vf py, float alpha_max, float alpha_min, float t_min, float* trans, float* acc_r,
+                               float* acc_g, float* acc_b, float* acc_d, float* med) {
+    const gs_vf zero = px * 0.f;
+    gs_vf T = *(gs_vf*)trans, ar = *(gs_vf*)acc_r, ag = *(gs_vf*)acc_g, ab = *(gs_vf*)acc_b;
+    gs_vf ad = *(gs_vf*)acc_d, md = *(gs_vf*)med;
+    const gs_vf cx = px + 0.5f, cy = py + 0.5f;  // pixel centres
+    bool open = true;
+    for (int j = 0; j < n; ++j) {
+        // Every 32 splats, stop when all of the block's pixels have stopped.
+        if ((j & 31) == 31 && !(open = gs_vany(T > 0.f))) break;
+        const Splat& s = splats[ids[list[j]]];
+        const gs_vf dx = s.mx - cx, dy = s.my - cy;
+        const gs_vf power = dx * (s.A * dx + s.Bn * dy) + s.C * (dy * dy);
+        const gs_vf e = s.opacity * gs_vexp(power);
+        gs_vf alpha = gs_vsel(alpha_max < e, zero + alpha_max, e);
+        alpha = gs_vsel(power > 0.f, zero, alpha);
+        alpha = gs_vsel(alpha < alpha_min, zero, alpha);
+        // Stopped pixels (T < 0) get alpha 0. Pixels outside the reach box need no mask: their
+        // alpha is below alpha_min (by the box's margin), i.e. 0 already.
+        alpha = gs_vsel(T > 0.f, alpha, zero);
+        const gs_vf T_next = T * (1.f - alpha);
+        const gs_vm stop = (alpha > 0.f) & (T_next < t_min);
+        const gs_vf w = gs_vsel(stop, zero, alpha * T);
+        ar += w * s.r;
+        ag += w * s.g;
+        ab += w * s.b;
+        ad += w * s.depth;
+        // gs_blend's median rule: this splat takes T across GS_MEDIAN_T (a stopped one leaves T
+        // as it was). At most once per pixel, added to 0: exactly the depth.
+        md += gs_vsel((stop == 0) & (T > GS_MEDIAN_T) & (T_next <= GS_MEDIAN_T), zero + s.depth, zero);
+        T = gs_vsel(stop, -T, T_next);
+    }
+    *(gs_vf*)trans = T, *(gs_vf*)acc_r = ar, *(gs_vf*)acc_g = ag, *(gs_vf*)acc_b = ab;
+    *(gs_vf*)acc_d = ad, *(gs_vf*)med = md;
+    return open && gs_vany(T > 0.f);
+}
+
+// A tile's splats are taken CHUNK at a time (in depth order). A first pass sorts each splat into
+// the lists of the blocks it reaches: a block of its reach box none of whose pixel centres it
+// reaches (the box's corners: about half of them on playbot) gets nothing. Then each block
+// blends its own list. Every pixel still blends the same splats in the same order, so the image
+// is what blending splat by splat gives, bit for bit; but the blending loop has no branch on a
+// splat's size and keeps a block's pixels in registers.
+constexpr int GS_CHUNK = 128;
+
+// Whether a splat reaches one of a block's pixel centres (dx, dy: the centre's offsets from
+// them): power >= reach, a conservative test (see Splat::reach).
+static inline bool reaches(const Splat& s, gs_vf dx, gs_vf dy) {
+    return gs_vany(dx * (s.A * dx + s.Bn * dy) + s.C * (dy * dy) >= s.reach);
+}
+
+// The lists of a chunk's blocks from each entry's bit mask of blocks (bits[j], bit k: block k),
+// in entry order. bits is readable and zero up to the next multiple of 8 entries; each list has
+// 8 bytes of slack.
+template <int NB>
+static inline void block_lists(const uint64_t* bits, int n, unsigned char (*lists)[GS_CHUNK + 8], int* counts) {
+    static_assert(NB <= 64, "one bit per block");
+    uint64_t all = 0;
+    for (int j = 0; j < n; ++j) all |= bits[j];
+    for (int k = 0; k < NB; ++k) {
+        int c = 0;
+        if (all >> k & 1) {
+#if defined(__AVX512F__)
+            // 8 entries at a time: their indices compressed by the block's bit.
+            const __m512i bit = _mm512_set1_epi64((long long)(1ull << k));
+            const __m512i iota = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+            for (int j0 = 0; j0 < n; j0 += 8) {
+                const __mmask8 m = _mm512_test_epi64_mask(_mm512_loadu_si512(bits + j0), bit);
+                const __m512i idx = _mm512_maskz_compress_epi64(m, _mm512_add_epi64(iota, _mm512_set1_epi64(j0)));
+                _mm_storel_epi64((__m128i*)(lists[k] + c), _mm512_cvtepi64_epi8(idx));
+                c += __builtin_popcount(m);
+            }
+#else
+            for (int j = 0; j < n; ++j) {
+                lists[k][c] = (unsigned char)j;
+                c += (int)(bits[j] >> k & 1);
+            }
+#endif
+        }
+        counts[k] = c;
+    }
+}
+
+// N consecutive pixels of a row from the blended state (a stopped pixel's T is stored negated).
+template <int N>
+static inline void write_pixels(const float* trans, const float* acc_r, const float* acc_g, const float* acc_b,
+                                const float* acc_d, const float* med, const float* background, float* rgb,
+                                float* alpha, float* depth, float* median) {
+    for (int l = 0; l < N; ++l) {
+        const float T = std::fabs(trans[l]);
+        const float a = 1.f - T;
+        rgb[3 * l] = acc_r[l] + T * background[0];
+        rgb[3 * l + 1] = acc_g[l] + T * background[1];
+        rgb[3 * l + 2] = acc_b[l] + T * background[2];
+        alpha[l] = a;
+        depth[l] = a > 0.f ? acc_d[l] / std::max(a, 1e-12f) : 0.f;
+        median[l] = med[l];
     }
 }
 
@@ -410,109 +757,128 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
                                int tiles_x, int tiles_y, int width, int height, float alpha_max, float alpha_min,
                                float t_min, const float* background, float* out_rgb, float* out_alpha,
                                float* out_depth, float* out_median, const unsigned char* mask) {
-    constexpr int P = TILE * TILE;
+    constexpr int L = GS_LANES, BW = GS_BLOCK_W, BH = GS_BLOCK_H;
+    constexpr int BX = TILE / BW, BY = TILE / BH, NB = BX * BY, P = TILE * TILE;
+    static_assert(TILE % BW == 0 && TILE % BH == 0, "tiles hold whole blocks");
+    static_assert(GS_CHUNK <= 256 && GS_CHUNK % 8 == 0, "list entries are bytes, taken 8 at a time");
+    // Lane l of a block is its pixel (l % BW, l / BW).
+    gs_vf lane_x, lane_y;
+    for (int l = 0; l < L; ++l) {
+        ((float*)&lane_x)[l] = (float)(l % BW);
+        ((float*)&lane_y)[l] = (float)(l / BW);
+    }
+    const gs_vf lane_cx = lane_x + 0.5f, lane_cy = lane_y + 0.5f;  // the lanes' pixel centres
     const int64_t T = (int64_t)tiles_x * tiles_y;
     int64_t evaluations = 0;
-#pragma omp parallel for schedule(dynamic, 2) reduction(+ : evaluations)
-    for (int64_t t = 0; t < E * T; ++t) {
-        // Per-pixel state, structure of arrays so the row loop vectorises.
-        alignas(64) float trans[P], acc_r[P], acc_g[P], acc_b[P], acc_d[P], med[P];
-        alignas(64) float done[P];  // 1 once the pixel has stopped (float keeps the vector lanes uniform)
-        const int64_t eye = t / T, local = t % T;
-        const int x0 = (int)(local % tiles_x) * TILE, y0 = (int)(local / tiles_x) * TILE;
-        const int x1 = std::min(x0 + TILE, width), y1 = std::min(y0 + TILE, height);
-        // The wanted pixels' box: splats are clipped to it (pixel reuse rasterizes a few pixels
-        // of a tile; the rest of its rows and half-rows cost nothing).
-        int wx0 = x1, wx1 = x0, wy0 = y1, wy1 = y0;
-        for (int p = 0; p < P; ++p) {
-            trans[p] = 1.f;
-            acc_r[p] = acc_g[p] = acc_b[p] = acc_d[p] = med[p] = 0.f;
-            // Pixels beyond the image edge, and pixels not wanted, start out finished.
-            const int px = x0 + p % TILE, py = y0 + p / TILE;
-            const bool wanted = px < width && py < height &&
-                                (!mask || mask[((int64_t)eye * height + py) * (int64_t)width + px]);
-            done[p] = wanted ? 0.f : 1.f;
-            if (wanted) {
-                wx0 = std::min(wx0, px), wx1 = std::max(wx1, px + 1);
-                wy0 = std::min(wy0, py), wy1 = std::max(wy1, py + 1);
+#pragma omp parallel reduction(+ : evaluations)
+    {
+        // Per thread: every block's list of the current chunk, and each entry's blocks.
+        std::vector<unsigned char> list_store((size_t)NB * (GS_CHUNK + 8));
+        unsigned char(*lists)[GS_CHUNK + 8] = reinterpret_cast<unsigned char(*)[GS_CHUNK + 8]>(list_store.data());
+        alignas(64) uint64_t bits[GS_CHUNK + 8];
+#pragma omp for schedule(dynamic, 2)
+        for (int64_t t = 0; t < E * T; ++t) {
+            // Per-pixel state, block-major (pixel l of block k at k * L + l), structure of arrays.
+            alignas(64) float trans[P], acc_r[P], acc_g[P], acc_b[P], acc_d[P], med[P];
+            bool block_open[NB];
+            int counts[NB];
+            const int64_t eye = t / T, local = t % T;
+            const int x0 = (int)(local % tiles_x) * TILE, y0 = (int)(local / tiles_x) * TILE;
+            const int x1 = std::min(x0 + TILE, width), y1 = std::min(y0 + TILE, height);
+            // The wanted pixels' box: splats are clipped to it (pixel reuse rasterizes a few
+            // pixels of a tile; the rest of its blocks cost nothing).
+            int wx0 = x1, wx1 = x0, wy0 = y1, wy1 = y0, n_open = 0;
+            for (int k = 0; k < NB; ++k) {
+                bool open = false;
+                for (int l = 0; l < L; ++l) {
+                    const int i = k * L + l;
+                    const int px = x0 + (k % BX) * BW + l % BW, py = y0 + (k / BX) * BH + l / BW;
+                    acc_r[i] = acc_g[i] = acc_b[i] = acc_d[i] = med[i] = 0.f;
+                    // Pixels beyond the image edge, and pixels not wanted, start out stopped.
+                    const bool wanted = px < width && py < height &&
+                                        (!mask || mask[((int64_t)eye * height + py) * (int64_t)width + px]);
+                    trans[i] = wanted ? 1.f : -1.f;
+                    open |= wanted;
+                    if (wanted) {
+                        wx0 = std::min(wx0, px), wx1 = std::max(wx1, px + 1);
+                        wy0 = std::min(wy0, py), wy1 = std::max(wy1, py + 1);
+                    }
+                }
+                block_open[k] = open;
+                n_open += open;
             }
-        }
-        bool tile_done = wx0 >= wx1;
-        for (int i = ranges[2 * t], n = 0; i < ranges[2 * t + 1] && !tile_done; ++i, ++n) {
-            // Every 32 splats, stop the tile when all of its pixels have stopped.
-            if ((n & 31) == 31) {
-                float open = 0.f;
-#pragma omp simd reduction(+ : open)
-                for (int p = 0; p < P; ++p) open += 1.f - done[p];
-                tile_done = open == 0.f;
-            }
-            // Splats arrive in depth order, scattered in memory: fetch a few ahead.
-            if (i + 8 < ranges[2 * t + 1]) __builtin_prefetch(&splats[eye * V + gaussian_ids[i + 8]]);
-            const Splat& s = splats[eye * V + gaussian_ids[i]];
-            const float mx = s.mx, my = s.my, hx = s.hx, hy = s.hy;
-            if (hx < 0.f) continue;
-            // Pixel columns/rows whose centre lies within the reach box, inside this tile.
-            const int bx0 = (int)std::floor(std::max(mx - hx - 0.5f, (float)wx0));
-            const int bx1 = (int)std::ceil(std::min(mx + hx + 0.5f, (float)wx1));
-            const int by0 = (int)std::floor(std::max(my - hy - 0.5f, (float)wy0));
-            const int by1 = (int)std::ceil(std::min(my + hy + 0.5f, (float)wy1));
-            if (bx0 >= bx1 || by0 >= by1) continue;
-            const float fx0 = (float)bx0, fx1 = (float)bx1;
-            const float A = s.A, Bn = s.Bn, C = s.C, op = s.opacity, z = s.depth;
-            const float cr = s.r, cg = s.g, cb = s.b;
-            // Rows are processed in halves of HALF pixels (one 256-bit vector), only the halves the
-            // reach box overlaps: small splats, the common case, then cost half the lanes.
-            constexpr int HALF = TILE >= 16 ? 8 : TILE;
-            const int h0 = (bx0 - x0) / HALF, h1 = (bx1 - x0 - 1) / HALF;
-            for (int y = by0; y < by1; ++y) {
-                const float dy = my - ((float)y + 0.5f);
-                for (int h = h0; h <= h1; ++h) {
-                    const int off = (y - y0) * TILE + h * HALF;
-                    float* tr = trans + off;
-                    float* ar = acc_r + off;
-                    float* ag = acc_g + off;
-                    float* ab = acc_b + off;
-                    float* ad = acc_d + off;
-                    float* md = med + off;
-                    float* dn = done + off;
-                    const float xbase = (float)(x0 + h * HALF);
-#pragma omp simd simdlen(HALF)
-                    for (int x = 0; x < HALF; ++x) {
-                        const float px = xbase + (float)x;
-                        const float a = gs_splat_alpha(mx - (px + 0.5f), dy, A, Bn, C, op, alpha_max, alpha_min);
-                        // Lanes outside the reach box, or of stopped pixels, get alpha 0 (selects, no branches).
-                        const float alpha = (px >= fx0 && px < fx1 && dn[x] == 0.f) ? a : 0.f;
-                        const float Tp = tr[x];
-                        const float T_next = Tp * (1.f - alpha);
-                        const float stop = (alpha > 0.f && T_next < t_min) ? 1.f : 0.f;  // gs_blend's rule
-                        const float w = alpha * Tp * (1.f - stop);
-                        ar[x] += w * cr;
-                        ag[x] += w * cg;
-                        ab[x] += w * cb;
-                        ad[x] += w * z;
-                        const float T_new = stop > 0.f ? Tp : T_next;
-                        // gs_blend's median rule: this splat takes T across GS_MEDIAN_T (a stopped one
-                        // leaves T as it was). At most once per pixel, added to 0: exactly z.
-                        md[x] += (Tp > GS_MEDIAN_T ? z : 0.f) * (T_new <= GS_MEDIAN_T ? 1.f : 0.f);
-                        tr[x] = T_new;
-                        dn[x] = gs_max(dn[x], stop);
+            const int* ids = gaussian_ids + ranges[2 * t];
+            const int n_splats = ranges[2 * t + 1] - ranges[2 * t];
+            const Splat* view_splats = splats + eye * V;
+            for (int c0 = 0; c0 < n_splats && n_open > 0; c0 += GS_CHUNK) {
+                const int n = std::min(GS_CHUNK, n_splats - c0);
+                uint64_t open_bits = 0;
+                for (int k = 0; k < NB; ++k) open_bits |= (uint64_t)block_open[k] << k;
+                for (int j = n; j < GS_CHUNK + 8; ++j) bits[j] = 0;
+                for (int j = 0; j < n; ++j) {
+                    // Splats arrive in depth order, scattered in memory: fetch a few ahead.
+                    if (c0 + j + 16 < n_splats) __builtin_prefetch(&view_splats[ids[c0 + j + 16]]);
+                    const Splat& s = view_splats[ids[c0 + j]];
+                    // Pixel columns/rows whose centre lies within the reach box, inside the wanted box.
+                    const int bx0 = std::max(s.x0, wx0), bx1 = std::min(s.x1, wx1);
+                    const int by0 = std::max(s.y0, wy0), by1 = std::min(s.y1, wy1);
+                    const bool any = bx0 < bx1 && by0 < by1;
+                    if (any) evaluations += (int64_t)(bx1 - bx0) * (by1 - by0);
+                    // The reach box's blocks; clamped into the tile when it is empty.
+                    const int kx0 = std::max(0, (bx0 - x0) / BW), kx1 = std::min(BX - 1, (bx1 - 1 - x0) / BW);
+                    const int ky0 = std::max(0, (by0 - y0) / BH), ky1 = std::min(BY - 1, (by1 - 1 - y0) / BH);
+                    uint64_t hit = 0;
+                    if (kx1 - kx0 <= 1 && ky1 - ky0 <= 1) {
+                        // The common case, a box within 2x2 blocks: those four, without a branch
+                        // (a block past the tile's edge is a repeat of the last one, disabled).
+                        const int kxa = std::min(kx0, BX - 1), kya = std::min(ky0, BY - 1);
+                        const int kxb = std::min(kxa + 1, BX - 1), kyb = std::min(kya + 1, BY - 1);
+                        const uint64_t wide = kx1 > kx0, tall = ky1 > ky0;
+                        const gs_vf dxa = s.mx - ((float)(x0 + kxa * BW) + lane_cx);
+                        const gs_vf dxb = s.mx - ((float)(x0 + kxb * BW) + lane_cx);
+                        const gs_vf dya = s.my - ((float)(y0 + kya * BH) + lane_cy);
+                        const gs_vf dyb = s.my - ((float)(y0 + kyb * BH) + lane_cy);
+                        hit = (uint64_t)reaches(s, dxa, dya) << (kya * BX + kxa) |
+                              (uint64_t)(reaches(s, dxb, dya) & wide) << (kya * BX + kxb) |
+                              (uint64_t)(reaches(s, dxa, dyb) & tall) << (kyb * BX + kxa) |
+                              (uint64_t)(reaches(s, dxb, dyb) & wide & tall) << (kyb * BX + kxb);
+                    } else {
+                        for (int ky = ky0; ky <= ky1; ++ky)
+                            for (int kx = kx0; kx <= kx1; ++kx) {
+                                const gs_vf dx = s.mx - ((float)(x0 + kx * BW) + lane_cx);
+                                const gs_vf dy = s.my - ((float)(y0 + ky * BH) + lane_cy);
+                                hit |= (uint64_t)reaches(s, dx, dy) << (ky * BX + kx);
+                            }
+                    }
+                    bits[j] = any ? hit & open_bits : 0;
+                }
+                block_lists<NB>(bits, n, lists, counts);
+                for (int k = 0; k < NB; ++k) {
+                    if (!counts[k]) continue;
+                    const gs_vf px = (float)(x0 + (k % BX) * BW) + lane_x, py = (float)(y0 + (k / BX) * BH) + lane_y;
+                    if (!blend_block(view_splats, ids + c0, lists[k], counts[k], px, py, alpha_max, alpha_min, t_min,
+                                     trans + k * L, acc_r + k * L, acc_g + k * L, acc_b + k * L, acc_d + k * L,
+                                     med + k * L)) {
+                        block_open[k] = false;
+                        --n_open;
                     }
                 }
             }
-            evaluations += (int64_t)(bx1 - bx0) * (by1 - by0);
+            // Back to row-major images, one block row (BW pixels) at a time.
+            for (int y = y0; y < y1; ++y)
+                for (int xb = x0; xb < x1; xb += BW) {
+                    const int by = y - y0, i0 = ((by / BH) * BX + (xb - x0) / BW) * L + (by % BH) * BW;
+                    const int64_t o = (eye * height + y) * (int64_t)width + xb;
+                    if (xb + BW <= x1)  // a whole block row: a fixed-length loop, vectorised
+                        write_pixels<BW>(trans + i0, acc_r + i0, acc_g + i0, acc_b + i0, acc_d + i0, med + i0,
+                                         background, out_rgb + 3 * o, out_alpha + o, out_depth + o, out_median + o);
+                    else
+                        for (int l = 0; l < x1 - xb; ++l)
+                            write_pixels<1>(trans + i0 + l, acc_r + i0 + l, acc_g + i0 + l, acc_b + i0 + l,
+                                            acc_d + i0 + l, med + i0 + l, background, out_rgb + 3 * (o + l),
+                                            out_alpha + o + l, out_depth + o + l, out_median + o + l);
+                }
         }
-        for (int y = y0; y < y1; ++y)
-            for (int x = x0; x < x1; ++x) {
-                const int p = (y - y0) * TILE + (x - x0);
-                const int64_t o = (eye * height + y) * (int64_t)width + x;
-                const float a = 1.f - trans[p];
-                out_rgb[3 * o] = acc_r[p] + trans[p] * background[0];
-                out_rgb[3 * o + 1] = acc_g[p] + trans[p] * background[1];
-                out_rgb[3 * o + 2] = acc_b[p] + trans[p] * background[2];
-                out_alpha[o] = a;
-                out_depth[o] = a > 0.f ? acc_d[p] / std::max(a, 1e-12f) : 0.f;
-                out_median[o] = med[p];
-            }
     }
     return evaluations;
 }
@@ -530,14 +896,18 @@ extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
     // One view at a time: its packed splats (V records) stay small enough for the caches, where
     // both eyes' records together would not for large scenes (measured on the 500k-Gaussian scene).
     const int64_t T = (int64_t)tiles_x * tiles_y, HW = (int64_t)height * width;
-    std::vector<Splat> splats(V);
+    Splat* splats = static_cast<Splat*>(workspace(WS_SPLATS, sizeof(Splat) * (size_t)V));
+    if (!splats) {
+        workspace_trim();
+        return -2;  // out of memory: the wrapper raises
+    }
     int64_t evaluations = 0;
     for (int e = 0; e < E; ++e) {
         const int64_t f0 = (int64_t)e * V;
         pack_splats(V, V, means2d + 2 * f0, conics + 3 * f0, opacities, colors + 3 * f0, depths + f0, alpha_min,
-                    splats.data());
+                    splats);
 #define GS_RASTERIZE(TILE)                                                                                           \
-    rasterize_tiles<TILE>(1, V, splats.data(), gaussian_ids, ranges + 2 * e * T, tiles_x, tiles_y, width, height,     \
+    rasterize_tiles<TILE>(1, V, splats, gaussian_ids, ranges + 2 * e * T, tiles_x, tiles_y, width, height,     \
                           alpha_max, alpha_min, t_min, background, out_rgb + 3 * e * HW, out_alpha + e * HW,          \
                           out_depth + e * HW, out_median + e * HW, mask ? mask + e * HW : nullptr)
         switch (tile_px) {
@@ -547,6 +917,7 @@ extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
             default: return -1;  // the wrapper only passes 8, 16 or 32
         }
     }
+    workspace_trim();
     return evaluations;
 #undef GS_RASTERIZE
 }

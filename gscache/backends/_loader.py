@@ -144,12 +144,14 @@ def _build(stem: str, inputs: list[bytes], flags: list[str], sources: list[str])
 
 
 @functools.lru_cache(maxsize=None)
-def host_library() -> ctypes.CDLL:
-    """Build (once per source hash) and load the cpu backend's shared library."""
+def host_library(extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """Build (once per source hash) and load the cpu backend's shared library; ``extra_flags``
+    after HOST_FLAGS build it for less than this machine (the tests' AVX2 and SSE builds, e.g.
+    ("-mno-avx512f",)), as it would be built on an older one."""
     tree = KernelTree.at()
     entry = tree.host / "host.cpp"
-    lib = _build("libgscache_cpu", tree.key_inputs(tree.closure([entry])), [*HOST_FLAGS, f"-I{tree.root}"],
-                 [str(entry)])
+    lib = _build("libgscache_cpu", tree.key_inputs(tree.closure([entry])),
+                 [*HOST_FLAGS, *extra_flags, f"-I{tree.root}"], [str(entry)])
     return ctypes.CDLL(str(lib))
 
 

@@ -11,6 +11,7 @@ import torch
 
 from ..camera import ViewBatch
 from ..config import BinConfig, CullConfig, ProjectConfig, RasterConfig, ShadeConfig
+from ..errors import GscacheError
 from ..records import Images, Projected, Reprojected, Shaded, TileBins, Visible
 from ..scene.record import Scene
 from ..scene.structured import StructuredScene
@@ -35,12 +36,13 @@ _P = ctypes.c_void_p
 _SIGNATURES = {
     "gs_abi_version": ([], ctypes.c_int),
     "gs_view_size": ([], ctypes.c_int),
+    "gs_vector_bits": ([], ctypes.c_int),
     "gs_cull_cpu": ([_P], None),
     "gs_shade_cpu": ([_P], None),
     "gs_project_cpu": ([_P], None),
     "gs_scale_projection_cpu": ([_P], None),
     "gs_bin_count_cpu": ([_P], None),
-    "gs_bin_sorted_cpu": ([_P], None),
+    "gs_bin_sorted_cpu": ([_P], ctypes.c_int),
     "gs_rasterize_cpu": ([_P], ctypes.c_int64),
     "gs_derive_count_cpu": ([_P], None),
     "gs_derive_emit_cpu": ([_P], None),
@@ -49,16 +51,17 @@ _SIGNATURES = {
     "gs_reuse_composite_cpu": ([_P], None),
     "gs_fovea_composite_cpu": ([_P], None),
 }
-ABI_VERSION = 8
+ABI_VERSION = 9
 BYTES_PER_INTERSECTION = 12
 """The sorted keys (int64) and Gaussian ids (int32): the host library sorts in place through
 per-tile cursors, so nothing else grows with the intersections (measured with
 scripts/isect_memory.py: see the README)."""
 
 
-def _lib() -> ctypes.CDLL:
-    """The host library with its signatures declared and its ABI checked (once per loaded library)."""
-    lib = host_library()
+def _lib(extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL:
+    """The host library (built with ``extra_flags``: see host_library) with its signatures
+    declared and its ABI checked (once per loaded library)."""
+    lib = host_library(extra_flags)
     if getattr(lib, "_gs_checked", False):
         return lib
     for name, (args, res) in _SIGNATURES.items():
@@ -70,6 +73,12 @@ def _lib() -> ctypes.CDLL:
         raise BuildError(f"struct GsView is {lib.gs_view_size()} bytes in C but {ctypes.sizeof(GsView)} in ctypes")
     lib._gs_checked = True
     return lib
+
+
+def vector_bits(extra_flags: tuple[str, ...] = ()) -> int:
+    """The widest vector registers the host library uses (512: AVX-512, 256: AVX2, 128: SSE2 or
+    NEON, 0: scalar), as it was built for this machine (or with ``extra_flags``)."""
+    return int(_lib(extra_flags).gs_vector_bits())
 
 
 def _call(fn, params) -> int:
@@ -128,6 +137,9 @@ def scale_projection(projected: Projected, full: ViewBatch, views: ViewBatch, cf
 def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBins:
     E, V = projected.depths.shape
     tiles_x, tiles_y = tile_grid(views, cfg)
+    if max(tiles_x, tiles_y) >= 1 << 16:  # the host binning keeps tile coordinates in 16 bits
+        raise GscacheError(f"cpu bin_tiles: {tiles_x}x{tiles_y} tiles of {cfg.tile_px} px; expected fewer than 65536 "
+                           "a side")
     check(projected.means2d, "projected.means2d", torch.float32, "cpu", (E, V, 2))
     check(projected.radii, "projected.radii", torch.int32, "cpu", (E, V, 2))
     check(projected.depths, "projected.depths", torch.float32, "cpu", (E, V))
@@ -141,8 +153,9 @@ def bin_tiles(projected: Projected, views: ViewBatch, cfg: BinConfig) -> TileBin
     keys = torch.empty(n_isect, dtype=torch.int64)
     gaussian_ids = torch.empty(n_isect, dtype=torch.int32)
     ranges = torch.empty(E * tiles_x * tiles_y, 2, dtype=torch.int32)
-    _call(lib.gs_bin_sorted_cpu, fill(GsBinParams, **inputs, keys=keys, ids=gaussian_ids, ranges=ranges,
-                                      n_isect=n_isect, **grid))
+    if _call(lib.gs_bin_sorted_cpu, fill(GsBinParams, **inputs, keys=keys, ids=gaussian_ids, ranges=ranges,
+                                         n_isect=n_isect, **grid)):
+        raise MemoryError(f"cpu bin_tiles: no memory for the depth order of {V} Gaussians in {E} views")
     return TileBins(
         isect_keys=keys,
         gaussian_ids=gaussian_ids,
@@ -178,6 +191,8 @@ def rasterize(visible: Visible, shaded: Shaded, projected: Projected, bins: Tile
         pixel_mask=0 if mask is None else mask, E=E, V=V,
         tile_px=bins.tile_px, tiles_x=bins.tiles_x, tiles_y=bins.tiles_y, width=W, height=H,
         alpha_max=cfg.alpha_max, alpha_min=cfg.alpha_min, t_min=cfg.transmittance_min))
+    if evaluations < 0:
+        raise MemoryError(f"cpu rasterize: no memory for the packed splats of {V} Gaussians ({64 * V} bytes)")
     return Images(rgb=rgb, alpha=alpha, depth=depth, median_depth=median, evaluations=evaluations)
 
 
