@@ -57,6 +57,186 @@
 
 #define GS_ABI_VERSION 9
 
+// The host library's vectors: 16 floats (the rasterizer's 4x4 block of pixels; 16 Gaussians in
+// the projection), in GCC's vector extensions. The compiler maps them onto the machine the host
+// library is built for (-march=native): one AVX-512 register, two of AVX2, four of SSE or NEON,
+// or 16 scalars where there is no SIMD. gs_vexp (below) is gs_exp of common.cuh lane by lane, in
+// the same float operations (its floor by truncation and a correction, exact for |x| < 2^31).
+constexpr int GS_LANES = 16;
+typedef float gs_vf __attribute__((vector_size(4 * GS_LANES)));
+typedef int gs_vm __attribute__((vector_size(4 * GS_LANES)));  // lane masks: 0 or -1
+static inline gs_vf gs_vsel(gs_vm m, gs_vf a, gs_vf b) { return m ? a : b; }
+static inline gs_vf gs_vfloor(gs_vf t) {
+    const gs_vf tr = __builtin_convertvector(__builtin_convertvector(t, gs_vm), gs_vf);
+    return tr - gs_vsel(t < tr, gs_vf{} + 1.f, gs_vf{});
+}
+static inline gs_vf gs_vceil(gs_vf t) { return -gs_vfloor(-t); }
+static inline gs_vf gs_vmin(gs_vf a, gs_vf b) { return gs_vsel(a < b, a, b); }  // gs_min
+static inline gs_vf gs_vmax(gs_vf a, gs_vf b) { return gs_vsel(a > b, a, b); }  // gs_max
+static inline gs_vm gs_visfinite(gs_vf x) { return (x - x) == 0.f; }
+static inline gs_vf gs_vsqrt(gs_vf x) {
+#if defined(__AVX512F__)
+    return (gs_vf)_mm512_sqrt_ps((__m512)x);
+#else
+    for (int l = 0; l < GS_LANES; ++l) x[l] = std::sqrt(x[l]);
+    return x;
+#endif
+}
+static inline gs_vf gs_vpow2(gs_vf n) {  // 2^n for integral n in [-126, 127]
+    return (gs_vf)((__builtin_convertvector(n, gs_vm) + 127) << 23);
+}
+static inline bool gs_vany(gs_vm m) {  // any lane set
+#if defined(__AVX512F__)
+    return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0;
+#elif defined(__AVX2__)
+    __m256i half[2];
+    std::memcpy(half, &m, sizeof m);
+    const __m256i both = _mm256_or_si256(half[0], half[1]);
+    return !_mm256_testz_si256(both, both);
+#else
+    int any = 0;
+    for (int l = 0; l < GS_LANES; ++l) any |= m[l];
+    return any != 0;
+#endif
+}
+
+
+// gs_project (with gs_splat) of common.cuh for 16 Gaussians at once, one per lane: the same
+// float operations in the same order, so each lane is what the scalar function gives (the
+// comparison with the reference holds both to the same tolerances). Its ceilings are exact up
+// to 2^30 pixels; a radius beyond that is clamped there (the scalar code's int conversion is
+// undefined past 2^31).
+static void gs_project16(const float* means, const float* cov6, const GsView& v, float eps2d, float extent_sigma,
+                         float* means2d, float* conic, float* depth, int* radii) {
+    gs_vf p[3], S6[6];
+    for (int l = 0; l < GS_LANES; ++l) {
+        for (int k = 0; k < 3; ++k) p[k][l] = means[3 * l + k];
+        for (int k = 0; k < 6; ++k) S6[k][l] = cov6[6 * l + k];
+    }
+    const float* R = v.R;
+    const gs_vf x = R[0] * p[0] + R[1] * p[1] + R[2] * p[2] + v.t[0];
+    const gs_vf y = R[3] * p[0] + R[4] * p[1] + R[5] * p[2] + v.t[1];
+    const gs_vf z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + v.t[2];
+    const gs_vf S[9] = {S6[0], S6[1], S6[2], S6[1], S6[3], S6[4], S6[2], S6[4], S6[5]};
+    gs_vf RS[9], C[9];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+            RS[3 * i + j] = R[3 * i] * S[j] + R[3 * i + 1] * S[3 + j] + R[3 * i + 2] * S[6 + j];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+            C[3 * i + j] = RS[3 * i] * R[3 * j] + RS[3 * i + 1] * R[3 * j + 1] + RS[3 * i + 2] * R[3 * j + 2];
+    const float tan_fovx = 0.5f * v.width / v.fx, tan_fovy = 0.5f * v.height / v.fy;
+    const float lim_x_pos = (v.width - v.cx) / v.fx + (GS_FOV_CLAMP - 1.f) * tan_fovx;
+    const float lim_x_neg = v.cx / v.fx + (GS_FOV_CLAMP - 1.f) * tan_fovx;
+    const float lim_y_pos = (v.height - v.cy) / v.fy + (GS_FOV_CLAMP - 1.f) * tan_fovy;
+    const float lim_y_neg = v.cy / v.fy + (GS_FOV_CLAMP - 1.f) * tan_fovy;
+    const gs_vf zero = z * 0.f;
+    const gs_vf tx = z * gs_vmin(gs_vmax(x / z, zero - lim_x_neg), zero + lim_x_pos);
+    const gs_vf ty = z * gs_vmin(gs_vmax(y / z, zero - lim_y_neg), zero + lim_y_pos);
+    const gs_vf J[6] = {v.fx / z, zero, -v.fx * tx / (z * z), zero, v.fy / z, -v.fy * ty / (z * z)};
+    gs_vf JC[6];
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 3; ++j)
+            JC[3 * i + j] = J[3 * i] * C[j] + J[3 * i + 1] * C[3 + j] + J[3 * i + 2] * C[6 + j];
+    const gs_vf c00 = JC[0] * J[0] + JC[1] * J[1] + JC[2] * J[2];
+    const gs_vf c01 = JC[0] * J[3] + JC[1] * J[4] + JC[2] * J[5];
+    const gs_vf c10 = JC[3] * J[0] + JC[4] * J[1] + JC[5] * J[2];
+    const gs_vf c11 = JC[3] * J[3] + JC[4] * J[4] + JC[5] * J[5];
+    const gs_vf a = c00 + eps2d, b = 0.5f * (c01 + c10), c = c11 + eps2d;
+    const gs_vf mx = v.fx * x / z + v.cx, my = v.fy * y / z + v.cy;
+    // gs_splat
+    const gs_vf det = a * c - b * b;
+    const gs_vf det_safe = gs_vmax(det, zero + 1e-10f);
+    const gs_vf q0 = c / det_safe, q1 = -b / det_safe, q2 = a / det_safe;
+    const gs_vf rx = gs_vceil(gs_vmin(extent_sigma * gs_vsqrt(gs_vmax(a, zero)), zero + 1073741824.f));
+    const gs_vf ry = gs_vceil(gs_vmin(extent_sigma * gs_vsqrt(gs_vmax(c, zero)), zero + 1073741824.f));
+    gs_vm drawn = (det > 0.f) & (z > v.near_m) & (z < v.far_m);
+    drawn &= (mx + rx > 0.f) & (mx - rx < (float)v.width);
+    drawn &= (my + ry > 0.f) & (my - ry < (float)v.height);
+    drawn &= gs_visfinite(mx) & gs_visfinite(my) & gs_visfinite(q0) & gs_visfinite(q1) & gs_visfinite(q2);
+    const gs_vm irx = __builtin_convertvector(rx, gs_vm) & drawn, iry = __builtin_convertvector(ry, gs_vm) & drawn;
+    for (int l = 0; l < GS_LANES; ++l) {
+        means2d[2 * l] = mx[l];
+        means2d[2 * l + 1] = my[l];
+        conic[3 * l] = q0[l];
+        conic[3 * l + 1] = q1[l];
+        conic[3 * l + 2] = q2[l];
+        depth[l] = z[l];
+        radii[2 * l] = irx[l];
+        radii[2 * l + 1] = iry[l];
+    }
+}
+
+// gs_quat_scale_to_covar and gs_eval_sh of common.cuh for 16 Gaussians at once, one per lane, in
+// the same float operations and order (so each lane is what the scalar functions give): the
+// covariance once, the colour for each of the E view positions. The SH coefficients are read
+// once into lanes for all views.
+static void gs_shade16(int degree, int K, int E, int64_t V, const float* means, const float* quats,
+                       const float* scales, const float* sh, const float* positions, float* covars, float* colors) {
+    gs_vf q[4], sc[3], m[3];
+    for (int l = 0; l < GS_LANES; ++l) {
+        for (int k = 0; k < 4; ++k) q[k][l] = quats[4 * l + k];
+        for (int k = 0; k < 3; ++k) sc[k][l] = scales[3 * l + k], m[k][l] = means[3 * l + k];
+    }
+    const gs_vf w = q[0], x = q[1], y = q[2], z = q[3];
+    const gs_vf R[9] = {1.f - 2.f * (y * y + z * z), 2.f * (x * y - w * z), 2.f * (x * z + w * y),
+                        2.f * (x * y + w * z), 1.f - 2.f * (x * x + z * z), 2.f * (y * z - w * x),
+                        2.f * (x * z - w * y), 2.f * (y * z + w * x), 1.f - 2.f * (x * x + y * y)};
+    gs_vf M[9];
+    for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) M[3 * i + j] = R[3 * i + j] * sc[j];
+    const int rows[6] = {0, 0, 0, 1, 1, 2}, cols[6] = {0, 1, 2, 1, 2, 2};
+    for (int k = 0; k < 6; ++k) {
+        const gs_vf* a = M + 3 * rows[k];
+        const gs_vf* b = M + 3 * cols[k];
+        const gs_vf cov = a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+        for (int l = 0; l < GS_LANES; ++l) covars[6 * l + k] = cov[l];
+    }
+    const int n = degree >= 3 ? 16 : degree == 2 ? 9 : degree == 1 ? 4 : 1;
+    gs_vf coef[16][3];
+    for (int l = 0; l < GS_LANES; ++l)
+        for (int i = 0; i < n; ++i)
+            for (int c = 0; c < 3; ++c) coef[i][c][l] = sh[(int64_t)K * 3 * l + 3 * i + c];
+    for (int e = 0; e < E; ++e) {
+        const float* o = positions + 3 * e;
+        const gs_vf dx = m[0] - o[0], dy = m[1] - o[1], dz = m[2] - o[2];
+        const gs_vf zero = dx * 0.f;
+        const gs_vf nrm = gs_vmax(gs_vsqrt(dx * dx + dy * dy + dz * dz), zero + 1e-12f);
+        const gs_vf X = dx / nrm, Y = dy / nrm, Z = dz / nrm;
+        gs_vf basis[16];
+        basis[0] = zero + GS_SH_C0;
+        if (degree >= 1) {
+            basis[1] = -GS_SH_C1 * Y;
+            basis[2] = GS_SH_C1 * Z;
+            basis[3] = -GS_SH_C1 * X;
+        }
+        if (degree >= 2) {
+            const gs_vf xx = X * X, yy = Y * Y, zz = Z * Z, xy = X * Y, yz = Y * Z, xz = X * Z;
+            basis[4] = GS_SH_C2_0 * xy;
+            basis[5] = GS_SH_C2_1 * yz;
+            basis[6] = GS_SH_C2_2 * (2.f * zz - xx - yy);
+            basis[7] = GS_SH_C2_3 * xz;
+            basis[8] = GS_SH_C2_4 * (xx - yy);
+            if (degree >= 3) {
+                basis[9] = GS_SH_C3_0 * Y * (3.f * xx - yy);
+                basis[10] = GS_SH_C3_1 * xy * Z;
+                basis[11] = GS_SH_C3_2 * Y * (4.f * zz - xx - yy);
+                basis[12] = GS_SH_C3_3 * Z * (2.f * zz - 3.f * xx - 3.f * yy);
+                basis[13] = GS_SH_C3_4 * X * (4.f * zz - xx - yy);
+                basis[14] = GS_SH_C3_5 * Z * (xx - yy);
+                basis[15] = GS_SH_C3_6 * X * (xx - 3.f * yy);
+            }
+        }
+        float* out = colors + 3 * (int64_t)e * V;
+        for (int c = 0; c < 3; ++c) {
+            gs_vf acc = zero;
+            for (int i = 0; i < n; ++i) acc += basis[i] * coef[i][c];
+            const gs_vf rgb = gs_vmax(acc + 0.5f, zero);
+            for (int l = 0; l < GS_LANES; ++l) out[3 * l + c] = rgb[l];
+        }
+    }
+}
+
 extern "C" {
 
 int gs_abi_version() { return GS_ABI_VERSION; }
@@ -99,8 +279,16 @@ void gs_shade_cpu(const GsShadeParams* p) {
     const int E = p->E, V = p->V, K = p->K, degree = p->degree;
     const float *means = p->means, *quats = p->quats, *scales = p->scales, *sh = p->sh, *positions = p->positions;
     float *covars = p->covars, *colors = p->colors;
+    // 16 Gaussians at a time (gs_shade16), the last few one by one.
+    const int64_t blocks = V / GS_LANES;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < V; ++i) {
+    for (int64_t k = 0; k < blocks + (V % GS_LANES); ++k) {
+        const int64_t i = k < blocks ? k * GS_LANES : blocks * GS_LANES + (k - blocks);
+        if (k < blocks) {
+            gs_shade16(degree, K, E, V, means + 3 * i, quats + 4 * i, scales + 3 * i, sh + (int64_t)K * 3 * i,
+                       positions, covars + 6 * i, colors + 3 * i);
+            continue;
+        }
         gs_quat_scale_to_covar(quats + 4 * i, scales + 3 * i, covars + 6 * i);
         for (int e = 0; e < E; ++e) {
             const float* m = means + 3 * i;
@@ -118,13 +306,20 @@ void gs_project_cpu(const GsProjectParams* p) {
     const float eps2d = p->eps2d, extent_sigma = p->extent_sigma;
     float *means2d = p->means2d, *conics = p->conics, *depths = p->depths;
     int* radii = p->radii;
+    // 16 Gaussians at a time (gs_project16), the last few one by one.
+    const int64_t blocks = V / GS_LANES;
     for (int e = 0; e < E; ++e) {
         const GsView view = views[e];
-#pragma omp parallel for simd schedule(static)
-        for (int64_t i = 0; i < V; ++i) {
+#pragma omp parallel for schedule(static)
+        for (int64_t k = 0; k < blocks + (V % GS_LANES); ++k) {
+            const int64_t i = k < blocks ? k * GS_LANES : blocks * GS_LANES + (k - blocks);
             const int64_t f = (int64_t)e * V + i;
-            gs_project(means + 3 * i, covars + 6 * i, view, eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
-                       depths + f, radii + 2 * f);
+            if (k < blocks)
+                gs_project16(means + 3 * i, covars + 6 * i, view, eps2d, extent_sigma, means2d + 2 * f,
+                             conics + 3 * f, depths + f, radii + 2 * f);
+            else
+                gs_project(means + 3 * i, covars + 6 * i, view, eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
+                           depths + f, radii + 2 * f);
         }
     }
 }
@@ -545,37 +740,6 @@ static inline void reach_box(const float* conic, float q_max, float* half_x, flo
     }
     *half_x = std::sqrt(q_max * c / det) * 1.001f + 0.01f;
     *half_y = std::sqrt(q_max * a / det) * 1.001f + 0.01f;
-}
-
-// The rasterizer's vectors: 16 floats, one 4x4 block of pixels, in GCC's vector extensions. The
-// compiler maps them onto the machine the host library is built for (-march=native): one
-// AVX-512 register, two of AVX2, four of SSE or NEON, or 16 scalars where there is no SIMD.
-// gs_vexp is gs_exp of common.cuh lane by lane, in the same float operations (its floor by
-// truncation and a correction, exact for the |x| < 2^31 it sees).
-constexpr int GS_LANES = 16;
-typedef float gs_vf __attribute__((vector_size(4 * GS_LANES)));
-typedef int gs_vm __attribute__((vector_size(4 * GS_LANES)));  // lane masks: 0 or -1
-static inline gs_vf gs_vsel(gs_vm m, gs_vf a, gs_vf b) { return m ? a : b; }
-static inline gs_vf gs_vfloor(gs_vf t) {
-    const gs_vf tr = __builtin_convertvector(__builtin_convertvector(t, gs_vm), gs_vf);
-    return tr - gs_vsel(t < tr, gs_vf{} + 1.f, gs_vf{});
-}
-static inline gs_vf gs_vpow2(gs_vf n) {  // 2^n for integral n in [-126, 127]
-    return (gs_vf)((__builtin_convertvector(n, gs_vm) + 127) << 23);
-}
-static inline bool gs_vany(gs_vm m) {  // any lane set
-#if defined(__AVX512F__)
-    return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0;
-#elif defined(__AVX2__)
-    __m256i half[2];
-    std::memcpy(half, &m, sizeof m);
-    const __m256i both = _mm256_or_si256(half[0], half[1]);
-    return !_mm256_testz_si256(both, both);
-#else
-    int any = 0;
-    for (int l = 0; l < GS_LANES; ++l) any |= m[l];
-    return any != 0;
-#endif
 }
 
 static inline gs_vf gs_vexp(gs_vf x) {
