@@ -102,10 +102,9 @@ static inline bool gs_vany(gs_vm m) {  // any lane set
 
 
 // gs_project (with gs_splat) of common.cuh for 16 Gaussians at once, one per lane: the same
-// float operations in the same order, so each lane is what the scalar function gives (the
-// comparison with the reference holds both to the same tolerances). Its ceilings are exact up
-// to 2^30 pixels; a radius beyond that is clamped there (the scalar code's int conversion is
-// undefined past 2^31).
+// float operations in the same order (the comparison with the reference holds both to the same
+// tolerances). An integer radius beyond 2^30 pixels is clamped there (the scalar code's int
+// conversion is undefined past 2^31).
 static void gs_project16(const float* means, const float* cov6, const GsView& v, float eps2d, float extent_sigma,
                          float* means2d, float* conic, float* depth, int* radii) {
     gs_vf p[3], S6[6];
@@ -148,13 +147,16 @@ static void gs_project16(const float* means, const float* cov6, const GsView& v,
     const gs_vf det = a * c - b * b;
     const gs_vf det_safe = gs_vmax(det, zero + 1e-10f);
     const gs_vf q0 = c / det_safe, q1 = -b / det_safe, q2 = a / det_safe;
-    const gs_vf rx = gs_vceil(gs_vmin(extent_sigma * gs_vsqrt(gs_vmax(a, zero)), zero + 1073741824.f));
-    const gs_vf ry = gs_vceil(gs_vmin(extent_sigma * gs_vsqrt(gs_vmax(c, zero)), zero + 1073741824.f));
+    const gs_vf ex = extent_sigma * gs_vsqrt(gs_vmax(a, zero)), ey = extent_sigma * gs_vsqrt(gs_vmax(c, zero));
+    const gs_vf big = zero + 1073741824.f;  // 2^30: a float this large is an integer already
+    const gs_vf rx = gs_vsel(ex < big, gs_vceil(gs_vmin(ex, big)), ex);
+    const gs_vf ry = gs_vsel(ey < big, gs_vceil(gs_vmin(ey, big)), ey);
     gs_vm drawn = (det > 0.f) & (z > v.near_m) & (z < v.far_m);
     drawn &= (mx + rx > 0.f) & (mx - rx < (float)v.width);
     drawn &= (my + ry > 0.f) & (my - ry < (float)v.height);
     drawn &= gs_visfinite(mx) & gs_visfinite(my) & gs_visfinite(q0) & gs_visfinite(q1) & gs_visfinite(q2);
-    const gs_vm irx = __builtin_convertvector(rx, gs_vm) & drawn, iry = __builtin_convertvector(ry, gs_vm) & drawn;
+    const gs_vm irx = __builtin_convertvector(gs_vmin(rx, big), gs_vm) & drawn;
+    const gs_vm iry = __builtin_convertvector(gs_vmin(ry, big), gs_vm) & drawn;
     for (int l = 0; l < GS_LANES; ++l) {
         means2d[2 * l] = mx[l];
         means2d[2 * l + 1] = my[l];
@@ -165,6 +167,37 @@ static void gs_project16(const float* means, const float* cov6, const GsView& v,
         radii[2 * l] = irx[l];
         radii[2 * l + 1] = iry[l];
     }
+}
+
+// gs_cull_keep of common.cuh for 16 Gaussians at once, one per lane, in the same float
+// operations: whether each may be drawn in one of the E views (keep[16], 0 or 1).
+static void gs_cull16(const float* means, const float* scales, const GsView* views, int E, float eps2d,
+                      float extent_sigma, float margin_px, unsigned char* keep) {
+    gs_vf p[3], s[3];
+    for (int l = 0; l < GS_LANES; ++l)
+        for (int k = 0; k < 3; ++k) p[k][l] = means[3 * l + k], s[k][l] = scales[3 * l + k];
+    const gs_vf s_max = gs_vmax(s[0], gs_vmax(s[1], s[2])), zero = s_max * 0.f;
+    const gs_vf big = zero + 1073741824.f;  // 2^30: a float this large is an integer already
+    gs_vm kept = zero < zero;
+    for (int e = 0; e < E; ++e) {
+        const GsView& v = views[e];
+        const float* R = v.R;
+        const gs_vf x = R[0] * p[0] + R[1] * p[1] + R[2] * p[2] + v.t[0];
+        const gs_vf y = R[3] * p[0] + R[4] * p[1] + R[5] * p[2] + v.t[1];
+        const gs_vf z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + v.t[2];
+        const float tan_fovx = 0.5f * v.width / v.fx, tan_fovy = 0.5f * v.height / v.fy;
+        const float lim_x = gs_max((v.width - v.cx) / v.fx, v.cx / v.fx) + (GS_FOV_CLAMP - 1.f) * tan_fovx;
+        const float lim_y = gs_max((v.height - v.cy) / v.fy, v.cy / v.fy) + (GS_FOV_CLAMP - 1.f) * tan_fovy;
+        const gs_vf u = v.fx * x / z + v.cx, w = v.fy * y / z + v.cy;
+        const gs_vf sx = s_max * v.fx / z, sy = s_max * v.fy / z;
+        const gs_vf ex = extent_sigma * gs_vsqrt(sx * sx * (1.f + lim_x * lim_x) + eps2d);
+        const gs_vf ey = extent_sigma * gs_vsqrt(sy * sy * (1.f + lim_y * lim_y) + eps2d);
+        const gs_vf rx = gs_vsel(ex < big, gs_vceil(gs_vmin(ex, big)), ex) + 1.f + margin_px;
+        const gs_vf ry = gs_vsel(ey < big, gs_vceil(gs_vmin(ey, big)), ey) + 1.f + margin_px;
+        kept |= (z > v.near_m) & (z < v.far_m) & (u + rx > 0.f) & (u - rx < (float)v.width) & (w + ry > 0.f) &
+                (w - ry < (float)v.height);
+    }
+    for (int l = 0; l < GS_LANES; ++l) keep[l] = kept[l] != 0;
 }
 
 // gs_quat_scale_to_covar and gs_eval_sh of common.cuh for 16 Gaussians at once, one per lane, in
@@ -265,13 +298,20 @@ void gs_cull_cpu(const GsCullParams* p) {
     const GsView* views = p->views;
     const float eps2d = p->eps2d, extent_sigma = p->extent_sigma, margin_px = p->margin_px;
     unsigned char* keep = p->keep;
+    // 16 Gaussians at a time (gs_cull16); the last few padded to 16.
+    const int64_t blocks = N / GS_LANES, rest = N % GS_LANES;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; ++i) {
-        const float* s = scales + 3 * i;
-        const float s_max = gs_max(s[0], gs_max(s[1], s[2]));
-        bool k = false;
-        for (int e = 0; e < E && !k; ++e) k = gs_cull_keep(means + 3 * i, s_max, views[e], eps2d, extent_sigma, margin_px);
-        keep[i] = k;
+    for (int64_t k = 0; k < blocks; ++k)
+        gs_cull16(means + 3 * k * GS_LANES, scales + 3 * k * GS_LANES, views, E, eps2d, extent_sigma, margin_px,
+                  keep + k * GS_LANES);
+    if (rest) {
+        const int64_t i = blocks * GS_LANES;
+        float m[3 * GS_LANES] = {}, s[3 * GS_LANES] = {};
+        unsigned char k[GS_LANES];
+        std::copy(means + 3 * i, means + 3 * N, m);
+        std::copy(scales + 3 * i, scales + 3 * N, s);
+        gs_cull16(m, s, views, E, eps2d, extent_sigma, margin_px, k);
+        std::copy(k, k + rest, keep + i);
     }
 }
 
@@ -279,23 +319,28 @@ void gs_shade_cpu(const GsShadeParams* p) {
     const int E = p->E, V = p->V, K = p->K, degree = p->degree;
     const float *means = p->means, *quats = p->quats, *scales = p->scales, *sh = p->sh, *positions = p->positions;
     float *covars = p->covars, *colors = p->colors;
-    // 16 Gaussians at a time (gs_shade16), the last few one by one.
-    const int64_t blocks = V / GS_LANES;
+    // 16 Gaussians at a time (gs_shade16); the last few padded to 16, so that every Gaussian's
+    // result is the same wherever it falls (the caches compare frames bit for bit).
+    const int64_t blocks = V / GS_LANES, rest = V % GS_LANES;
 #pragma omp parallel for schedule(static)
-    for (int64_t k = 0; k < blocks + (V % GS_LANES); ++k) {
-        const int64_t i = k < blocks ? k * GS_LANES : blocks * GS_LANES + (k - blocks);
-        if (k < blocks) {
-            gs_shade16(degree, K, E, V, means + 3 * i, quats + 4 * i, scales + 3 * i, sh + (int64_t)K * 3 * i,
-                       positions, covars + 6 * i, colors + 3 * i);
-            continue;
-        }
-        gs_quat_scale_to_covar(quats + 4 * i, scales + 3 * i, covars + 6 * i);
-        for (int e = 0; e < E; ++e) {
-            const float* m = means + 3 * i;
-            const float* o = positions + 3 * e;
-            gs_eval_sh(degree, sh + (int64_t)K * 3 * i, m[0] - o[0], m[1] - o[1], m[2] - o[2],
-                       colors + 3 * ((int64_t)e * V + i));
-        }
+    for (int64_t k = 0; k < blocks; ++k) {
+        const int64_t i = k * GS_LANES;
+        gs_shade16(degree, K, E, V, means + 3 * i, quats + 4 * i, scales + 3 * i, sh + (int64_t)K * 3 * i, positions,
+                   covars + 6 * i, colors + 3 * i);
+    }
+    if (rest) {
+        const int64_t i = blocks * GS_LANES;
+        std::vector<float> m(3 * GS_LANES, 0.f), q(4 * GS_LANES, 0.f), sc(3 * GS_LANES, 0.f);
+        std::vector<float> c((size_t)K * 3 * GS_LANES, 0.f), cov(6 * GS_LANES), rgb((size_t)3 * E * GS_LANES);
+        std::copy(means + 3 * i, means + 3 * V, m.begin());
+        std::copy(quats + 4 * i, quats + 4 * (int64_t)V, q.begin());
+        std::copy(scales + 3 * i, scales + 3 * (int64_t)V, sc.begin());
+        std::copy(sh + (int64_t)K * 3 * i, sh + (int64_t)K * 3 * V, c.begin());
+        gs_shade16(degree, K, E, GS_LANES, m.data(), q.data(), sc.data(), c.data(), positions, cov.data(), rgb.data());
+        std::copy(cov.begin(), cov.begin() + 6 * rest, covars + 6 * i);
+        for (int e = 0; e < E; ++e)
+            std::copy(rgb.begin() + 3 * e * GS_LANES, rgb.begin() + 3 * e * GS_LANES + 3 * rest,
+                      colors + 3 * ((int64_t)e * V + i));
     }
 }
 
@@ -306,20 +351,28 @@ void gs_project_cpu(const GsProjectParams* p) {
     const float eps2d = p->eps2d, extent_sigma = p->extent_sigma;
     float *means2d = p->means2d, *conics = p->conics, *depths = p->depths;
     int* radii = p->radii;
-    // 16 Gaussians at a time (gs_project16), the last few one by one.
-    const int64_t blocks = V / GS_LANES;
+    // 16 Gaussians at a time (gs_project16); the last few padded to 16, so that every
+    // Gaussian's result is the same wherever it falls.
+    const int64_t blocks = V / GS_LANES, rest = V % GS_LANES;
     for (int e = 0; e < E; ++e) {
         const GsView view = views[e];
 #pragma omp parallel for schedule(static)
-        for (int64_t k = 0; k < blocks + (V % GS_LANES); ++k) {
-            const int64_t i = k < blocks ? k * GS_LANES : blocks * GS_LANES + (k - blocks);
-            const int64_t f = (int64_t)e * V + i;
-            if (k < blocks)
-                gs_project16(means + 3 * i, covars + 6 * i, view, eps2d, extent_sigma, means2d + 2 * f,
-                             conics + 3 * f, depths + f, radii + 2 * f);
-            else
-                gs_project(means + 3 * i, covars + 6 * i, view, eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
-                           depths + f, radii + 2 * f);
+        for (int64_t k = 0; k < blocks; ++k) {
+            const int64_t i = k * GS_LANES, f = (int64_t)e * V + i;
+            gs_project16(means + 3 * i, covars + 6 * i, view, eps2d, extent_sigma, means2d + 2 * f, conics + 3 * f,
+                         depths + f, radii + 2 * f);
+        }
+        if (rest) {
+            const int64_t i = blocks * GS_LANES, f = (int64_t)e * V + i;
+            float m[3 * GS_LANES] = {}, c[6 * GS_LANES] = {}, m2[2 * GS_LANES], cn[3 * GS_LANES], z[GS_LANES];
+            int r[2 * GS_LANES];
+            std::copy(means + 3 * i, means + 3 * (int64_t)V, m);
+            std::copy(covars + 6 * i, covars + 6 * (int64_t)V, c);
+            gs_project16(m, c, view, eps2d, extent_sigma, m2, cn, z, r);
+            std::copy(m2, m2 + 2 * rest, means2d + 2 * f);
+            std::copy(cn, cn + 3 * rest, conics + 3 * f);
+            std::copy(z, z + rest, depths + f);
+            std::copy(r, r + 2 * rest, radii + 2 * f);
         }
     }
 }
@@ -727,21 +780,6 @@ void gs_derive_emit_cpu(const GsDeriveParams* p) {
 
 }  // extern "C"
 
-// Pixels a splat can reach with alpha >= alpha_min: alpha = opacity * exp(-q/2) with
-// q = d^T conic d, so q <= q_max = 2 ln(opacity / alpha_min), an ellipse whose half extent along
-// x is sqrt(q_max * cov_xx) with cov = conic^-1. A small relative and absolute margin absorbs
-// float rounding (far larger than it, far smaller than a pixel).
-static inline void reach_box(const float* conic, float q_max, float* half_x, float* half_y) {
-    const float a = conic[0], b = conic[1], c = conic[2];
-    const float det = a * c - b * b;
-    if (!(det > 0.f) || !(a > 0.f) || !(c > 0.f)) {  // degenerate conic: the whole tile
-        *half_x = *half_y = INFINITY;
-        return;
-    }
-    *half_x = std::sqrt(q_max * c / det) * 1.001f + 0.01f;
-    *half_y = std::sqrt(q_max * a / det) * 1.001f + 0.01f;
-}
-
 static inline gs_vf gs_vexp(gs_vf x) {
     x = gs_vsel(x > -87.f, x, x * 0.f - 87.f);
     const gs_vf n = gs_vfloor(x * 1.44269504088896341f + 0.5f);
@@ -773,40 +811,85 @@ struct alignas(64) Splat {
     int x0, x1, y0, y1;  // pixel columns [x0, x1) and rows [y0, y1) within its reach; x0 >= x1: none
 };
 
-// The first and one-past-last pixel index whose centre lies within [c - h, c + h], clamped far
-// outside any image (h may be infinite: a degenerate conic reaches every pixel).
-static inline void reach_range(float c, float h, int* lo, int* hi) {
-    *lo = (int)std::floor(std::max(c - h - 0.5f, -1e9f));
-    *hi = (int)std::ceil(std::min(c + h + 0.5f, 1e9f));
+// ln(x) for normal x > 0: the exponent, and the atanh series of the mantissa brought within
+// [sqrt(1/2), sqrt(2)] (|s| <= 0.172, five terms: a truncation error below 1e-9), so float
+// rounding, about 1e-7 absolute, is its error. Used only where a margin of 1e-3 or more covers it.
+static inline gs_vf gs_vlog(gs_vf x) {
+    const gs_vm bits = (gs_vm)x;
+    gs_vm e = ((bits >> 23) & 255) - 127;
+    gs_vf m = (gs_vf)((bits & 0x7fffff) | 0x3f800000);  // the mantissa, [1, 2)
+    const gs_vm big = m > 1.41421356f;
+    m = gs_vsel(big, m * 0.5f, m);
+    e -= big;  // big is -1 where set
+    const gs_vf s = (m - 1.f) / (m + 1.f), s2 = s * s;
+    const gs_vf series = 1.f + s2 * (1.f / 3.f + s2 * (1.f / 5.f + s2 * (1.f / 7.f + s2 * (1.f / 9.f))));
+    return __builtin_convertvector(e, gs_vf) * 0.693147180559945f + 2.f * s * series;
 }
 
-static void pack_splats(int64_t EV, int V, const float* means2d, const float* conics, const float* opacities,
-                        const float* colors, const float* depths, float alpha_min, Splat* out) {
-#pragma omp parallel for schedule(static)
-    for (int64_t f = 0; f < EV; ++f) {
-        Splat& s = out[f];
-        s.mx = means2d[2 * f];
-        s.my = means2d[2 * f + 1];
-        s.A = -0.5f * conics[3 * f];
-        s.Bn = -conics[3 * f + 1];
-        s.C = -0.5f * conics[3 * f + 2];
-        s.opacity = opacities[f % V];
-        s.r = colors[3 * f];
-        s.g = colors[3 * f + 1];
-        s.b = colors[3 * f + 2];
-        s.depth = depths[f];
-        // alpha = opacity exp(power) >= alpha_min needs power = -q/2 >= -q_max/2; the margin of
-        // reach (1e-3, a factor 0.999 on alpha) is far beyond gs_exp's error of about 1 ulp.
-        const float q_max = 2.f * std::log(s.opacity / alpha_min);
-        s.reach = -0.5f * q_max - 1e-3f;
-        float hx, hy;
-        if (s.opacity >= alpha_min && std::isfinite(s.mx) && std::isfinite(s.my)) {
-            reach_box(conics + 3 * f, q_max, &hx, &hy);
-            reach_range(s.mx, hx, &s.x0, &s.x1);
-            reach_range(s.my, hy, &s.y0, &s.y1);
-        } else {  // reaches no pixel
+// The packed splats of 16 (view, Gaussian)s. alpha = opacity * exp(-q/2) with q = d^T conic d
+// is at least alpha_min where q <= q_max = 2 ln(opacity / alpha_min): reach = -q_max/2 less a
+// margin of 1e-3 (a factor 0.999 on alpha, far beyond gs_exp's and gs_vlog's errors), and the
+// ellipse's bounding box, half extent sqrt(q_max * cov_xx) along x with cov = conic^-1, widened
+// by a relative and an absolute margin (far larger than rounding, far smaller than a pixel), as
+// the pixel columns [x0, x1) and rows [y0, y1) whose centres lie in it, clamped far outside any
+// image (a degenerate conic reaches every pixel; a splat below alpha_min or off to infinity none).
+static void pack16(const float* means2d, const float* conics, const float* opacities, const float* colors,
+                   const float* depths, float alpha_min, Splat* out) {
+    gs_vf mx, my, a, b, c, op;
+    for (int l = 0; l < GS_LANES; ++l) {
+        mx[l] = means2d[2 * l], my[l] = means2d[2 * l + 1];
+        a[l] = conics[3 * l], b[l] = conics[3 * l + 1], c[l] = conics[3 * l + 2];
+        op[l] = opacities[l];
+    }
+    const gs_vf zero = mx * 0.f;
+    const gs_vf q_max = 2.f * gs_vlog(op / alpha_min);
+    const gs_vf reach = -0.5f * q_max - 1e-3f;
+    const gs_vf det = a * c - b * b;
+    const gs_vm regular = (det > 0.f) & (a > 0.f) & (c > 0.f);
+    const gs_vf det_safe = gs_vsel(regular, det, zero + 1.f);
+    const gs_vf hx = gs_vsel(regular, gs_vsqrt(gs_vmax(q_max * c / det_safe, zero)) * 1.001f + 0.01f, zero + 2e9f);
+    const gs_vf hy = gs_vsel(regular, gs_vsqrt(gs_vmax(q_max * a / det_safe, zero)) * 1.001f + 0.01f, zero + 2e9f);
+    const gs_vm on = (op >= alpha_min) & gs_visfinite(mx) & gs_visfinite(my);
+    const gs_vf mxs = gs_vsel(on, mx, zero), mys = gs_vsel(on, my, zero);
+    const gs_vm x0 = __builtin_convertvector(gs_vfloor(gs_vmax(mxs - hx - 0.5f, zero - 1e9f)), gs_vm);
+    const gs_vm x1 = __builtin_convertvector(gs_vceil(gs_vmin(mxs + hx + 0.5f, zero + 1e9f)), gs_vm);
+    const gs_vm y0 = __builtin_convertvector(gs_vfloor(gs_vmax(mys - hy - 0.5f, zero - 1e9f)), gs_vm);
+    const gs_vm y1 = __builtin_convertvector(gs_vceil(gs_vmin(mys + hy + 0.5f, zero + 1e9f)), gs_vm);
+    for (int l = 0; l < GS_LANES; ++l) {
+        Splat& s = out[l];
+        s.mx = mx[l], s.my = my[l];
+        s.A = -0.5f * a[l], s.Bn = -b[l], s.C = -0.5f * c[l];
+        s.opacity = op[l];
+        s.r = colors[3 * l], s.g = colors[3 * l + 1], s.b = colors[3 * l + 2];
+        s.depth = depths[l];
+        s.reach = reach[l];
+        if (on[l])
+            s.x0 = x0[l], s.x1 = x1[l], s.y0 = y0[l], s.y1 = y1[l];
+        else  // reaches no pixel
             s.x0 = s.y0 = 1, s.x1 = s.y1 = 0;
-        }
+    }
+}
+
+// One view's packed splats: 16 at a time (pack16); the last few padded to 16.
+static void pack_splats(int V, const float* means2d, const float* conics, const float* opacities,
+                        const float* colors, const float* depths, float alpha_min, Splat* out) {
+    const int blocks = V / GS_LANES, rest = V % GS_LANES;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < blocks; ++k) {
+        const int64_t f = (int64_t)k * GS_LANES;
+        pack16(means2d + 2 * f, conics + 3 * f, opacities + f, colors + 3 * f, depths + f, alpha_min, out + f);
+    }
+    if (rest) {
+        const int64_t f = (int64_t)blocks * GS_LANES;
+        float m[2 * GS_LANES] = {}, c[3 * GS_LANES] = {}, o[GS_LANES] = {}, rgb[3 * GS_LANES] = {}, z[GS_LANES] = {};
+        Splat s[GS_LANES];
+        std::copy(means2d + 2 * f, means2d + 2 * (int64_t)V, m);
+        std::copy(conics + 3 * f, conics + 3 * (int64_t)V, c);
+        std::copy(opacities + f, opacities + V, o);
+        std::copy(colors + 3 * f, colors + 3 * (int64_t)V, rgb);
+        std::copy(depths + f, depths + V, z);
+        pack16(m, c, o, rgb, z, alpha_min, s);
+        std::copy(s, s + rest, out + f);
     }
 }
 
@@ -899,21 +982,18 @@ static inline void block_lists(const uint64_t* bits, int n, unsigned char (*list
     }
 }
 
-// N consecutive pixels of a row from the blended state (a stopped pixel's T is stored negated).
-template <int N>
-static inline void write_pixels(const float* trans, const float* acc_r, const float* acc_g, const float* acc_b,
-                                const float* acc_d, const float* med, const float* background, float* rgb,
-                                float* alpha, float* depth, float* median) {
-    for (int l = 0; l < N; ++l) {
-        const float T = std::fabs(trans[l]);
-        const float a = 1.f - T;
-        rgb[3 * l] = acc_r[l] + T * background[0];
-        rgb[3 * l + 1] = acc_g[l] + T * background[1];
-        rgb[3 * l + 2] = acc_b[l] + T * background[2];
-        alpha[l] = a;
-        depth[l] = a > 0.f ? acc_d[l] / std::max(a, 1e-12f) : 0.f;
-        median[l] = med[l];
-    }
+// A block's final pixels from its blended state, in place (a stopped pixel's T is stored
+// negated): trans becomes alpha, acc_r/g/b the colour over the background, acc_d the depth.
+static inline void finish_block(float* trans, float* acc_r, float* acc_g, float* acc_b, float* acc_d,
+                                const float* background) {
+    gs_vf& t = *(gs_vf*)trans;
+    const gs_vf T = gs_vmax(t, -t), zero = T * 0.f;
+    const gs_vf a = 1.f - T;
+    *(gs_vf*)acc_r += T * background[0];
+    *(gs_vf*)acc_g += T * background[1];
+    *(gs_vf*)acc_b += T * background[2];
+    *(gs_vf*)acc_d = gs_vsel(a > 0.f, *(gs_vf*)acc_d / gs_vmax(a, zero + 1e-12f), zero);
+    t = a;
 }
 
 template <int TILE>
@@ -952,24 +1032,33 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
             // The wanted pixels' box: splats are clipped to it (pixel reuse rasterizes a few
             // pixels of a tile; the rest of its blocks cost nothing).
             int wx0 = x1, wx1 = x0, wy0 = y1, wy1 = y0, n_open = 0;
-            for (int k = 0; k < NB; ++k) {
-                bool open = false;
-                for (int l = 0; l < L; ++l) {
-                    const int i = k * L + l;
-                    const int px = x0 + (k % BX) * BW + l % BW, py = y0 + (k / BX) * BH + l / BW;
+            if (!mask && x1 - x0 == TILE && y1 - y0 == TILE) {  // every pixel wanted (most tiles)
+                for (int i = 0; i < P; ++i) {
+                    trans[i] = 1.f;
                     acc_r[i] = acc_g[i] = acc_b[i] = acc_d[i] = med[i] = 0.f;
-                    // Pixels beyond the image edge, and pixels not wanted, start out stopped.
-                    const bool wanted = px < width && py < height &&
-                                        (!mask || mask[((int64_t)eye * height + py) * (int64_t)width + px]);
-                    trans[i] = wanted ? 1.f : -1.f;
-                    open |= wanted;
-                    if (wanted) {
-                        wx0 = std::min(wx0, px), wx1 = std::max(wx1, px + 1);
-                        wy0 = std::min(wy0, py), wy1 = std::max(wy1, py + 1);
-                    }
                 }
-                block_open[k] = open;
-                n_open += open;
+                for (int k = 0; k < NB; ++k) block_open[k] = true;
+                wx0 = x0, wx1 = x1, wy0 = y0, wy1 = y1, n_open = NB;
+            } else {
+                for (int k = 0; k < NB; ++k) {
+                    bool open = false;
+                    for (int l = 0; l < L; ++l) {
+                        const int i = k * L + l;
+                        const int px = x0 + (k % BX) * BW + l % BW, py = y0 + (k / BX) * BH + l / BW;
+                        acc_r[i] = acc_g[i] = acc_b[i] = acc_d[i] = med[i] = 0.f;
+                        // Pixels beyond the image edge, and pixels not wanted, start out stopped.
+                        const bool wanted = px < width && py < height &&
+                                            (!mask || mask[((int64_t)eye * height + py) * (int64_t)width + px]);
+                        trans[i] = wanted ? 1.f : -1.f;
+                        open |= wanted;
+                        if (wanted) {
+                            wx0 = std::min(wx0, px), wx1 = std::max(wx1, px + 1);
+                            wy0 = std::min(wy0, py), wy1 = std::max(wy1, py + 1);
+                        }
+                    }
+                    block_open[k] = open;
+                    n_open += open;
+                }
             }
             const int* ids = gaussian_ids + ranges[2 * t];
             const int n_splats = ranges[2 * t + 1] - ranges[2 * t];
@@ -1029,18 +1118,32 @@ static int64_t rasterize_tiles(int E, int V, const Splat* splats, const int* gau
                 }
             }
             // Back to row-major images, one block row (BW pixels) at a time.
+            for (int k = 0; k < NB; ++k)
+                finish_block(trans + k * L, acc_r + k * L, acc_g + k * L, acc_b + k * L, acc_d + k * L, background);
             for (int y = y0; y < y1; ++y)
                 for (int xb = x0; xb < x1; xb += BW) {
-                    const int by = y - y0, i0 = ((by / BH) * BX + (xb - x0) / BW) * L + (by % BH) * BW;
+                    const int by = y - y0, i = ((by / BH) * BX + (xb - x0) / BW) * L + (by % BH) * BW;
                     const int64_t o = (eye * height + y) * (int64_t)width + xb;
-                    if (xb + BW <= x1)  // a whole block row: a fixed-length loop, vectorised
-                        write_pixels<BW>(trans + i0, acc_r + i0, acc_g + i0, acc_b + i0, acc_d + i0, med + i0,
-                                         background, out_rgb + 3 * o, out_alpha + o, out_depth + o, out_median + o);
-                    else
-                        for (int l = 0; l < x1 - xb; ++l)
-                            write_pixels<1>(trans + i0 + l, acc_r + i0 + l, acc_g + i0 + l, acc_b + i0 + l,
-                                            acc_d + i0 + l, med + i0 + l, background, out_rgb + 3 * (o + l),
-                                            out_alpha + o + l, out_depth + o + l, out_median + o + l);
+                    const int n = std::min(BW, x1 - xb);
+                    if (n == BW) {  // a whole block row: fixed-length copies
+                        std::memcpy(out_alpha + o, trans + i, sizeof(float) * BW);
+                        std::memcpy(out_depth + o, acc_d + i, sizeof(float) * BW);
+                        std::memcpy(out_median + o, med + i, sizeof(float) * BW);
+                        for (int l = 0; l < BW; ++l) {
+                            out_rgb[3 * (o + l)] = acc_r[i + l];
+                            out_rgb[3 * (o + l) + 1] = acc_g[i + l];
+                            out_rgb[3 * (o + l) + 2] = acc_b[i + l];
+                        }
+                    } else {
+                        for (int l = 0; l < n; ++l) {
+                            out_alpha[o + l] = trans[i + l];
+                            out_depth[o + l] = acc_d[i + l];
+                            out_median[o + l] = med[i + l];
+                            out_rgb[3 * (o + l)] = acc_r[i + l];
+                            out_rgb[3 * (o + l) + 1] = acc_g[i + l];
+                            out_rgb[3 * (o + l) + 2] = acc_b[i + l];
+                        }
+                    }
                 }
         }
     }
@@ -1068,8 +1171,7 @@ extern "C" int64_t gs_rasterize_cpu(const GsRasterParams* p) {
     int64_t evaluations = 0;
     for (int e = 0; e < E; ++e) {
         const int64_t f0 = (int64_t)e * V;
-        pack_splats(V, V, means2d + 2 * f0, conics + 3 * f0, opacities, colors + 3 * f0, depths + f0, alpha_min,
-                    splats);
+        pack_splats(V, means2d + 2 * f0, conics + 3 * f0, opacities, colors + 3 * f0, depths + f0, alpha_min, splats);
 #define GS_RASTERIZE(TILE)                                                                                           \
     rasterize_tiles<TILE>(1, V, splats, gaussian_ids, ranges + 2 * e * T, tiles_x, tiles_y, width, height,     \
                           alpha_max, alpha_min, t_min, background, out_rgb + 3 * e * HW, out_alpha + e * HW,          \
