@@ -501,10 +501,10 @@ extern "C" {
 // views when shared_depth says every Gaussian has the same depth in every view, as with parallel
 // eyes), then emitted in that order into per-tile slots found by a counting sort over tile ids.
 // The Gaussians' tiles and depths are gathered into depth order once, so the count and the
-// emission read memory in order. Both split the depth order into one contiguous part per thread,
-// and a tile's slots hold thread 0's part first: each tile's run is in depth order with ties in
-// index order, exactly the order a stable sort of the (tile, depth) keys gives. Returns 0, or -1
-// when out of memory.
+// emission read memory in order. Both split the depth order into P contiguous parts (P = the most
+// threads OpenMP gives, whatever a team's size), and a tile's slots hold part 0's intersections
+// first: each tile's run is in depth order with ties in index order, exactly the order a stable
+// sort of the (tile, depth) keys gives. Returns 0, or -1 when out of memory.
 int gs_bin_sorted_cpu(const GsBinParams* p) {
     const int E = p->E, V = p->V, tile_px = p->tile_px, tiles_x = p->tiles_x, tiles_y = p->tiles_y;
     const int shared_depth = p->shared_depth;
@@ -574,50 +574,55 @@ int gs_bin_sorted_cpu(const GsBinParams* p) {
             for (int64_t i = 0; i < n; ++i) out[i] = in[(uint32_t)sorted[i]];
         }
     }
-    // Intersections per (thread's part, view, tile), then each part's first slot in every tile.
-    std::vector<int64_t> cursor((size_t)threads * E * T, 0);
-    int used = 1;
+    // Intersections per (part of the depth order, view, tile): P contiguous parts, P = the most
+    // threads OpenMP gives, each team's threads taking parts in turn whatever the team's size.
+    const int P = threads;
+    std::vector<int64_t> cursor((size_t)P * E * T, 0);
 #pragma omp parallel
     {
-        const int q = omp_get_num_threads(), t = omp_get_thread_num();
-#pragma omp single
-        used = q;
-        int64_t* mine = cursor.data() + (size_t)t * E * T;
-        for (int e = 0; e < E; ++e) {
-            const BinEntry* in = entries + (int64_t)e * V;
-            for (int64_t i = m[e] * t / q; i < m[e] * (t + 1) / q; ++i) {
-                // Disabled visits add 0 to a real counter (the entry's first tile, or tile 0).
-                for_each_tile(in[i], tiles_x, [&](int64_t tile, bool on) { mine[e * T + (on ? tile : 0)] += on; });
+        const int q = omp_get_num_threads();
+        for (int u = omp_get_thread_num(); u < P; u += q) {
+            int64_t* mine = cursor.data() + (size_t)u * E * T;
+            for (int e = 0; e < E; ++e) {
+                const BinEntry* in = entries + (int64_t)e * V;
+                for (int64_t i = m[e] * u / P; i < m[e] * (u + 1) / P; ++i) {
+                    // Visits that are off add 0 to a real counter (tile 0 of the view).
+                    for_each_tile(in[i], tiles_x, [&](int64_t tile, bool on) { mine[e * T + (on ? tile : 0)] += on; });
+                }
             }
         }
     }
+    // Each part's first slot in every tile: a tile's slots hold part 0's intersections first.
     int64_t sum = 0;
     for (int64_t tile = 0; tile < E * T; ++tile) {
         ranges[2 * tile] = (int)sum;
-        for (int t = 0; t < used; ++t) {
-            const int64_t c = cursor[(size_t)t * E * T + tile];
-            cursor[(size_t)t * E * T + tile] = sum;
+        for (int u = 0; u < P; ++u) {
+            const int64_t c = cursor[(size_t)u * E * T + tile];
+            cursor[(size_t)u * E * T + tile] = sum;
             sum += c;
         }
         ranges[2 * tile + 1] = (int)sum;
     }
-#pragma omp parallel num_threads(used)
+    // Each part emits its intersections through its own cursors, in depth order.
+#pragma omp parallel
     {
-        const int q = omp_get_num_threads(), t = omp_get_thread_num();
-        int64_t* mine = cursor.data() + (size_t)t * E * T;
-        for (int e = 0; e < E; ++e) {
-            const BinEntry* in = entries + (int64_t)e * V;
-            for (int64_t i = m[e] * t / q; i < m[e] * (t + 1) / q; ++i) {
-                const BinEntry r = in[i];
-                // A plain loop here: the four fixed visits of for_each_tile measured slower (their
-                // stores to a sink cost more than the mispredicted branches they save).
-                for (int ty = r.y0; ty < r.y1; ++ty)
-                    for (int tx = r.x0; tx < r.x1; ++tx) {
-                        const int64_t tile = e * T + (int64_t)ty * tiles_x + tx;
-                        const int64_t at = mine[tile]++;
-                        keys[at] = (tile << GS_TILE_KEY_SHIFT) | (int64_t)r.depth_bits;
-                        gaussian_ids[at] = r.g;
-                    }
+        const int q = omp_get_num_threads();
+        for (int u = omp_get_thread_num(); u < P; u += q) {
+            int64_t* mine = cursor.data() + (size_t)u * E * T;
+            for (int e = 0; e < E; ++e) {
+                const BinEntry* in = entries + (int64_t)e * V;
+                for (int64_t i = m[e] * u / P; i < m[e] * (u + 1) / P; ++i) {
+                    const BinEntry r = in[i];
+                    // A plain loop here: the four fixed visits of for_each_tile measured slower
+                    // (their stores to a sink cost more than the mispredicted branches they save).
+                    for (int ty = r.y0; ty < r.y1; ++ty)
+                        for (int tx = r.x0; tx < r.x1; ++tx) {
+                            const int64_t tile = e * T + (int64_t)ty * tiles_x + tx;
+                            const int64_t at = mine[tile]++;
+                            keys[at] = (tile << GS_TILE_KEY_SHIFT) | (int64_t)r.depth_bits;
+                            gaussian_ids[at] = r.g;
+                        }
+                }
             }
         }
     }
