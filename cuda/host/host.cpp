@@ -100,7 +100,6 @@ static inline bool gs_vany(gs_vm m) {  // any lane set
 #endif
 }
 
-
 // gs_project (with gs_splat) of common.cuh for 16 Gaussians at once, one per lane: the same
 // float operations in the same order (the comparison with the reference holds both to the same
 // tolerances). An integer radius beyond 2^30 pixels is clamped there (the scalar code's int
@@ -201,9 +200,9 @@ static void gs_cull16(const float* means, const float* scales, const GsView* vie
 }
 
 // gs_quat_scale_to_covar and gs_eval_sh of common.cuh for 16 Gaussians at once, one per lane, in
-// the same float operations and order (so each lane is what the scalar functions give): the
-// covariance once, the colour for each of the E view positions. The SH coefficients are read
-// once into lanes for all views.
+// the same float operations and order (a lane can still differ from the scalar functions by
+// rounding where the compiler fuses multiply-adds differently): the covariance once, the colour
+// for each of the E view positions. The SH coefficients are read once into lanes for all views.
 static void gs_shade16(int degree, int K, int E, int64_t V, const float* means, const float* quats,
                        const float* scales, const float* sh, const float* positions, float* covars, float* colors) {
     gs_vf q[4], sc[3], m[3];
@@ -494,6 +493,24 @@ static inline void for_each_tile(const BinEntry& r, int tiles_x, Visit visit) {
     }
 }
 
+// Calls visit(cursors, view, entry) for every view's entries (entries[e * V + i], i < m[e]) in P
+// contiguous parts of each view's depth order, part u with its own cursors (cursor + u * E * T),
+// in order within a part; the parts are spread over the team's threads whatever its size
+// (P = the most threads OpenMP gives), so every call splits the entries alike.
+template <class Visit>
+static void for_each_part(int P, int E, int V, int64_t T, const int64_t* m, const BinEntry* entries,
+                          int64_t* cursor, Visit visit) {
+#pragma omp parallel
+    {
+        const int q = omp_get_num_threads();
+        for (int u = omp_get_thread_num(); u < P; u += q)
+            for (int e = 0; e < E; ++e) {
+                const BinEntry* in = entries + (int64_t)e * V;
+                for (int64_t i = m[e] * u / P; i < m[e] * (u + 1) / P; ++i) visit(cursor + (size_t)u * E * T, e, in[i]);
+            }
+    }
+}
+
 extern "C" {
 
 // Sorted intersections without a key sort, in time linear in the Gaussians and intersections:
@@ -574,25 +591,14 @@ int gs_bin_sorted_cpu(const GsBinParams* p) {
             for (int64_t i = 0; i < n; ++i) out[i] = in[(uint32_t)sorted[i]];
         }
     }
-    // Intersections per (part of the depth order, view, tile): P contiguous parts, P = the most
-    // threads OpenMP gives, each team's threads taking parts in turn whatever the team's size.
+    // Intersections per (part of the depth order, view, tile), then each part's first slot in
+    // every tile (a tile's slots hold part 0's intersections first), then the emission.
     const int P = threads;
     std::vector<int64_t> cursor((size_t)P * E * T, 0);
-#pragma omp parallel
-    {
-        const int q = omp_get_num_threads();
-        for (int u = omp_get_thread_num(); u < P; u += q) {
-            int64_t* mine = cursor.data() + (size_t)u * E * T;
-            for (int e = 0; e < E; ++e) {
-                const BinEntry* in = entries + (int64_t)e * V;
-                for (int64_t i = m[e] * u / P; i < m[e] * (u + 1) / P; ++i) {
-                    // Visits that are off add 0 to a real counter (tile 0 of the view).
-                    for_each_tile(in[i], tiles_x, [&](int64_t tile, bool on) { mine[e * T + (on ? tile : 0)] += on; });
-                }
-            }
-        }
-    }
-    // Each part's first slot in every tile: a tile's slots hold part 0's intersections first.
+    for_each_part(P, E, V, T, m.data(), entries, cursor.data(), [&](int64_t* mine, int e, const BinEntry& r) {
+        // Visits that are off add 0 to a real counter (tile 0 of the view).
+        for_each_tile(r, tiles_x, [&](int64_t tile, bool on) { mine[e * T + (on ? tile : 0)] += on; });
+    });
     int64_t sum = 0;
     for (int64_t tile = 0; tile < E * T; ++tile) {
         ranges[2 * tile] = (int)sum;
@@ -603,29 +609,17 @@ int gs_bin_sorted_cpu(const GsBinParams* p) {
         }
         ranges[2 * tile + 1] = (int)sum;
     }
-    // Each part emits its intersections through its own cursors, in depth order.
-#pragma omp parallel
-    {
-        const int q = omp_get_num_threads();
-        for (int u = omp_get_thread_num(); u < P; u += q) {
-            int64_t* mine = cursor.data() + (size_t)u * E * T;
-            for (int e = 0; e < E; ++e) {
-                const BinEntry* in = entries + (int64_t)e * V;
-                for (int64_t i = m[e] * u / P; i < m[e] * (u + 1) / P; ++i) {
-                    const BinEntry r = in[i];
-                    // A plain loop here: the four fixed visits of for_each_tile measured slower
-                    // (their stores to a sink cost more than the mispredicted branches they save).
-                    for (int ty = r.y0; ty < r.y1; ++ty)
-                        for (int tx = r.x0; tx < r.x1; ++tx) {
-                            const int64_t tile = e * T + (int64_t)ty * tiles_x + tx;
-                            const int64_t at = mine[tile]++;
-                            keys[at] = (tile << GS_TILE_KEY_SHIFT) | (int64_t)r.depth_bits;
-                            gaussian_ids[at] = r.g;
-                        }
-                }
+    for_each_part(P, E, V, T, m.data(), entries, cursor.data(), [&](int64_t* mine, int e, const BinEntry& r) {
+        // A plain loop here: the four fixed visits of for_each_tile measured slower (their
+        // stores to a sink cost more than the mispredicted branches they save).
+        for (int ty = r.y0; ty < r.y1; ++ty)
+            for (int tx = r.x0; tx < r.x1; ++tx) {
+                const int64_t tile = e * T + (int64_t)ty * tiles_x + tx;
+                const int64_t at = mine[tile]++;
+                keys[at] = (tile << GS_TILE_KEY_SHIFT) | (int64_t)r.depth_bits;
+                gaussian_ids[at] = r.g;
             }
-        }
-    }
+    });
     workspace_trim();
     return 0;
 }
