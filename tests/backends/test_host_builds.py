@@ -1,13 +1,13 @@
-"""The cpu backend built for older machines: its 16-lane vectors (rasterizer, shade, project)
-and its binning compiled without AVX-512 (AVX2: two 256-bit registers per vector) and without AVX at all (SSE2:
-four 128-bit registers, no fused multiply-adds), each against the torch reference on inputs
-that expose rounding: odd image sizes, every tile size, view-dependent colours (degree 3), a
-Gaussian count that leaves a partial block of 16, an empty scene and a single Gaussian. The machine's own build is covered by the kernel matrix."""
+"""The cpu backend built for older machines: its 16-lane vectors (cull, shade, project,
+rasterize) and its binning compiled without AVX-512 (AVX2: two 256-bit registers per vector) and
+without AVX at all (SSE2: four 128-bit registers, no fused multiply-adds), each against the torch
+reference on inputs that expose rounding: odd image sizes, every tile size, view-dependent
+colours (degree 3), a Gaussian count that leaves a partial block of 16, an empty scene and a
+single Gaussian. The machine's own build is covered by the kernel matrix."""
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from gscache import backends
 from gscache.backends import cpu
@@ -57,6 +57,7 @@ def test_host_build_matches_the_reference(build, n, width, height, tile_px):
     projected = ref.project(visible, shaded, views, ProjectConfig())
     bins = ref.bin(projected, views, bin_cfg)
     images = ref.rasterize(visible, shaded, projected, bins, views, RasterConfig())
+    assert_stage_close(cpu.cull(scene, views, CullConfig(), ProjectConfig()), visible, "cull")
     assert_stage_close(cpu.shade(visible, views, ShadeConfig()), shaded, "shade")
     assert_stage_close(cpu.project(visible, shaded, views, ProjectConfig()), projected, "project")
     assert_stage_close(cpu.bin_tiles(projected, views, bin_cfg), bins, "bin")
