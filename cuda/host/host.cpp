@@ -474,10 +474,11 @@ struct BinEntry {
     int32_t g;
 };
 
-// Calls visit(tile) for each tile of an entry's rectangle, tile = ty * tiles_x + tx in row-major
-// order. Rectangles of at most 2x2 tiles (nearly all: 1.9 tiles per Gaussian on playbot at
-// 1024x1024) take a fixed sequence of four calls, the ones outside the rectangle given
-// enabled = false, because a loop over a rectangle of random size mispredicts its branches.
+// Calls visit(tile, on) for each tile of an entry's rectangle, tile = ty * tiles_x + tx in
+// row-major order, on = true. Rectangles of at most 2x2 tiles (nearly all: 1.9 tiles per Gaussian
+// on playbot at 1024x1024) take a fixed sequence of four calls instead, those outside the
+// rectangle with on = false and a tile that may lie outside the grid (the visitor must not use
+// it then), because a loop over a rectangle of random size mispredicts its branches.
 template <class Visit>
 static inline void for_each_tile(const BinEntry& r, int tiles_x, Visit visit) {
     const int w = r.x1 - r.x0, h = r.y1 - r.y0;
